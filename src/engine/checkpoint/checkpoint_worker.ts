@@ -1,0 +1,56 @@
+/**
+ * Worker entry point of the checkpointer. Receives `{ shared }`, answers `{ ready: true }`, then runs
+ * a checkpoint whenever one is requested (the `checkpoint` op, the WAL writer past
+ * `checkpoint_wal_bytes`) or `checkpoint_interval_ms` has passed. When the host raises the stop flag
+ * it writes a final checkpoint and answers `{ exited: true }`.
+ */
+import { Arena } from "../arena.ts";
+import { EngineControl } from "../control.ts";
+import type { EngineShared } from "../engine.ts";
+import { waitDurable } from "../host.ts";
+import { RealIo } from "../io/real_io.ts";
+import { Table } from "../table.ts";
+import { WalBuffer } from "../wal/wal_buffer.ts";
+import { Checkpointer } from "./checkpointer.ts";
+
+declare const self: Worker;
+
+/** Longest block on the request word, so the stop flag is seen promptly. */
+const POLL_MS = 1000;
+
+self.onmessage = (event: MessageEvent) => {
+  const { shared } = event.data as { shared: EngineShared };
+  const config = shared.config;
+  const wal = new WalBuffer(shared.wal);
+  const control = new EngineControl(shared.control);
+  const log = (line: string) => self.postMessage({ log: line });
+  const table = new Table(shared.table, new Arena(shared.arena));
+  const checkpointer = new Checkpointer(new RealIo(), config, table, wal, {
+    make_durable: (lsn) => waitDurable(wal, lsn),
+    log,
+  });
+  const runOnce = () => {
+    try {
+      const result = checkpointer.run();
+      control.publishCheckpoint({ ...result, finished_unix_ms: Date.now() });
+    } catch (error) {
+      log(`checkpoint failed: ${error instanceof Error ? error.message : String(error)}`);
+      control.publishCheckpoint(undefined);
+    }
+  };
+  self.postMessage({ ready: true });
+  let last_ms = Date.now();
+  while (!control.stopRequested()) {
+    const seq = wal.checkpointSeq();
+    const interval_ms = config.checkpoint_interval_ms;
+    const due_in_ms = interval_ms === 0 ? POLL_MS : Math.max(0, last_ms + interval_ms - Date.now());
+    wal.waitCheckpointRequest(seq, Math.min(POLL_MS, due_in_ms));
+    if (control.stopRequested()) break;
+    const timer_due = interval_ms > 0 && Date.now() - last_ms >= interval_ms;
+    if (wal.checkpointSeq() === seq && !timer_due) continue;
+    runOnce();
+    last_ms = Date.now();
+  }
+  if (wal.state() !== 2) runOnce();
+  self.postMessage({ exited: true });
+};

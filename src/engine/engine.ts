@@ -1,0 +1,233 @@
+/**
+ * A thread's handle on the storage engine: reads and writes on the shared table, any number of
+ * threads at once. Built from {@link EngineShared} (made once by the owner, see host.ts, and posted
+ * to every worker).
+ *
+ * Reads see only versions at or below the visible LSN: with fsync `always` a reader never sees a
+ * write that a crash or power cut could take back; with `everysec`/`no` never one that kill -9 could.
+ * A write resolves once its LSN is visible; a multi-key write is one WAL record whose keys become
+ * visible together (one LSN), and `mget` reads every key at one visible LSN.
+ *
+ * @example
+ * const engine = new Engine(shared);
+ * await engine.set(key, value);
+ * engine.get(key); // → a copy of value
+ * await engine.mset([[k1, v1], [k2, v2]]); // all or nothing, atomically visible
+ */
+import { Arena, type ArenaShared } from "./arena.ts";
+import type { EngineConfig } from "./config.ts";
+import { InvalidError, TooLargeError } from "./errors.ts";
+import { hashKey } from "./hash.ts";
+import { STALE, Table, type TableShared } from "./table.ts";
+import { OP_DEL, OP_SET } from "./wal/format.ts";
+import { encodedRecordSize, encodeRecord, type WalEntry } from "./wal/record.ts";
+import { Visibility } from "./wal/visibility.ts";
+import { WalBuffer, type WalBufferShared } from "./wal/wal_buffer.ts";
+
+/** Everything a thread needs to attach to the engine; structured-cloneable (SharedArrayBuffers). */
+export interface EngineShared {
+  readonly config: EngineConfig;
+  readonly arena: ArenaShared;
+  readonly table: TableShared;
+  readonly wal: WalBufferShared;
+  /** Int32 words shared by the host and its workers: stop flag, checkpoint status. */
+  readonly control: SharedArrayBuffer;
+}
+
+export interface EngineOptions {
+  /** Simulation: run without background threads. `wait_for_space` must make the WAL writer step. */
+  readonly inline?: { readonly wait_for_space: () => void };
+}
+
+export class Engine {
+  readonly config: EngineConfig;
+  readonly arena: Arena;
+  readonly table: Table;
+  readonly wal: WalBuffer;
+  readonly visibility: Visibility;
+
+  constructor(shared: EngineShared, options: EngineOptions = {}) {
+    this.config = shared.config;
+    this.arena = new Arena(shared.arena);
+    this.table = new Table(shared.table, this.arena);
+    const wait = options.inline?.wait_for_space;
+    this.wal = new WalBuffer(shared.wal, wait === undefined ? undefined : () => wait());
+    this.visibility = new Visibility(this.wal, { inline: options.inline !== undefined });
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** The value of `key` (a copy), or undefined. */
+  get(key: Uint8Array): Uint8Array | undefined {
+    this.checkKey(key);
+    const h = hashKey(key);
+    for (;;) {
+      const result = this.table.get(key, h, this.wal.visibleLsn(), true);
+      if (result !== STALE) return result;
+    }
+  }
+
+  /** True if `key` holds a value. */
+  exists(key: Uint8Array): boolean {
+    this.checkKey(key);
+    const h = hashKey(key);
+    for (;;) {
+      const result = this.table.get(key, h, this.wal.visibleLsn(), false);
+      if (result !== STALE) return result !== undefined;
+    }
+  }
+
+  /** The values of `keys` (copies, undefined where absent), all read at one visible LSN. */
+  mget(keys: readonly Uint8Array[]): Array<Uint8Array | undefined> {
+    for (const key of keys) this.checkKey(key);
+    const hashes = keys.map((key) => hashKey(key));
+    const values: Array<Uint8Array | undefined> = new Array(keys.length);
+    retry: for (;;) {
+      const visible = this.wal.visibleLsn();
+      for (let i = 0; i < keys.length; i++) {
+        const result = this.table.get(keys[i]!, hashes[i]!, visible, true);
+        if (result === STALE) continue retry;
+        values[i] = result;
+      }
+      return values;
+    }
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Sets `key` to `value` (bytes stored exactly). `expiry_unix_ms` is reserved for TTL (0 = none). */
+  async set(key: Uint8Array, value: Uint8Array, expiry_unix_ms = 0): Promise<void> {
+    await this.write([{ op: OP_SET, key, value, expiry_unix_ms }]);
+  }
+
+  /** Deletes `key`; true if it held a value. */
+  async del(key: Uint8Array): Promise<boolean> {
+    return await this.write([{ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 }]);
+  }
+
+  /** Sets every pair atomically: one WAL record, visible all at once, all or nothing after a crash. */
+  async mset(pairs: ReadonlyArray<readonly [Uint8Array, Uint8Array]>): Promise<void> {
+    if (pairs.length === 0) throw new InvalidError("mset needs at least one key");
+    await this.write(pairs.map(([key, value]) => ({ op: OP_SET, key, value, expiry_unix_ms: 0 })));
+  }
+
+  /**
+   * Applies a batch of SET/DEL entries as one WAL record. Resolves when the record is visible; for a
+   * single DEL, resolves to whether the key held a value (a DEL of an absent key writes nothing).
+   * Throws TooLargeError or InvalidError before changing anything; rejects with UnavailableError
+   * if the WAL refuses or fails the write (then nothing of it is visible, now or after a restart).
+   */
+  async write(entries: readonly WalEntry[]): Promise<boolean> {
+    const size_bytes = this.checkBatch(entries);
+    const hashes = entries.map((e) => hashKey(e.key));
+    const shards = [...new Set(hashes.map((h) => this.table.shardOf(h)))].sort((a, b) => a - b);
+    const versions = this.newVersions(entries);
+    let lsn = 0;
+    let epoch = 0;
+    let existed = true;
+    let finalize: boolean[] = [];
+    for (const shard of shards) this.table.lockShard(shard);
+    try {
+      if (entries.length === 1 && entries[0]!.op === OP_DEL) {
+        const head = this.table.headRef(entries[0]!.key, hashes[0]!);
+        existed = head !== 0 && !this.table.isTombstone(head);
+        if (!existed) {
+          this.table.discardVersion(versions[0]!);
+          versions.length = 0;
+          lsn = head === 0 ? 0 : this.table.versionLsn(head);
+          epoch = this.wal.epoch();
+        }
+      }
+      if (versions.length > 0) {
+        for (const shard of shards) this.table.reserveSlots(shard, countIn(shard, hashes, this.table));
+        lsn = this.wal.reserve(size_bytes);
+        epoch = this.wal.reserved_epoch;
+        try {
+          encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
+          const visible = this.wal.visibleLsn();
+          finalize = versions.map((v, i) => this.table.link(v, hashes[i]!, lsn, visible));
+        } finally {
+          versions.length = 0;
+          this.wal.complete(lsn);
+        }
+      }
+    } finally {
+      for (const v of versions) this.table.discardVersion(v);
+      for (let i = shards.length - 1; i >= 0; i--) this.table.unlockShard(shards[i]!);
+    }
+    if (lsn > 0) await this.visibility.wait(lsn, epoch);
+    for (let i = 0; i < finalize.length; i++) if (finalize[i]) this.finalize(entries[i]!.key, hashes[i]!);
+    return existed;
+  }
+
+  /** Simulation: settle writes whose LSN became visible. */
+  poll(): void {
+    this.visibility.poll();
+  }
+
+  private finalize(key: Uint8Array, h: number): void {
+    const shard = this.table.shardOf(h);
+    this.table.lockShard(shard);
+    try {
+      this.table.finalize(key, h, this.wal.visibleLsn());
+    } finally {
+      this.table.unlockShard(shard);
+    }
+  }
+
+  /** Allocates every version up front, so a full arena fails the write before anything changed. */
+  private newVersions(entries: readonly WalEntry[]): number[] {
+    const versions: number[] = [];
+    try {
+      for (const e of entries) {
+        const value_length = e.value?.length ?? 0;
+        versions.push(
+          this.table.newVersion(e.key, 0, e.key.length, e.value, 0, value_length, e.expiry_unix_ms),
+        );
+      }
+    } catch (error) {
+      for (const v of versions) this.table.discardVersion(v);
+      throw error;
+    }
+    return versions;
+  }
+
+  // ---------------------------------------------------------------- limits
+
+  private checkKey(key: Uint8Array): void {
+    if (!(key instanceof Uint8Array)) throw new InvalidError("a key is a byte string");
+    if (key.length > this.config.max_key_bytes) {
+      throw new TooLargeError(`key of ${key.length} bytes is over the limit of ${this.config.max_key_bytes}`);
+    }
+  }
+
+  /** Validates every entry and returns the record size. */
+  private checkBatch(entries: readonly WalEntry[]): number {
+    if (entries.length === 0) throw new InvalidError("a write needs at least one entry");
+    for (const e of entries) {
+      this.checkKey(e.key);
+      if (e.op === OP_SET && !(e.value instanceof Uint8Array))
+        throw new InvalidError("a value is a byte string");
+      if ((e.value?.length ?? 0) > this.config.max_value_bytes) {
+        throw new TooLargeError(
+          `value of ${e.value!.length} bytes is over the limit of ${this.config.max_value_bytes}`,
+        );
+      }
+      if (!Number.isFinite(e.expiry_unix_ms) || e.expiry_unix_ms < 0)
+        throw new InvalidError("expiry must be ≥ 0");
+    }
+    const size_bytes = encodedRecordSize(entries);
+    if (size_bytes > this.config.max_batch_bytes) {
+      throw new TooLargeError(
+        `write of ${size_bytes} bytes is over the batch limit of ${this.config.max_batch_bytes}`,
+      );
+    }
+    return size_bytes;
+  }
+}
+
+function countIn(shard: number, hashes: readonly number[], table: Table): number {
+  let n = 0;
+  for (const h of hashes) if (table.shardOf(h) === shard) n++;
+  return n;
+}

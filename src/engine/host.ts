@@ -1,0 +1,247 @@
+/**
+ * Opening and closing the engine. The owner thread recovers the table, creates every shared buffer,
+ * and starts the two engine workers — the WAL writer (group commit) and the checkpointer — then hands
+ * out {@link EngineShared} so any number of other workers can attach an {@link Engine}.
+ *
+ * `inline: true` runs the same WAL writer and checkpointer on the calling thread, stepped by the
+ * caller: the deterministic mode of simulation tests (one thread, a {@link SimDisk}).
+ *
+ * @example
+ * const host = await openEngine(engineConfig({ data_dir: "./var/data" }));
+ * await host.engine.set(key, value);
+ * const { redo_lsn } = await host.checkpoint();
+ * await host.close(); // final checkpoint, WAL synced, workers stopped
+ */
+import { Arena, createArenaShared } from "./arena.ts";
+import { Checkpointer } from "./checkpoint/checkpointer.ts";
+import type { EngineConfig } from "./config.ts";
+import { type CheckpointStatus, createControlBuffer, EngineControl } from "./control.ts";
+import { Engine, type EngineShared } from "./engine.ts";
+import { UnavailableError } from "./errors.ts";
+import type { Io } from "./io/io.ts";
+import { RealIo } from "./io/real_io.ts";
+import { type RecoveryResult, recover } from "./recovery.ts";
+import { createTableShared, Table } from "./table.ts";
+import { createWalBufferShared, WAL_STOPPED, type WalBuffer } from "./wal/wal_buffer.ts";
+import { WalWriter } from "./wal/wal_writer.ts";
+
+const ARENA_BUFFER_BYTES = 2 ** 32;
+const ARENA_INITIAL_BYTES = 16 << 20;
+
+export interface OpenOptions {
+  /** The I/O seam (default: the real file system). Threaded mode always uses RealIo in its workers. */
+  readonly io?: Io;
+  /** Run the WAL writer and checkpointer on this thread, stepped by the caller (simulation). */
+  readonly inline?: boolean;
+  readonly log?: (line: string) => void;
+  /** A worker died: the engine cannot go on safely (a lock may be held). Default: log and exit(70). */
+  readonly on_fatal?: (error: Error) => void;
+}
+
+/** Creates the shared memory of an empty table (arena and shards). */
+function createStorage(config: EngineConfig): Pick<EngineShared, "arena" | "table"> {
+  const buffer_count = Math.min(8, Math.ceil(config.memory_limit_bytes / ARENA_BUFFER_BYTES));
+  const arena = createArenaShared({
+    buffer_count,
+    initial_bytes: ARENA_INITIAL_BYTES,
+    limit_bytes: config.memory_limit_bytes,
+  });
+  return { arena, table: createTableShared(new Arena(arena), config.shard_bits) };
+}
+
+/** The owner's handle: the engine, plus checkpoint and shutdown. */
+export interface EngineHost {
+  readonly shared: EngineShared;
+  readonly engine: Engine;
+  readonly recovery: RecoveryResult;
+  /** Runs a checkpoint that starts after this call; resolves with its status once it is durable. */
+  checkpoint(): Promise<CheckpointStatus>;
+  /** Final checkpoint (best effort), WAL flushed and synced, workers stopped. */
+  close(): Promise<void>;
+}
+
+/**
+ * Recovers `config.data_dir` and starts the engine. Throws CorruptionError (naming file and offset)
+ * if the data on disk fails verification.
+ */
+export async function openEngine(config: EngineConfig, options: OpenOptions = {}): Promise<EngineHost> {
+  const io = options.io ?? new RealIo();
+  const log = options.log ?? ((line: string) => console.error(line));
+  const storage = createStorage(config);
+  const recovery = recover(io, config, new Table(storage.table, new Arena(storage.arena)), log);
+  const wal = createWalBufferShared({ ring_bytes: config.wal_buffer_bytes, next_lsn: recovery.next_lsn });
+  const shared: EngineShared = { config, ...storage, wal, control: createControlBuffer() };
+  if (options.inline) return new InlineHost(io, shared, recovery, log);
+  const host = new ThreadedHost(shared, recovery, log, options.on_fatal ?? defaultFatal(log));
+  await host.start();
+  return host;
+}
+
+function defaultFatal(log: (line: string) => void) {
+  return (error: Error) => {
+    log(`fatal: engine worker died: ${error.message}`);
+    process.exit(70);
+  };
+}
+
+/** Waits until the WAL is durable up to `lsn` (checkpointer thread: it may block). */
+export function waitDurable(wal: WalBuffer, lsn: number): void {
+  wal.requestSync(lsn);
+  for (;;) {
+    const seq = wal.publishSeq();
+    if (wal.lsns().durable >= lsn) return;
+    if (wal.state() === WAL_STOPPED) throw new UnavailableError(`WAL stopped: ${wal.lastError()}`);
+    wal.waitPublish(seq, 100);
+  }
+}
+
+class ThreadedHost implements EngineHost {
+  readonly engine: Engine;
+  private readonly control: EngineControl;
+  private writer_worker: Worker | undefined;
+  private checkpoint_worker: Worker | undefined;
+  private closed = false;
+
+  constructor(
+    readonly shared: EngineShared,
+    readonly recovery: RecoveryResult,
+    private readonly log: (line: string) => void,
+    private readonly on_fatal: (error: Error) => void,
+  ) {
+    this.engine = new Engine(shared);
+    this.control = new EngineControl(shared.control);
+  }
+
+  async start(): Promise<void> {
+    this.writer_worker = await this.spawn(new URL("./wal/wal_writer_worker.ts", import.meta.url), {
+      next_lsn: this.recovery.next_lsn,
+    });
+    this.checkpoint_worker = await this.spawn(
+      new URL("./checkpoint/checkpoint_worker.ts", import.meta.url),
+      {},
+    );
+  }
+
+  async checkpoint(): Promise<CheckpointStatus> {
+    return await requestCheckpoint(this.engine.wal, this.control);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.control.requestStop();
+    this.engine.wal.requestCheckpoint();
+    await exited(this.checkpoint_worker!);
+    this.control.requestWriterStop();
+    this.engine.wal.ring_doorbell();
+    await exited(this.writer_worker!);
+  }
+
+  private spawn(url: URL, init: Record<string, unknown>): Promise<Worker> {
+    const worker = new Worker(url.href, { type: "module" });
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent) => {
+        const message = event.data as { ready?: boolean; log?: string; exited?: boolean };
+        if (message.log !== undefined) this.log(message.log);
+        if (message.ready) resolve(worker);
+      };
+      worker.onerror = (event: ErrorEvent) => {
+        const error = new Error(`${url.pathname.split("/").pop()}: ${event.message}`);
+        if (this.closed) this.log(error.message);
+        else this.on_fatal(error);
+        reject(error);
+      };
+      worker.postMessage({ shared: this.shared, ...init });
+    });
+  }
+}
+
+/** Resolves when a worker posts `{ exited: true }` (it flushed everything first). */
+function exited(worker: Worker): Promise<void> {
+  return new Promise((resolve) => {
+    const previous = worker.onmessage;
+    worker.onmessage = (event: MessageEvent) => {
+      previous?.call(worker, event);
+      if ((event.data as { exited?: boolean }).exited) {
+        worker.terminate();
+        resolve();
+      }
+    };
+  });
+}
+
+/**
+ * Requests a checkpoint and waits for one that started after the request (its redo LSN covers
+ * everything visible now). Rejects if checkpoints fail.
+ */
+export async function requestCheckpoint(wal: WalBuffer, control: EngineControl): Promise<CheckpointStatus> {
+  const target = wal.visibleLsn();
+  const failures = control.lastCheckpoint().failures;
+  for (;;) {
+    const seq = control.checkpointDoneSeq();
+    const status = control.lastCheckpoint();
+    if (status.failures > failures) throw new UnavailableError("checkpoint failed (see the daemon log)");
+    if (status.count > 0 && status.redo_lsn >= target && status.finished_unix_ms > 0) return status;
+    wal.requestCheckpoint();
+    await control.waitCheckpointDone(seq, 1000);
+  }
+}
+
+/** Simulation host: everything on the caller's thread; `step()` drives the WAL writer. */
+export class InlineHost implements EngineHost {
+  readonly engine: Engine;
+  readonly writer: WalWriter;
+  readonly checkpointer: Checkpointer;
+  private readonly control: EngineControl;
+
+  constructor(
+    io: Io,
+    readonly shared: EngineShared,
+    readonly recovery: RecoveryResult,
+    log: (line: string) => void,
+  ) {
+    this.engine = new Engine(shared, { inline: { wait_for_space: () => this.step() } });
+    const config = shared.config;
+    this.writer = new WalWriter(
+      io,
+      this.engine.wal,
+      this.engine.table,
+      { dir: `${config.data_dir}/wal`, fsync: config.fsync, segment_bytes: config.wal_segment_bytes, log },
+      { next_lsn: recovery.next_lsn },
+    );
+    this.checkpointer = new Checkpointer(io, config, this.engine.table, this.engine.wal, {
+      make_durable: (lsn) => {
+        this.writer.step();
+        if (this.engine.wal.lsns().durable < lsn && !this.writer.syncNow())
+          throw new UnavailableError("WAL stopped");
+      },
+      log,
+    });
+    this.control = new EngineControl(shared.control);
+  }
+
+  /** One WAL writer step, then settle the writes it made visible. */
+  step(): boolean {
+    const progressed = this.writer.step();
+    this.engine.poll();
+    return progressed;
+  }
+
+  async checkpoint(): Promise<CheckpointStatus> {
+    const result = this.checkpointer.run();
+    this.control.publishCheckpoint({
+      redo_lsn: result.redo_lsn,
+      bytes: result.bytes,
+      duration_ms: result.duration_ms,
+      finished_unix_ms: Date.now(),
+      entries: result.entries,
+    });
+    return this.control.lastCheckpoint();
+  }
+
+  async close(): Promise<void> {
+    while (this.step()) {}
+    this.writer.close();
+    this.engine.poll();
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * Crash recovery, run once at start-up before any thread serves:
+ * 1. create `DATA/` and `DATA/wal/` (0700) if missing; remove a leftover `data.db.tmp`;
+ * 2. load `data.db` (every block verified) into the table; its redo LSN says where replay starts;
+ * 3. replay every WAL record with LSN > redo, in LSN order, segment after segment; a gap is
+ *    corruption; segments wholly ≤ redo are deleted unread (a checkpoint covered them);
+ * 4. the newest segment may end in a torn tail (a crash mid-append): it is cut off (truncate +
+ *    fdatasync) and logged with the bytes dropped. Corruption anywhere else refuses to start with a
+ *    CorruptionError naming the file and byte offset — unless `repair_wal` is set, in which case the
+ *    WAL is cut at the first bad record and every later segment is deleted (logged loudly).
+ *
+ * @example
+ * const result = recover(io, config, table, console.log);
+ * // start the WAL writer at result.next_lsn
+ */
+import { readSnapshot } from "./checkpoint/snapshot_reader.ts";
+import type { EngineConfig } from "./config.ts";
+import { CorruptionError } from "./errors.ts";
+import { hashKey } from "./hash.ts";
+import type { Io } from "./io/io.ts";
+import type { Table } from "./table.ts";
+import { OP_DEL, parseSegmentName, segmentName } from "./wal/format.ts";
+import { visitRecordEntries } from "./wal/record.ts";
+import { readSegment } from "./wal/segment_reader.ts";
+
+export interface RecoveryResult {
+  /** The LSN the next write takes. */
+  readonly next_lsn: number;
+  /** Redo LSN of the loaded data.db (0 without one). */
+  readonly redo_lsn: number;
+  readonly snapshot_entries: number;
+  readonly wal_records: number;
+  readonly wal_segments: number;
+  readonly torn_bytes: number;
+  readonly duration_ms: number;
+}
+
+/** Recovers the table from `config.data_dir`. The table must be empty; no other thread may use it yet. */
+export function recover(
+  io: Io,
+  config: EngineConfig,
+  table: Table,
+  log: (line: string) => void,
+): RecoveryResult {
+  const started_ms = performance.now();
+  const dir = config.data_dir;
+  io.mkdirp(`${dir}/wal`);
+  if (io.exists(`${dir}/data.db.tmp`)) {
+    io.unlink(`${dir}/data.db.tmp`);
+    log("recovery: removed data.db.tmp left by an interrupted checkpoint");
+  }
+  const loader = new Loader(table);
+  let redo_lsn = 0;
+  let snapshot_entries = 0;
+  if (io.exists(`${dir}/data.db`)) {
+    const info = readSnapshot(io, `${dir}/data.db`, (bytes, ko, kl, vo, vl, lsn, expiry) =>
+      loader.set(bytes, ko, kl, vo, vl, lsn, expiry),
+    );
+    redo_lsn = info.redo_lsn;
+    snapshot_entries = info.entry_count;
+    log(`recovery: loaded data.db: ${info.entry_count} keys, redo LSN ${redo_lsn}`);
+  }
+  const replay = replayWal(io, config, loader, redo_lsn, log);
+  const duration_ms = Math.round(performance.now() - started_ms);
+  log(
+    `recovery: replayed ${replay.records} WAL records from ${replay.segments} segments in ${duration_ms} ms`,
+  );
+  return {
+    next_lsn: Math.max(redo_lsn, replay.last_lsn) + 1,
+    redo_lsn,
+    snapshot_entries,
+    wal_records: replay.records,
+    wal_segments: replay.segments,
+    torn_bytes: replay.torn_bytes,
+    duration_ms,
+  };
+}
+
+/** Applies recovered versions to the table (single-threaded; every version is visible at once). */
+class Loader {
+  constructor(private readonly table: Table) {}
+
+  set(bytes: Uint8Array, ko: number, kl: number, vo: number, vl: number, lsn: number, expiry: number): void {
+    const h = hashKey(bytes, ko, ko + kl);
+    const version = this.table.newVersion(bytes, ko, kl, bytes, vo, vl, expiry);
+    this.link(version, h, lsn);
+  }
+
+  del(bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
+    const h = hashKey(bytes, ko, ko + kl);
+    const version = this.table.newVersion(bytes, ko, kl, undefined, 0, 0, 0);
+    this.link(version, h, lsn);
+  }
+
+  private link(version: number, h: number, lsn: number): void {
+    const shard = this.table.shardOf(h);
+    this.table.lockShard(shard);
+    try {
+      this.table.reserveSlots(shard, 1);
+      this.table.link(version, h, lsn, Number.MAX_SAFE_INTEGER);
+    } finally {
+      this.table.unlockShard(shard);
+    }
+  }
+}
+
+function listSegments(io: Io, wal_dir: string): number[] {
+  return io
+    .list(wal_dir)
+    .map((name) => parseSegmentName(name))
+    .filter((lsn): lsn is number => lsn !== undefined)
+    .sort((a, b) => a - b);
+}
+
+function replayWal(
+  io: Io,
+  config: EngineConfig,
+  loader: Loader,
+  redo_lsn: number,
+  log: (line: string) => void,
+) {
+  const wal_dir = `${config.data_dir}/wal`;
+  let firsts = listSegments(io, wal_dir);
+  let skip = 0;
+  while (skip + 1 < firsts.length && firsts[skip + 1]! <= redo_lsn + 1) {
+    io.unlink(`${wal_dir}/${segmentName(firsts[skip]!)}`);
+    skip++;
+  }
+  if (skip > 0) {
+    io.syncDir(wal_dir);
+    log(`recovery: deleted ${skip} WAL segments covered by data.db`);
+  }
+  firsts = firsts.slice(skip);
+  if (firsts.length > 0 && firsts[0]! > redo_lsn + 1) {
+    throw new CorruptionError(
+      `${wal_dir}/${segmentName(firsts[0]!)}`,
+      0,
+      `WAL starts at LSN ${firsts[0]} but data.db needs LSN ${redo_lsn + 1}: segments are missing`,
+    );
+  }
+  let last_lsn = redo_lsn;
+  let records = 0;
+  let torn_bytes = 0;
+  for (let i = 0; i < firsts.length; i++) {
+    const path = `${wal_dir}/${segmentName(firsts[i]!)}`;
+    const newest = i === firsts.length - 1;
+    const expected = i === 0 ? undefined : last_lsn + 1;
+    try {
+      const result = readSegment(
+        io,
+        path,
+        { newest, expected_first_lsn: expected ?? firsts[i]!, max_record_bytes: config.max_batch_bytes },
+        (lsn, bytes, offset) => {
+          if (lsn > last_lsn) last_lsn = lsn;
+          if (lsn <= redo_lsn) return;
+          applyRecord(loader, bytes, offset, lsn);
+          records++;
+        },
+      );
+      if (result.torn_tail_offset_bytes !== undefined) {
+        torn_bytes += cutTornTail(io, path, result.torn_tail_offset_bytes, result.torn_bytes, log);
+      }
+    } catch (error) {
+      if (!(error instanceof CorruptionError) || !config.repair_wal) throw error;
+      repairAt(io, wal_dir, firsts.slice(i), error, log);
+      break;
+    }
+  }
+  return { last_lsn, records, segments: firsts.length, torn_bytes };
+}
+
+function applyRecord(loader: Loader, bytes: Uint8Array, offset: number, lsn: number): void {
+  visitRecordEntries(bytes, offset, (op, ko, kl, vo, vl, expiry) => {
+    if (op === OP_DEL) loader.del(bytes, ko, kl, lsn);
+    else loader.set(bytes, ko, kl, vo, vl, lsn, expiry);
+  });
+}
+
+/** Cuts a torn tail (or deletes a segment whose header never reached the disk). */
+function cutTornTail(
+  io: Io,
+  path: string,
+  offset_bytes: number,
+  bytes: number,
+  log: (line: string) => void,
+): number {
+  if (offset_bytes === 0) {
+    io.unlink(path);
+    io.syncDir(path.slice(0, path.lastIndexOf("/")));
+    log(`recovery: deleted ${path}: its header was torn (${bytes} bytes dropped)`);
+    return bytes;
+  }
+  const file = io.open(path);
+  try {
+    io.truncate(file, offset_bytes);
+    io.sync(file);
+  } finally {
+    io.close(file);
+  }
+  log(`recovery: cut the torn tail of ${path} at byte ${offset_bytes}: ${bytes} bytes dropped`);
+  return bytes;
+}
+
+/** `repair_wal`: truncate the bad segment at the bad record, delete every later segment. */
+function repairAt(
+  io: Io,
+  wal_dir: string,
+  firsts: number[],
+  error: CorruptionError,
+  log: (line: string) => void,
+): void {
+  log(`recovery: REPAIR: ${error.message}; cutting the WAL there (repair_wal is set)`);
+  const later = firsts.slice(1);
+  const file = io.open(error.file);
+  try {
+    io.truncate(file, Math.max(0, error.offset_bytes));
+    io.sync(file);
+  } finally {
+    io.close(file);
+  }
+  for (const lsn of later) {
+    io.unlink(`${wal_dir}/${segmentName(lsn)}`);
+    log(`recovery: REPAIR: deleted ${segmentName(lsn)} (after the cut)`);
+  }
+  io.syncDir(wal_dir);
+}

@@ -1,0 +1,104 @@
+/**
+ * Waits, on one thread, for the LSNs of that thread's writes to become visible. One queue per thread
+ * (LSNs are reserved in order on a thread, so it is FIFO) and at most one `Atomics.waitAsync` on the
+ * WAL buffer's publish word at a time, however many writes are in flight.
+ *
+ * A write's promise resolves when its LSN is visible, and rejects with UnavailableError when its
+ * record was rolled back after a write error (its failure epoch ended below it) or the log stopped.
+ *
+ * @example
+ * const visibility = new Visibility(buffer);
+ * await visibility.wait(lsn, epoch); // epoch = buffer.epoch() read when the LSN was reserved
+ */
+import { UnavailableError } from "../errors.ts";
+import { WAL_STOPPED, type WalBuffer } from "./wal_buffer.ts";
+
+interface Waiter {
+  readonly lsn: number;
+  readonly epoch: number;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** Longest single waitAsync; the queue is re-polled after it. */
+const WAIT_SLICE_MS = 1000;
+
+export class Visibility {
+  private readonly buffer: WalBuffer;
+  private readonly queue: Waiter[] = [];
+  private head = 0;
+  private armed = false;
+  /** Inline (simulation) mode: nothing waits asynchronously; the caller calls poll(). */
+  private readonly inline: boolean;
+
+  constructor(buffer: WalBuffer, options: { inline?: boolean } = {}) {
+    this.buffer = buffer;
+    this.inline = options.inline ?? false;
+  }
+
+  /** Resolves once `lsn` (reserved in failure epoch `epoch`) is visible. */
+  wait(lsn: number, epoch: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ lsn, epoch, resolve, reject });
+      this.poll();
+    });
+  }
+
+  /** Settles every waiter whose outcome is known; re-arms the async wait if any remain. */
+  poll(): void {
+    const visible = this.buffer.visibleLsn();
+    const epoch = this.buffer.epoch();
+    const stopped = this.buffer.state() === WAL_STOPPED;
+    while (this.head < this.queue.length) {
+      const w = this.queue[this.head]!;
+      const outcome = settle(w, visible, epoch, stopped, this.buffer);
+      if (outcome === "pending") break;
+      this.head++;
+      if (outcome === "ok") w.resolve();
+      else
+        w.reject(
+          new UnavailableError(`write not applied: ${this.buffer.lastError() || "write-ahead log failed"}`),
+        );
+    }
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.head < this.queue.length) this.arm();
+  }
+
+  /** Writes waiting. */
+  pending(): number {
+    return this.queue.length - this.head;
+  }
+
+  private arm(): void {
+    if (this.armed || this.inline) return;
+    const seq = this.buffer.publishSeq();
+    const promise = this.buffer.waitPublishAsync(seq, WAIT_SLICE_MS);
+    if (promise === undefined) {
+      queueMicrotask(() => this.poll());
+      return;
+    }
+    this.armed = true;
+    promise.then(() => {
+      this.armed = false;
+      this.poll();
+    });
+  }
+}
+
+function settle(
+  w: Waiter,
+  visible: number,
+  epoch: number,
+  stopped: boolean,
+  buffer: WalBuffer,
+): "ok" | "failed" | "pending" {
+  if (w.epoch !== epoch) return w.lsn <= buffer.failureVisibleLsn(w.epoch) ? "ok" : "failed";
+  if (w.lsn <= visible) return "ok";
+  return stopped ? "failed" : "pending";
+}

@@ -1,0 +1,333 @@
+/**
+ * The WAL writer: the one thread that moves completed records from the shared {@link WalBuffer} to
+ * segment files, in LSN order, and makes them durable by the fsync policy:
+ * - `always`: one fdatasync per batch covers every record in it (group commit: all writers whose
+ *   records were complete when the batch was taken share it); records become visible after it.
+ * - `everysec`: records are visible once written to the OS (they survive kill -9); an fdatasync
+ *   runs at least once per `everysec_interval_ms`.
+ * - `no`: visible once written; fdatasync only at segment rotation, checkpoints and shutdown.
+ *
+ * Failures (PostgreSQL's 2018 fsync lesson): a failed fdatasync stops the log for good — writes are
+ * refused, reads go on, nothing is retried. A failed write (EIO, ENOSPC) truncates the segment back
+ * to its last good size, rolls the unwritten records out of the table (they were never visible),
+ * rejects their writers and then accepts writes again, so a full disk heals when space returns.
+ *
+ * @example
+ * const writer = new WalWriter(io, buffer, table, { dir, fsync: "always", segment_bytes: 64 << 20 }, start);
+ * while (!stopping) writer.waitAndStep(); // on the WAL writer worker
+ * writer.close();
+ */
+import { assert, IoError } from "../errors.ts";
+import { hashKey } from "../hash.ts";
+import type { FileId, Io } from "../io/io.ts";
+import type { Table } from "../table.ts";
+import { encodeSegmentHeader, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./format.ts";
+import { visitRecordEntries } from "./record.ts";
+import { WAL_HALTED, WAL_RUNNING, WAL_STOPPED, type WalBuffer } from "./wal_buffer.ts";
+
+export type FsyncMode = "always" | "everysec" | "no";
+
+export interface WalWriterOptions {
+  /** The WAL directory, `DATA/wal`. */
+  readonly dir: string;
+  readonly fsync: FsyncMode;
+  /** A segment is rotated before a record would take it past this size. */
+  readonly segment_bytes: number;
+  readonly everysec_interval_ms?: number;
+  /** Ask for a checkpoint once this many WAL bytes were written since the last request. */
+  readonly checkpoint_wal_bytes?: number;
+  readonly now_ms?: () => number;
+  readonly log?: (line: string) => void;
+}
+
+/** Where the log continues after recovery: the next LSN and the newest segment, if it is reused. */
+export interface WalStart {
+  readonly next_lsn: number;
+  /** An existing segment to append to (its records end at `size_bytes`), else a new one is made. */
+  readonly segment?: { readonly first_lsn: number; readonly size_bytes: number };
+}
+
+/** Largest single write(2) of a batch. */
+const BATCH_WRITE_BYTES_MAX = 8 << 20;
+
+export class WalWriter {
+  private readonly io: Io;
+  private readonly buffer: WalBuffer;
+  private readonly table: Table;
+  private readonly options: Required<WalWriterOptions>;
+  private file: FileId | undefined;
+  private segment_path = "";
+  private segment_size_bytes = 0;
+  private durable_lsn: number;
+  private written_lsn: number;
+  private last_sync_ms: number;
+  private bytes_since_checkpoint_request = 0;
+
+  constructor(io: Io, buffer: WalBuffer, table: Table, options: WalWriterOptions, start: WalStart) {
+    assert(options.segment_bytes > SEGMENT_HEADER_SIZE_BYTES, "segment_bytes above the header size");
+    this.io = io;
+    this.buffer = buffer;
+    this.table = table;
+    this.options = {
+      everysec_interval_ms: 1000,
+      checkpoint_wal_bytes: Number.POSITIVE_INFINITY,
+      now_ms: Date.now,
+      log: () => {},
+      ...options,
+    };
+    this.durable_lsn = start.next_lsn - 1;
+    this.written_lsn = start.next_lsn - 1;
+    this.last_sync_ms = this.options.now_ms();
+    if (start.segment !== undefined) this.openSegment(start.segment.first_lsn, start.segment.size_bytes);
+  }
+
+  /**
+   * Writes every completed record the current segment can take (one write, one fdatasync in
+   * `always` mode), publishes the new LSNs, and rotates the segment if it is full. Returns true if it
+   * did anything. Never throws for I/O errors: it handles them as described above.
+   */
+  step(): boolean {
+    if (this.buffer.state() === WAL_STOPPED) return false;
+    const batch = this.collect();
+    if (batch.last_lsn === batch.first_lsn - 1) {
+      if (batch.rotate) return this.rotate();
+      return this.syncIfDue();
+    }
+    if (this.file === undefined && !this.openNewSegment(batch.first_lsn)) return true;
+    const size_before = this.segment_size_bytes;
+    try {
+      for (const [start, end] of batch.ranges) {
+        this.io.write(this.file!, this.buffer.ring.subarray(start, end), this.segment_size_bytes);
+        this.segment_size_bytes += end - start;
+      }
+    } catch (error) {
+      this.failWrite(error, size_before);
+      return true;
+    }
+    this.written_lsn = batch.last_lsn;
+    const must_sync =
+      this.options.fsync === "always" || this.syncDue() || this.buffer.syncRequest() > this.durable_lsn;
+    if (must_sync && !this.syncFile()) return true;
+    this.publish(
+      batch.end_pos,
+      batch.last_lsn - batch.first_lsn + 1,
+      this.segment_size_bytes - size_before,
+      must_sync ? 1 : 0,
+    );
+    this.noteBytes(this.segment_size_bytes - size_before);
+    if (batch.rotate) this.rotate();
+    return true;
+  }
+
+  /** Threaded mode: sleeps until records complete (or a timer is due), then steps. */
+  waitAndStep(): void {
+    const seen = this.buffer.doorbell();
+    if (this.step()) return;
+    this.buffer.sleepOnDoorbell(
+      seen,
+      this.options.fsync === "everysec" ? this.options.everysec_interval_ms : 1000,
+    );
+    this.step();
+  }
+
+  /** Makes everything written durable now (shutdown, checkpoints). False if the fdatasync failed. */
+  syncNow(): boolean {
+    if (this.file === undefined || this.written_lsn === this.durable_lsn)
+      return this.buffer.state() !== WAL_STOPPED;
+    if (!this.syncFile()) return false;
+    this.publish(undefined, 0, 0, 1);
+    return true;
+  }
+
+  /** Flushes and syncs what is complete, then closes the segment file. */
+  close(): void {
+    while (this.step()) {}
+    this.syncNow();
+    if (this.file !== undefined) this.io.close(this.file);
+    this.file = undefined;
+  }
+
+  // ---------------------------------------------------------------- batching
+
+  private collect() {
+    const [flushed_pos, flushed_lsn] = this.buffer.flushed();
+    const ranges: Array<[number, number]> = [];
+    const room = this.options.segment_bytes - this.segment_size_bytes;
+    let lsn = flushed_lsn + 1;
+    let end_pos = flushed_pos;
+    let bytes = 0;
+    let rotate = false;
+    while (bytes < BATCH_WRITE_BYTES_MAX && this.buffer.isComplete(lsn)) {
+      const length = this.buffer.recordLength(lsn);
+      if (
+        this.file !== undefined &&
+        bytes + length > room &&
+        this.segment_size_bytes + bytes > SEGMENT_HEADER_SIZE_BYTES
+      ) {
+        rotate = true;
+        break;
+      }
+      const pos = this.buffer.recordLogicalPos(lsn);
+      const phys = pos % this.buffer.ring_bytes;
+      const last = ranges[ranges.length - 1];
+      if (last !== undefined && last[1] === phys) last[1] += length;
+      else ranges.push([phys, phys + length]);
+      bytes += length;
+      end_pos = pos + length;
+      lsn++;
+    }
+    return { first_lsn: flushed_lsn + 1, last_lsn: lsn - 1, end_pos, ranges, rotate };
+  }
+
+  private publish(end_pos: number | undefined, records: number, bytes: number, fsyncs: number): void {
+    const [flushed_pos, flushed_lsn] = this.buffer.flushed();
+    const visible = this.options.fsync === "always" ? this.durable_lsn : this.written_lsn;
+    this.buffer.publish({
+      written: this.written_lsn,
+      durable: this.durable_lsn,
+      visible,
+      flushed_pos: end_pos ?? flushed_pos,
+      flushed_lsn: end_pos === undefined ? flushed_lsn : this.written_lsn,
+      wal_bytes_added: bytes,
+      fsyncs_added: fsyncs,
+      group_records: records,
+    });
+  }
+
+  private noteBytes(bytes: number): void {
+    this.bytes_since_checkpoint_request += bytes;
+    if (this.bytes_since_checkpoint_request >= this.options.checkpoint_wal_bytes) {
+      this.bytes_since_checkpoint_request = 0;
+      this.buffer.requestCheckpoint();
+    }
+  }
+
+  // ---------------------------------------------------------------- durability
+
+  private syncDue(): boolean {
+    return (
+      this.options.fsync === "everysec" &&
+      this.options.now_ms() - this.last_sync_ms >= this.options.everysec_interval_ms
+    );
+  }
+
+  private syncIfDue(): boolean {
+    const requested = this.buffer.syncRequest() > this.durable_lsn;
+    if (this.written_lsn === this.durable_lsn || !(this.syncDue() || requested)) return false;
+    return this.syncNow();
+  }
+
+  /** fdatasync of the current segment; on failure stops the log for good. */
+  private syncFile(): boolean {
+    try {
+      this.io.sync(this.file!);
+    } catch (error) {
+      this.stop(
+        `fdatasync of ${this.segment_path} failed (${describe(error)}); writes stopped until restart`,
+      );
+      return false;
+    }
+    this.durable_lsn = this.written_lsn;
+    this.last_sync_ms = this.options.now_ms();
+    return true;
+  }
+
+  private stop(message: string): void {
+    this.options.log(`wal: ${message}`);
+    this.buffer.setState(WAL_STOPPED, message);
+  }
+
+  // ---------------------------------------------------------------- segments
+
+  private openSegment(first_lsn: number, size_bytes: number): void {
+    this.segment_path = `${this.options.dir}/${segmentName(first_lsn)}`;
+    this.file = this.io.open(this.segment_path);
+    this.segment_size_bytes = size_bytes;
+  }
+
+  /** Creates segment `first_lsn`: header written and synced, directory entry synced. */
+  private openNewSegment(first_lsn: number): boolean {
+    const path = `${this.options.dir}/${segmentName(first_lsn)}`;
+    let file: FileId | undefined;
+    try {
+      file = this.io.open(path, { create: true, truncate: true });
+      this.io.write(file, encodeSegmentHeader(first_lsn), 0);
+      this.io.sync(file);
+      this.io.syncDir(this.options.dir);
+    } catch (error) {
+      if (file !== undefined) this.io.close(file);
+      this.failWrite(error, undefined);
+      return false;
+    }
+    this.file = file;
+    this.segment_path = path;
+    this.segment_size_bytes = SEGMENT_HEADER_SIZE_BYTES;
+    return true;
+  }
+
+  /** Seals the current segment (fdatasync) and starts the next one at the next LSN. */
+  private rotate(): boolean {
+    if (this.file !== undefined) {
+      if (this.written_lsn !== this.durable_lsn && !this.syncNow()) return true;
+      this.io.close(this.file);
+      this.file = undefined;
+    }
+    this.openNewSegment(this.written_lsn + 1);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- write failures
+
+  /**
+   * A write failed: refuse new appends, wait for every reserved record to be complete, cut the
+   * segment back to `good_size_bytes`, remove the unwritten versions from the table, and accept
+   * appends again from the first unwritten LSN (a new failure epoch: their writers are rejected).
+   */
+  private failWrite(error: unknown, good_size_bytes: number | undefined): void {
+    const message = `write to ${this.segment_path || this.options.dir} failed (${describe(error)}); unwritten writes rejected`;
+    this.options.log(`wal: ${message}`);
+    this.buffer.setState(WAL_HALTED, message);
+    const [, flushed_lsn] = this.buffer.flushed();
+    const last = this.buffer.reservedLsn();
+    this.waitComplete(flushed_lsn + 1, last);
+    if (good_size_bytes !== undefined && this.file !== undefined) {
+      try {
+        this.io.truncate(this.file, good_size_bytes);
+        this.segment_size_bytes = good_size_bytes;
+      } catch (truncate_error) {
+        this.stop(`cannot cut ${this.segment_path} back after a failed write (${describe(truncate_error)})`);
+        return;
+      }
+    }
+    for (let lsn = flushed_lsn + 1; lsn <= last; lsn++) this.rollback(lsn);
+    this.buffer.rewind();
+    assert(this.buffer.state() === WAL_RUNNING, "rewind resumes appends");
+  }
+
+  private waitComplete(first: number, last: number): void {
+    for (let lsn = first; lsn <= last; lsn++) {
+      while (!this.buffer.isComplete(lsn)) this.buffer.sleepOnDoorbell(this.buffer.doorbell(), 10);
+    }
+  }
+
+  private rollback(lsn: number): void {
+    const ring = this.buffer.ring;
+    const offset = this.buffer.recordLogicalPos(lsn) % this.buffer.ring_bytes;
+    visitRecordEntries(ring, offset, (_op, key_offset, key_length) => {
+      const key = ring.subarray(key_offset, key_offset + key_length);
+      const h = hashKey(key);
+      const shard = this.table.shardOf(h);
+      this.table.lockShard(shard);
+      try {
+        this.table.rollback(key, h, lsn);
+      } finally {
+        this.table.unlockShard(shard);
+      }
+    });
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof IoError) return error.errno;
+  return error instanceof Error ? error.message : String(error);
+}

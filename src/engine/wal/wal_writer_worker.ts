@@ -1,0 +1,40 @@
+/**
+ * Worker entry point of the WAL writer. Receives `{ shared, next_lsn }`, answers `{ ready: true }`,
+ * then loops (blocking on the WAL buffer's doorbell) until the host raises the writer-stop flag;
+ * then flushes and syncs everything complete and answers `{ exited: true }`.
+ * Log lines go to the host as `{ log }`.
+ */
+import { Arena } from "../arena.ts";
+import { EngineControl } from "../control.ts";
+import type { EngineShared } from "../engine.ts";
+import { RealIo } from "../io/real_io.ts";
+import { Table } from "../table.ts";
+import { WalBuffer } from "./wal_buffer.ts";
+import { WalWriter } from "./wal_writer.ts";
+
+declare const self: Worker;
+
+self.onmessage = (event: MessageEvent) => {
+  const { shared, next_lsn } = event.data as { shared: EngineShared; next_lsn: number };
+  const config = shared.config;
+  const buffer = new WalBuffer(shared.wal);
+  const control = new EngineControl(shared.control);
+  const log = (line: string) => self.postMessage({ log: line });
+  const writer = new WalWriter(
+    new RealIo(),
+    buffer,
+    new Table(shared.table, new Arena(shared.arena)),
+    {
+      dir: `${config.data_dir}/wal`,
+      fsync: config.fsync,
+      segment_bytes: config.wal_segment_bytes,
+      checkpoint_wal_bytes: config.checkpoint_wal_bytes,
+      log,
+    },
+    { next_lsn },
+  );
+  self.postMessage({ ready: true });
+  while (!control.writerStopRequested()) writer.waitAndStep();
+  writer.close();
+  self.postMessage({ exited: true });
+};
