@@ -34,6 +34,14 @@ export interface EngineShared {
   readonly control: SharedArrayBuffer;
 }
 
+/** Outcome of {@link Engine.write}. */
+export interface WriteResult {
+  /** The write's LSN: the new version of every key it wrote. */
+  readonly lsn: number;
+  /** For a single DEL: whether the key held a value. True otherwise. */
+  readonly existed: boolean;
+}
+
 export interface EngineOptions {
   /** Simulation: run without background threads. `wait_for_space` must make the WAL writer step. */
   readonly inline?: { readonly wait_for_space: () => void };
@@ -95,29 +103,38 @@ export class Engine {
 
   // ---------------------------------------------------------------- writes
 
-  /** Sets `key` to `value` (bytes stored exactly). `expiry_unix_ms` is reserved for TTL (0 = none). */
-  async set(key: Uint8Array, value: Uint8Array, expiry_unix_ms = 0): Promise<void> {
-    await this.write([{ op: OP_SET, key, value, expiry_unix_ms }]);
+  /**
+   * Sets `key` to `value` (bytes stored exactly); resolves to the write's LSN (the key's new version).
+   * `expiry_unix_ms` is reserved for TTL (0 = none).
+   */
+  async set(key: Uint8Array, value: Uint8Array, expiry_unix_ms = 0): Promise<number> {
+    return (await this.write([{ op: OP_SET, key, value, expiry_unix_ms }])).lsn;
   }
 
   /** Deletes `key`; true if it held a value. */
   async del(key: Uint8Array): Promise<boolean> {
-    return await this.write([{ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 }]);
-  }
-
-  /** Sets every pair atomically: one WAL record, visible all at once, all or nothing after a crash. */
-  async mset(pairs: ReadonlyArray<readonly [Uint8Array, Uint8Array]>): Promise<void> {
-    if (pairs.length === 0) throw new InvalidError("mset needs at least one key");
-    await this.write(pairs.map(([key, value]) => ({ op: OP_SET, key, value, expiry_unix_ms: 0 })));
+    return (await this.write([{ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 }])).existed;
   }
 
   /**
-   * Applies a batch of SET/DEL entries as one WAL record. Resolves when the record is visible; for a
-   * single DEL, resolves to whether the key held a value (a DEL of an absent key writes nothing).
+   * Sets every pair atomically: one WAL record, visible all at once, all or nothing after a crash.
+   * Resolves to its LSN.
+   */
+  async mset(pairs: ReadonlyArray<readonly [Uint8Array, Uint8Array]>): Promise<number> {
+    if (pairs.length === 0) throw new InvalidError("mset needs at least one key");
+    return await this.write(
+      pairs.map(([key, value]) => ({ op: OP_SET, key, value, expiry_unix_ms: 0 })),
+    ).then((r) => r.lsn);
+  }
+
+  /**
+   * Applies a batch of SET/DEL entries as one WAL record. Resolves when the record is visible, with
+   * its LSN and, for a single DEL, whether the key held a value. A DEL of an absent key writes
+   * nothing: its `lsn` is then the version it observed (0 if the key never existed).
    * Throws TooLargeError or InvalidError before changing anything; rejects with UnavailableError
    * if the WAL refuses or fails the write (then nothing of it is visible, now or after a restart).
    */
-  async write(entries: readonly WalEntry[]): Promise<boolean> {
+  async write(entries: readonly WalEntry[]): Promise<WriteResult> {
     const size_bytes = this.checkBatch(entries);
     const hashes = entries.map((e) => hashKey(e.key));
     const shards = [...new Set(hashes.map((h) => this.table.shardOf(h)))].sort((a, b) => a - b);
@@ -157,7 +174,7 @@ export class Engine {
     }
     if (lsn > 0) await this.visibility.wait(lsn, epoch);
     for (let i = 0; i < finalize.length; i++) if (finalize[i]) this.finalize(entries[i]!.key, hashes[i]!);
-    return existed;
+    return { lsn, existed };
   }
 
   /** Simulation: settle writes whose LSN became visible. */
