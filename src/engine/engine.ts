@@ -16,6 +16,7 @@
  */
 import { Arena, type ArenaShared } from "./arena.ts";
 import type { EngineConfig } from "./config.ts";
+import { type CheckpointStatus, EngineControl } from "./control.ts";
 import { InvalidError, TooLargeError } from "./errors.ts";
 import { hashKey } from "./hash.ts";
 import { STALE, Table, type TableShared } from "./table.ts";
@@ -32,6 +33,31 @@ export interface EngineShared {
   readonly wal: WalBufferShared;
   /** Int32 words shared by the host and its workers: stop flag, checkpoint status. */
   readonly control: SharedArrayBuffer;
+}
+
+/** See {@link Engine.stats}. `keys` counts deletes not yet finalized too (briefly). */
+export interface EngineStats {
+  readonly keys: number;
+  readonly memory: {
+    readonly arena_reserved_bytes: number;
+    readonly arena_live_bytes: number;
+    readonly index_bytes: number;
+    readonly wal_buffer_bytes: number;
+  };
+  readonly lsn: {
+    readonly visible: number;
+    readonly durable: number;
+    readonly written: number;
+    readonly next: number;
+  };
+  readonly wal: {
+    readonly bytes_written: number;
+    readonly fsyncs: number;
+    readonly last_group_records: number;
+    readonly state: string;
+    readonly error: string;
+  };
+  readonly checkpoint: CheckpointStatus;
 }
 
 /** Outcome of {@link Engine.write}. */
@@ -53,6 +79,7 @@ export class Engine {
   readonly table: Table;
   readonly wal: WalBuffer;
   readonly visibility: Visibility;
+  readonly control: EngineControl;
 
   constructor(shared: EngineShared, options: EngineOptions = {}) {
     this.config = shared.config;
@@ -61,6 +88,32 @@ export class Engine {
     const wait = options.inline?.wait_for_space;
     this.wal = new WalBuffer(shared.wal, wait === undefined ? undefined : () => wait());
     this.visibility = new Visibility(this.wal, { inline: options.inline !== undefined });
+    this.control = new EngineControl(shared.control);
+  }
+
+  /** Counters of the whole engine (any thread may ask). */
+  stats(): EngineStats {
+    const arena = this.arena.stats();
+    const counters = this.wal.counters();
+    const state = this.wal.state();
+    return {
+      keys: this.table.slotsUsed(),
+      memory: {
+        arena_reserved_bytes: arena.reserved_bytes,
+        arena_live_bytes: arena.live_bytes,
+        index_bytes: this.table.indexBytes(),
+        wal_buffer_bytes: this.wal.ring_bytes,
+      },
+      lsn: { ...this.wal.lsns(), next: this.wal.nextLsn() },
+      wal: {
+        bytes_written: counters.wal_bytes,
+        fsyncs: counters.fsyncs,
+        last_group_records: counters.last_group_records,
+        state: state === 0 ? "running" : state === 1 ? "recovering from a write error" : "stopped",
+        error: this.wal.lastError(),
+      },
+      checkpoint: this.control.lastCheckpoint(),
+    };
   }
 
   // ---------------------------------------------------------------- reads
