@@ -4,8 +4,12 @@
  * 2. load `data.db` (every block verified) into the table; its redo LSN says where replay starts;
  * 3. replay every WAL record with LSN > redo, in LSN order, segment after segment; a gap is
  *    corruption; segments wholly ≤ redo are deleted unread (a checkpoint covered them);
- * 4. the newest segment may end in a torn tail (a crash mid-append): it is cut off (truncate +
- *    fdatasync) and logged with the bytes dropped. Corruption anywhere else refuses to start with a
+ * 4. the newest segment may end in a torn tail (a crash mid-append): it is dropped and logged with
+ *    the bytes dropped. The newest segment's records after the redo LSN are then re-persisted (copied
+ *    to a fresh segment, fsynced, renamed over it): after a process crash they may sit in the page
+ *    cache only; replaying them makes them visible, so they must survive a power cut from now on, and
+ *    no later segment may become durable while they are not. Older segments are fsynced in place;
+ * 5. Corruption anywhere else refuses to start with a
  *    CorruptionError naming the file and byte offset — unless `repair_wal` is set, in which case the
  *    WAL is cut at the first bad record and every later segment is deleted (logged loudly).
  *
@@ -15,13 +19,21 @@
  */
 import { readSnapshot } from "./checkpoint/snapshot_reader.ts";
 import type { EngineConfig } from "./config.ts";
-import { CorruptionError } from "./errors.ts";
+import { assert, CorruptionError } from "./errors.ts";
 import { hashKey } from "./hash.ts";
-import type { Io } from "./io/io.ts";
+import { closeQuietly, type Io } from "./io/io.ts";
 import type { Table } from "./table.ts";
-import { OP_DEL, parseSegmentName, segmentName } from "./wal/format.ts";
+import {
+  encodeSegmentHeader,
+  OP_DEL,
+  parseSegmentName,
+  SEGMENT_HEADER_SIZE_BYTES,
+  segmentName,
+} from "./wal/format.ts";
 import { visitRecordEntries } from "./wal/record.ts";
 import { readSegment } from "./wal/segment_reader.ts";
+
+const COPY_CHUNK_BYTES = 4 << 20;
 
 export interface RecoveryResult {
   /** The LSN the next write takes. */
@@ -45,6 +57,11 @@ export function recover(
   const started_ms = performance.now();
   const dir = config.data_dir;
   io.mkdirp(`${dir}/wal`);
+  for (const name of io.list(`${dir}/wal`)) {
+    if (!name.endsWith(".tmp")) continue;
+    io.unlink(`${dir}/wal/${name}`);
+    log(`recovery: removed wal/${name} left by an interrupted recovery`);
+  }
   if (io.exists(`${dir}/data.db.tmp`)) {
     io.unlink(`${dir}/data.db.tmp`);
     log("recovery: removed data.db.tmp left by an interrupted checkpoint");
@@ -66,7 +83,7 @@ export function recover(
     `recovery: replayed ${replay.records} WAL records from ${replay.segments} segments in ${duration_ms} ms`,
   );
   return {
-    next_lsn: Math.max(redo_lsn, replay.last_lsn) + 1,
+    next_lsn: replay.last_lsn + 1,
     redo_lsn,
     snapshot_entries,
     wal_records: replay.records,
@@ -138,35 +155,116 @@ function replayWal(
       `WAL starts at LSN ${firsts[0]} but data.db needs LSN ${redo_lsn + 1}: segments are missing`,
     );
   }
-  let last_lsn = redo_lsn;
-  let records = 0;
-  let torn_bytes = 0;
+  const state = { last_lsn: redo_lsn, records: 0, torn_bytes: 0 };
   for (let i = 0; i < firsts.length; i++) {
     const path = `${wal_dir}/${segmentName(firsts[i]!)}`;
-    const newest = i === firsts.length - 1;
-    const expected = i === 0 ? undefined : last_lsn + 1;
     try {
-      const result = readSegment(
+      replaySegment(
         io,
+        config,
+        loader,
         path,
-        { newest, expected_first_lsn: expected ?? firsts[i]!, max_record_bytes: config.max_batch_bytes },
-        (lsn, bytes, offset) => {
-          if (lsn > last_lsn) last_lsn = lsn;
-          if (lsn <= redo_lsn) return;
-          applyRecord(loader, bytes, offset, lsn);
-          records++;
-        },
+        { index: i, count: firsts.length, name_lsn: firsts[i]! },
+        redo_lsn,
+        state,
+        log,
       );
-      if (result.torn_tail_offset_bytes !== undefined) {
-        torn_bytes += cutTornTail(io, path, result.torn_tail_offset_bytes, result.torn_bytes, log);
-      }
     } catch (error) {
       if (!(error instanceof CorruptionError) || !config.repair_wal) throw error;
       repairAt(io, wal_dir, firsts.slice(i), error, log);
       break;
     }
   }
-  return { last_lsn, records, segments: firsts.length, torn_bytes };
+  io.syncDir(wal_dir);
+  io.syncDir(config.data_dir);
+  return { ...state, segments: firsts.length };
+}
+
+/**
+ * Replays one segment (records > redo_lsn). An older segment is fsynced as it is; the newest one is
+ * re-persisted: its records > redo_lsn are copied into a fresh segment that is fsynced and renamed
+ * over it (dropping a torn tail), because after a crash — or a failed fdatasync before it — its
+ * pages may be in the page cache only, and a fresh write plus fdatasync is the one way to know
+ * they are on disk.
+ */
+function replaySegment(
+  io: Io,
+  config: EngineConfig,
+  loader: Loader,
+  path: string,
+  position: { index: number; count: number; name_lsn: number },
+  redo_lsn: number,
+  state: { last_lsn: number; records: number; torn_bytes: number },
+  log: (line: string) => void,
+): void {
+  let kept: { lsn: number; offset_bytes: number } | undefined;
+  const newest = position.index === position.count - 1;
+  const expected_first_lsn = position.index === 0 ? position.name_lsn : state.last_lsn + 1;
+  const result = readSegment(
+    io,
+    path,
+    { newest, expected_first_lsn, max_record_bytes: config.max_batch_bytes },
+    (lsn, bytes, offset, _length, file_offset) => {
+      if (lsn > state.last_lsn) state.last_lsn = lsn;
+      if (lsn <= redo_lsn) return;
+      kept ??= { lsn, offset_bytes: file_offset };
+      applyRecord(loader, bytes, offset, lsn);
+      state.records++;
+    },
+  );
+  state.torn_bytes += result.torn_bytes;
+  if (result.torn_bytes > 0)
+    log(
+      `recovery: torn tail of ${path} at byte ${result.end_offset_bytes}: ${result.torn_bytes} bytes dropped`,
+    );
+  if (!newest) return syncFile(io, path);
+  if (kept === undefined) {
+    io.unlink(path);
+    log(`recovery: removed ${path}: no record after the redo LSN`);
+    return;
+  }
+  rewriteSegment(io, path, kept.lsn, kept.offset_bytes, result.end_offset_bytes);
+}
+
+/** Copies `old_path[from, to)` into a new segment `first_lsn`: written, fsynced, renamed over. */
+function rewriteSegment(
+  io: Io,
+  old_path: string,
+  first_lsn: number,
+  from_bytes: number,
+  to_bytes: number,
+): void {
+  const dir = old_path.slice(0, old_path.lastIndexOf("/"));
+  const final_path = `${dir}/${segmentName(first_lsn)}`;
+  const tmp_path = `${final_path}.tmp`;
+  const source = io.open(old_path);
+  const target = io.open(tmp_path, { create: true, truncate: true });
+  try {
+    io.write(target, encodeSegmentHeader(first_lsn), 0);
+    const chunk = new Uint8Array(Math.min(COPY_CHUNK_BYTES, Math.max(1, to_bytes - from_bytes)));
+    for (let p = from_bytes; p < to_bytes; ) {
+      const n = io.read(source, chunk.subarray(0, Math.min(chunk.length, to_bytes - p)), p);
+      assert(n > 0, "segment shrank during recovery");
+      io.write(target, chunk.subarray(0, n), SEGMENT_HEADER_SIZE_BYTES + p - from_bytes);
+      p += n;
+    }
+    io.sync(target);
+  } finally {
+    closeQuietly(io, target);
+    closeQuietly(io, source);
+  }
+  io.rename(tmp_path, final_path);
+  if (final_path !== old_path) io.unlink(old_path);
+  io.syncDir(dir);
+}
+
+function syncFile(io: Io, path: string): void {
+  const file = io.open(path);
+  try {
+    io.sync(file);
+  } finally {
+    io.close(file);
+  }
 }
 
 function applyRecord(loader: Loader, bytes: Uint8Array, offset: number, lsn: number): void {
@@ -174,31 +272,6 @@ function applyRecord(loader: Loader, bytes: Uint8Array, offset: number, lsn: num
     if (op === OP_DEL) loader.del(bytes, ko, kl, lsn);
     else loader.set(bytes, ko, kl, vo, vl, lsn, expiry);
   });
-}
-
-/** Cuts a torn tail (or deletes a segment whose header never reached the disk). */
-function cutTornTail(
-  io: Io,
-  path: string,
-  offset_bytes: number,
-  bytes: number,
-  log: (line: string) => void,
-): number {
-  if (offset_bytes === 0) {
-    io.unlink(path);
-    io.syncDir(path.slice(0, path.lastIndexOf("/")));
-    log(`recovery: deleted ${path}: its header was torn (${bytes} bytes dropped)`);
-    return bytes;
-  }
-  const file = io.open(path);
-  try {
-    io.truncate(file, offset_bytes);
-    io.sync(file);
-  } finally {
-    io.close(file);
-  }
-  log(`recovery: cut the torn tail of ${path} at byte ${offset_bytes}: ${bytes} bytes dropped`);
-  return bytes;
 }
 
 /** `repair_wal`: truncate the bad segment at the bad record, delete every later segment. */

@@ -46,3 +46,17 @@ export interface Io {
   /** Creates a directory and its parents with mode 0700 (no error if it exists). */
   mkdirp(dir: string): void;
 }
+
+/**
+ * Closes `file`, ignoring a failure: for cleanup after another error, which must not be masked.
+ *
+ * @example
+ * try { io.write(file, bytes, 0); } catch (error) { closeQuietly(io, file); throw error; }
+ */
+export function closeQuietly(io: Io, file: FileId): void {
+  try {
+    io.close(file);
+  } catch {
+    // The descriptor is released either way (close(2) semantics); the first error is what matters.
+  }
+}

@@ -19,7 +19,7 @@
  */
 import { assert, IoError } from "../errors.ts";
 import { hashKey } from "../hash.ts";
-import type { FileId, Io } from "../io/io.ts";
+import { closeQuietly, type FileId, type Io } from "../io/io.ts";
 import type { Table } from "../table.ts";
 import { encodeSegmentHeader, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./format.ts";
 import { visitRecordEntries } from "./record.ts";
@@ -143,7 +143,7 @@ export class WalWriter {
   close(): void {
     while (this.step()) {}
     this.syncNow();
-    if (this.file !== undefined) this.io.close(this.file);
+    if (this.file !== undefined) closeQuietly(this.io, this.file);
     this.file = undefined;
   }
 
@@ -255,7 +255,7 @@ export class WalWriter {
       this.io.sync(file);
       this.io.syncDir(this.options.dir);
     } catch (error) {
-      if (file !== undefined) this.io.close(file);
+      if (file !== undefined) closeQuietly(this.io, file);
       this.failWrite(error, undefined);
       return false;
     }
@@ -269,7 +269,7 @@ export class WalWriter {
   private rotate(): boolean {
     if (this.file !== undefined) {
       if (this.written_lsn !== this.durable_lsn && !this.syncNow()) return true;
-      this.io.close(this.file);
+      closeQuietly(this.io, this.file);
       this.file = undefined;
     }
     this.openNewSegment(this.written_lsn + 1);
