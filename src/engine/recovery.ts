@@ -217,13 +217,11 @@ function replaySegment(
     log(
       `recovery: torn tail of ${path} at byte ${result.end_offset_bytes}: ${result.torn_bytes} bytes dropped`,
     );
-  if (!newest) return syncFile(io, path);
-  if (kept === undefined) {
+  if (!newest) syncFile(io, path);
+  else if (kept === undefined) {
     io.unlink(path);
     log(`recovery: removed ${path}: no record after the redo LSN`);
-    return;
-  }
-  rewriteSegment(io, path, kept.lsn, kept.offset_bytes, result.end_offset_bytes);
+  } else rewriteSegment(io, path, kept.lsn, kept.offset_bytes, result.end_offset_bytes);
 }
 
 /** Copies `old_path[from, to)` into a new segment `first_lsn`: written, fsynced, renamed over. */
