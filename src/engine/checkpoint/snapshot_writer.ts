@@ -1,0 +1,270 @@
+/**
+ * Writes a `data.db` checkpoint file (format: docs/snapshot-format.md, constants: snapshot_format.ts).
+ *
+ * @example
+ * const writer = new SnapshotWriter(io, "/data/data.db.tmp", { redo_lsn, created_unix_ms: Date.now() });
+ * for (const e of table) writer.add(e.key, e.value, e.lsn, e.expiry_unix_ms);
+ * writer.finish();                                   // synced and closed
+ * io.rename("/data/data.db.tmp", "/data/data.db");   // the caller publishes it
+ * io.syncDir("/data");
+ */
+import { crc32c } from "../crc32c.ts";
+import { assert } from "../errors.ts";
+import type { FileId, Io } from "../io/io.ts";
+import { MAX_LSN, MAX_U32, writeU32, writeU64 } from "../wal/format.ts";
+import {
+  BLOCK_CRC_START_BYTES,
+  BLOCK_HEADER_SIZE_BYTES,
+  BLOCK_OFFSET,
+  BLOCK_TARGET_BYTES_DEFAULT,
+  BLOCK_TARGET_BYTES_MAX,
+  BLOCK_TARGET_BYTES_MIN,
+  BlockCrcList,
+  ENTRY_HEADER_SIZE_BYTES,
+  ENTRY_OFFSET,
+  FOOTER_MAGIC,
+  FOOTER_OFFSET,
+  FOOTER_SIZE_BYTES,
+  HEADER_OFFSET,
+  HEADER_SIZE_BYTES,
+  SNAPSHOT_FORMAT_VERSION,
+  SNAPSHOT_MAGIC,
+} from "./snapshot_format.ts";
+
+export interface SnapshotWriterOptions {
+  /** Recovery replays the WAL from this LSN on (an integer in [0, 2^53)). */
+  readonly redo_lsn: number;
+  readonly created_unix_ms: number;
+  /** Payload size at which a block is flushed (default 1 MiB). */
+  readonly block_target_bytes?: number;
+}
+
+/** What {@link SnapshotWriter.finish} wrote. */
+export interface SnapshotWriteResult {
+  /** Size of the whole file. */
+  readonly bytes: number;
+  readonly entry_count: number;
+  /** Largest entry LSN (0 when there are no entries). */
+  readonly max_lsn: number;
+  readonly block_count: number;
+}
+
+const U32_SPAN = 0x100000000;
+
+/**
+ * Streams entries into blocks and writes a complete, synced `data.db`-format file at `path`
+ * (created or truncated). One reused block buffer; each full block is one `io.write`.
+ * It never renames: the caller renames the file into place and syncs the directory.
+ * After an exception from `add` or `finish`, call {@link SnapshotWriter.abort}.
+ *
+ * @example
+ * const writer = new SnapshotWriter(io, tmp_path, { redo_lsn: 42, created_unix_ms: Date.now() });
+ * writer.add(key, value, 41, 0); // lsn 41, no expiry
+ * const { bytes, entry_count } = writer.finish();
+ */
+export class SnapshotWriter {
+  private readonly io: Io;
+  private readonly file: FileId;
+  private readonly redo_lsn: number;
+  private readonly created_unix_ms: number;
+  private readonly block_target_bytes: number;
+  /** Block header + payload of the block being filled. */
+  private readonly block: Uint8Array;
+  private readonly block_view: DataView;
+  private block_length_bytes = BLOCK_HEADER_SIZE_BYTES;
+  private block_entry_count = 0;
+  /** File offset of the next block. */
+  private offset_bytes = HEADER_SIZE_BYTES;
+  private entry_count = 0;
+  private block_count = 0;
+  private max_lsn = 0;
+  private readonly block_crcs = new BlockCrcList();
+  private open = true;
+
+  constructor(io: Io, path: string, options: SnapshotWriterOptions) {
+    const block_target_bytes = options.block_target_bytes ?? BLOCK_TARGET_BYTES_DEFAULT;
+    assert(Number.isSafeInteger(options.redo_lsn) && options.redo_lsn >= 0, "redo_lsn out of range");
+    assert(
+      Number.isSafeInteger(options.created_unix_ms) && options.created_unix_ms >= 0,
+      "bad created_unix_ms",
+    );
+    assert(
+      Number.isSafeInteger(block_target_bytes) &&
+        block_target_bytes >= BLOCK_TARGET_BYTES_MIN &&
+        block_target_bytes <= BLOCK_TARGET_BYTES_MAX,
+      "block_target_bytes out of range",
+    );
+    this.io = io;
+    this.redo_lsn = options.redo_lsn;
+    this.created_unix_ms = options.created_unix_ms;
+    this.block_target_bytes = block_target_bytes;
+    this.block = new Uint8Array(BLOCK_HEADER_SIZE_BYTES + block_target_bytes);
+    this.block_view = new DataView(this.block.buffer);
+    this.file = io.open(path, { create: true, truncate: true });
+    // A zero placeholder: until the final header replaces it, the file is not a valid data.db.
+    io.write(this.file, new Uint8Array(HEADER_SIZE_BYTES), 0);
+  }
+
+  /**
+   * Appends one entry. `lsn` is the key's version, an integer in [1, 2^53); `expiry_unix_ms` is 0
+   * for none. The bytes are copied: the caller may reuse `key` and `value` at once.
+   *
+   * @example
+   * writer.add(utf8("user:1"), value, 17, Date.now() + 60_000);
+   */
+  add(key: Uint8Array, value: Uint8Array, lsn: number, expiry_unix_ms: number): void {
+    assert(this.open, "SnapshotWriter is closed");
+    assert(Number.isSafeInteger(lsn) && lsn >= 1 && lsn <= MAX_LSN, "lsn out of range");
+    assert(expiry_unix_ms >= 0 && expiry_unix_ms < Number.POSITIVE_INFINITY, "bad expiry_unix_ms");
+    assert(key.length <= MAX_U32 && value.length <= MAX_U32, "key or value too large");
+    const entry_bytes = ENTRY_HEADER_SIZE_BYTES + key.length + value.length;
+    const payload_bytes = this.block_length_bytes - BLOCK_HEADER_SIZE_BYTES;
+    if (payload_bytes > 0 && payload_bytes + entry_bytes > this.block_target_bytes) this.flushBlock();
+    if (entry_bytes > this.block_target_bytes) {
+      this.writeOversizedBlock(key, value, lsn, expiry_unix_ms);
+    } else {
+      this.block_length_bytes = encodeEntry(
+        this.block,
+        this.block_view,
+        this.block_length_bytes,
+        key,
+        value,
+        lsn,
+        expiry_unix_ms,
+      );
+      this.block_entry_count++;
+    }
+    this.entry_count++;
+    if (lsn > this.max_lsn) this.max_lsn = lsn;
+  }
+
+  /**
+   * Writes the last block, the footer and the final header, syncs and closes the file.
+   *
+   * @example
+   * const { bytes, entry_count, max_lsn, block_count } = writer.finish();
+   */
+  finish(): SnapshotWriteResult {
+    assert(this.open, "SnapshotWriter is closed");
+    if (this.block_entry_count > 0) this.flushBlock();
+    const body_bytes = this.offset_bytes - HEADER_SIZE_BYTES;
+    this.io.write(this.file, this.encodeFooter(), this.offset_bytes);
+    this.io.write(this.file, this.encodeHeader(body_bytes), 0);
+    this.io.sync(this.file);
+    this.open = false;
+    this.io.close(this.file);
+    return {
+      bytes: this.offset_bytes + FOOTER_SIZE_BYTES,
+      entry_count: this.entry_count,
+      max_lsn: this.max_lsn,
+      block_count: this.block_count,
+    };
+  }
+
+  /**
+   * Closes the file without syncing (no-op if already closed). The caller deletes the partial file.
+   *
+   * @example
+   * try { writeAll(writer); writer.finish(); } catch (e) { writer.abort(); io.unlink(tmp_path); throw e; }
+   */
+  abort(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.io.close(this.file);
+  }
+
+  private flushBlock(): void {
+    this.writeBlock(this.block, this.block_length_bytes, this.block_entry_count);
+    this.block_length_bytes = BLOCK_HEADER_SIZE_BYTES;
+    this.block_entry_count = 0;
+  }
+
+  /** An entry larger than the block target: a one-off buffer holding a block of its own. */
+  private writeOversizedBlock(key: Uint8Array, value: Uint8Array, lsn: number, expiry_unix_ms: number): void {
+    assert(this.block_entry_count === 0, "oversized entry must start an empty block");
+    const block = new Uint8Array(
+      BLOCK_HEADER_SIZE_BYTES + ENTRY_HEADER_SIZE_BYTES + key.length + value.length,
+    );
+    const end = encodeEntry(
+      block,
+      new DataView(block.buffer),
+      BLOCK_HEADER_SIZE_BYTES,
+      key,
+      value,
+      lsn,
+      expiry_unix_ms,
+    );
+    assert(end === block.length, "oversized block length");
+    this.writeBlock(block, block.length, 1);
+  }
+
+  /** Fills in the block header of `block[0, length_bytes)` and writes it at the next block offset. */
+  private writeBlock(block: Uint8Array, length_bytes: number, entry_count: number): void {
+    assert(entry_count > 0, "empty block");
+    writeU32(block, BLOCK_OFFSET.payload_length_bytes, length_bytes - BLOCK_HEADER_SIZE_BYTES);
+    writeU32(block, BLOCK_OFFSET.entry_count, entry_count);
+    writeU32(block, BLOCK_OFFSET.reserved, 0);
+    const crc = crc32c(block, BLOCK_CRC_START_BYTES, length_bytes);
+    writeU32(block, BLOCK_OFFSET.crc32c, crc);
+    this.io.write(this.file, block.subarray(0, length_bytes), this.offset_bytes);
+    this.offset_bytes += length_bytes;
+    this.block_count++;
+    this.block_crcs.push(crc);
+  }
+
+  private encodeFooter(): Uint8Array {
+    const footer = new Uint8Array(FOOTER_SIZE_BYTES);
+    footer.set(FOOTER_MAGIC, FOOTER_OFFSET.magic);
+    writeU64(footer, FOOTER_OFFSET.entry_count, this.entry_count);
+    writeU64(footer, FOOTER_OFFSET.block_count, this.block_count);
+    writeU32(footer, FOOTER_OFFSET.crc32c_of_block_crcs, this.block_crcs.checksum());
+    return footer; // reserved stays 0
+  }
+
+  private encodeHeader(body_bytes: number): Uint8Array {
+    const header = new Uint8Array(HEADER_SIZE_BYTES);
+    header.set(SNAPSHOT_MAGIC, HEADER_OFFSET.magic);
+    writeU32(header, HEADER_OFFSET.format_version, SNAPSHOT_FORMAT_VERSION);
+    writeU32(header, HEADER_OFFSET.header_size_bytes, HEADER_SIZE_BYTES);
+    writeU64(header, HEADER_OFFSET.redo_lsn, this.redo_lsn);
+    writeU64(header, HEADER_OFFSET.max_lsn, this.max_lsn);
+    writeU64(header, HEADER_OFFSET.entry_count, this.entry_count);
+    writeU64(header, HEADER_OFFSET.created_unix_ms, this.created_unix_ms);
+    writeU64(header, HEADER_OFFSET.body_bytes, body_bytes);
+    writeU32(header, HEADER_OFFSET.header_crc32c, crc32c(header, 0, HEADER_OFFSET.header_crc32c));
+    return header; // reserved stays 0
+  }
+}
+
+/** Encodes one entry at `bytes[at]` (the caller guarantees room); returns the offset after it. */
+function encodeEntry(
+  bytes: Uint8Array,
+  view: DataView,
+  at: number,
+  key: Uint8Array,
+  value: Uint8Array,
+  lsn: number,
+  expiry_unix_ms: number,
+): number {
+  writeU32(bytes, at + ENTRY_OFFSET.key_length, key.length);
+  writeU32(bytes, at + ENTRY_OFFSET.value_length, value.length);
+  writeU32(bytes, at + ENTRY_OFFSET.lsn, lsn >>> 0);
+  writeU32(bytes, at + ENTRY_OFFSET.lsn + 4, Math.floor(lsn / U32_SPAN));
+  view.setFloat64(at + ENTRY_OFFSET.expiry_unix_ms, expiry_unix_ms, true);
+  const key_at = at + ENTRY_HEADER_SIZE_BYTES;
+  copyBytes(bytes, key_at, key);
+  copyBytes(bytes, key_at + key.length, value);
+  return key_at + key.length + value.length;
+}
+
+/** Below this length a byte loop beats `Uint8Array.set` (which has a fixed call cost). */
+const COPY_LOOP_MAX_BYTES = 32;
+
+function copyBytes(into: Uint8Array, at: number, from: Uint8Array): void {
+  const length_bytes = from.length;
+  if (length_bytes > COPY_LOOP_MAX_BYTES) {
+    into.set(from, at);
+    return;
+  }
+  for (let i = 0; i < length_bytes; i++) into[at + i] = from[i]!;
+}
