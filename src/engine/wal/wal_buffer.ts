@@ -175,7 +175,10 @@ export class WalBuffer {
   complete(lsn: number): void {
     Atomics.store(this.commit_state, lsn % this.commit_slots, lsn | 0);
     Atomics.add(this.i32, I_DOORBELL, 1);
-    if (Atomics.load(this.i32, I_WRITER_SLEEPING) !== 0) Atomics.notify(this.i32, I_DOORBELL);
+    // Only the first completer after the writer fell asleep pays for the wake-up.
+    if (Atomics.load(this.i32, I_WRITER_SLEEPING) !== 0 && Atomics.compareExchange(this.i32, I_WRITER_SLEEPING, 1, 0) === 1) {
+      Atomics.notify(this.i32, I_DOORBELL);
+    }
   }
 
   // ---------------------------------------------------------------- readers (any thread)

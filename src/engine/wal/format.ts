@@ -1,0 +1,188 @@
+/**
+ * WAL on-disk format: constants, segment file names, the 32-byte segment header, and the
+ * little-endian integer helpers shared by the record codec. The format is specified in
+ * docs/wal-format.md; this module and record.ts are its only implementation.
+ *
+ * @example
+ * const header = encodeSegmentHeader(1); // 32 bytes, written at offset 0 of "00000000000000000001.wal"
+ * decodeSegmentHeader(header, "00000000000000000001.wal") === 1;
+ */
+import { crc32c } from "../crc32c.ts";
+import { assert, CorruptionError } from "../errors.ts";
+
+/** "WALKVWAL" in ASCII: the first 8 bytes of every segment. */
+export const SEGMENT_MAGIC: Uint8Array = new Uint8Array([0x57, 0x41, 0x4c, 0x4b, 0x56, 0x57, 0x41, 0x4c]);
+/** The only segment format this walkv reads and writes. */
+export const FORMAT_VERSION = 1;
+export const SEGMENT_HEADER_SIZE_BYTES = 32;
+/** The header CRC covers bytes [16, 32): first_lsn and reserved. */
+const HEADER_CRC_START_BYTES = 16;
+/** Segment file names: first LSN as 20 decimal digits, then this suffix. */
+export const SEGMENT_SUFFIX = ".wal";
+const SEGMENT_DIGITS = 20;
+
+export const RECORD_HEADER_SIZE_BYTES = 24;
+/** The record CRC covers bytes [8, 24 + payload_length) of the record. */
+export const RECORD_CRC_START_BYTES = 8;
+/** Record type: a batch of entries applied atomically. Other values are reserved. */
+export const RECORD_TYPE_BATCH = 1;
+
+/** Fixed part of an entry: op, flags, reserved u16, key_length, value_length. */
+export const ENTRY_HEADER_SIZE_BYTES = 12;
+/** Size of the optional f64 expiry that follows the entry header when HAS_EXPIRY is set. */
+export const ENTRY_EXPIRY_SIZE_BYTES = 8;
+export const OP_SET = 1;
+export const OP_DEL = 2;
+/** Entry flag bit 0: an f64 expiry_unix_ms follows the fixed entry header. Other bits are reserved. */
+export const ENTRY_FLAG_HAS_EXPIRY = 1;
+
+/** LSNs are JS integers in [1, 2^53). */
+export const MAX_LSN = Number.MAX_SAFE_INTEGER;
+/** Largest value of a u32 length field. */
+export const MAX_U32 = 0xffffffff;
+
+/**
+ * Reads the little-endian u32 at `bytes[offset]` (caller guarantees 4 bytes).
+ *
+ * @example
+ * readU32(new Uint8Array([1, 0, 0, 0]), 0) === 1;
+ */
+export function readU32(bytes: Uint8Array, offset: number): number {
+  return (
+    (bytes[offset]! | (bytes[offset + 1]! << 8) | (bytes[offset + 2]! << 16) | (bytes[offset + 3]! << 24)) >>>
+    0
+  );
+}
+
+/**
+ * Writes `value` (an integer in [0, 2^32)) as a little-endian u32 at `bytes[offset]`.
+ *
+ * @example
+ * writeU32(buf, 0, 0xdeadbeef);
+ */
+export function writeU32(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value;
+  bytes[offset + 1] = value >>> 8;
+  bytes[offset + 2] = value >>> 16;
+  bytes[offset + 3] = value >>> 24;
+}
+
+/**
+ * Reads the little-endian u64 at `bytes[offset]` as two u32 halves. Returns -1 when the value is
+ * 2^53 or more (not representable as an exact JS integer): callers report that as corruption.
+ *
+ * @example
+ * readU64(encodeSegmentHeader(7), 16) === 7;
+ */
+export function readU64(bytes: Uint8Array, offset: number): number {
+  const high = readU32(bytes, offset + 4);
+  if (high > 0x1fffff) return -1;
+  return high * 0x100000000 + readU32(bytes, offset);
+}
+
+/**
+ * Writes `value` (an integer in [0, 2^53)) as a little-endian u64 at `bytes[offset]`.
+ *
+ * @example
+ * writeU64(buf, 8, lsn);
+ */
+export function writeU64(bytes: Uint8Array, offset: number, value: number): void {
+  assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
+  writeU32(bytes, offset, value >>> 0);
+  writeU32(bytes, offset + 4, Math.floor(value / 0x100000000));
+}
+
+/**
+ * Name of the segment whose first record has LSN `first_lsn`.
+ *
+ * @example
+ * segmentName(1) === "00000000000000000001.wal";
+ */
+export function segmentName(first_lsn: number): string {
+  assert(Number.isSafeInteger(first_lsn) && first_lsn >= 1, `bad first_lsn ${first_lsn}`);
+  return `${first_lsn.toString().padStart(SEGMENT_DIGITS, "0")}${SEGMENT_SUFFIX}`;
+}
+
+/**
+ * First LSN encoded in a segment file name, or undefined if `name` is not a segment name
+ * (other files in the WAL directory are ignored by callers, never deleted).
+ *
+ * @example
+ * parseSegmentName("00000000000000000042.wal") === 42;
+ * parseSegmentName("00000000000000000042.wal.tmp") === undefined;
+ */
+export function parseSegmentName(name: string): number | undefined {
+  if (name.length !== SEGMENT_DIGITS + SEGMENT_SUFFIX.length || !name.endsWith(SEGMENT_SUFFIX))
+    return undefined;
+  const digits = name.slice(0, SEGMENT_DIGITS);
+  if (!/^[0-9]+$/.test(digits)) return undefined;
+  const first_lsn = Number(digits);
+  if (!Number.isSafeInteger(first_lsn) || first_lsn < 1) return undefined;
+  return first_lsn;
+}
+
+/**
+ * The 32-byte header that starts the segment whose first record has LSN `first_lsn`.
+ *
+ * @example
+ * io.write(file, encodeSegmentHeader(first_lsn), 0);
+ */
+export function encodeSegmentHeader(first_lsn: number): Uint8Array {
+  assert(Number.isSafeInteger(first_lsn) && first_lsn >= 1, `bad first_lsn ${first_lsn}`);
+  const header = new Uint8Array(SEGMENT_HEADER_SIZE_BYTES);
+  header.set(SEGMENT_MAGIC, 0);
+  writeU32(header, 8, FORMAT_VERSION);
+  writeU64(header, 16, first_lsn);
+  // bytes [24, 32) are reserved and stay 0.
+  writeU32(header, 12, crc32c(header, HEADER_CRC_START_BYTES, SEGMENT_HEADER_SIZE_BYTES));
+  return header;
+}
+
+/**
+ * Verifies the segment header in `bytes[0, 32)` and returns its first LSN. Throws
+ * {@link CorruptionError} naming `file` and the offending byte offset on a bad magic, an unknown or
+ * newer format version, a bad CRC, a non-zero reserved field or an out-of-range first LSN.
+ *
+ * @example
+ * const first_lsn = decodeSegmentHeader(bytes, "/data/wal/00000000000000000001.wal");
+ */
+export function decodeSegmentHeader(bytes: Uint8Array, file: string): number {
+  if (bytes.length < SEGMENT_HEADER_SIZE_BYTES) {
+    throw new CorruptionError(file, 0, `segment header is ${bytes.length} bytes, expected 32`);
+  }
+  for (let i = 0; i < SEGMENT_MAGIC.length; i++) {
+    if (bytes[i] !== SEGMENT_MAGIC[i])
+      throw new CorruptionError(file, 0, "bad magic: not a walkv WAL segment");
+  }
+  const version = readU32(bytes, 8);
+  if (version > FORMAT_VERSION) {
+    throw new CorruptionError(
+      file,
+      8,
+      `format version ${version} is newer than this walkv supports (${FORMAT_VERSION})`,
+    );
+  }
+  if (version !== FORMAT_VERSION) throw new CorruptionError(file, 8, `unknown format version ${version}`);
+  const stored_crc = readU32(bytes, 12);
+  const actual_crc = crc32c(bytes, HEADER_CRC_START_BYTES, SEGMENT_HEADER_SIZE_BYTES);
+  if (stored_crc !== actual_crc) throw new CorruptionError(file, 12, "segment header CRC mismatch");
+  const first_lsn = readU64(bytes, 16);
+  if (first_lsn < 1) throw new CorruptionError(file, 16, "segment first_lsn out of range");
+  if (readU32(bytes, 24) !== 0 || readU32(bytes, 28) !== 0) {
+    throw new CorruptionError(file, 24, "segment header reserved field is not zero");
+  }
+  return first_lsn;
+}
+
+/**
+ * True when the header in `bytes` failed only because its format version is newer than ours: such a
+ * segment must never be mistaken for a torn write and cut off.
+ *
+ * @example
+ * if (isNewerFormat(header)) throw error; // keep it, the operator must upgrade walkv
+ */
+export function isNewerFormat(bytes: Uint8Array): boolean {
+  if (bytes.length < 12) return false;
+  for (let i = 0; i < SEGMENT_MAGIC.length; i++) if (bytes[i] !== SEGMENT_MAGIC[i]) return false;
+  return readU32(bytes, 8) > FORMAT_VERSION;
+}

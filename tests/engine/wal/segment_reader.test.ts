@@ -1,0 +1,407 @@
+import { describe, expect, test } from "bun:test";
+import { crc32c } from "../../../src/engine/crc32c.ts";
+import { CorruptionError, IoError } from "../../../src/engine/errors.ts";
+import type { FileId, Io } from "../../../src/engine/io/io.ts";
+import { prng, randomInt } from "../../../src/engine/io/prng.ts";
+import {
+  encodeSegmentHeader,
+  OP_DEL,
+  OP_SET,
+  segmentName,
+  writeU32,
+} from "../../../src/engine/wal/format.ts";
+import { encodedRecordSize, encodeRecord, type WalEntry } from "../../../src/engine/wal/record.ts";
+import {
+  type ReadSegmentOptions,
+  readSegment,
+  type SegmentReadResult,
+} from "../../../src/engine/wal/segment_reader.ts";
+
+const SEED = Number(process.env.WALKV_SEED ?? 20240601);
+const PATH = `/data/wal/${segmentName(1)}`;
+const MAX_RECORD_BYTES = 1 << 20;
+
+/** A minimal in-memory Io: enough for reading segments (no faults, no page cache). */
+class MapIo implements Io {
+  readonly files = new Map<string, Uint8Array>();
+  private readonly open_files = new Map<FileId, string>();
+  private next_id = 1;
+
+  open(path: string): FileId {
+    if (!this.files.has(path)) throw new IoError("ENOENT", "open", path);
+    this.open_files.set(this.next_id, path);
+    return this.next_id++;
+  }
+  close(file: FileId): void {
+    this.open_files.delete(file);
+  }
+  private data(file: FileId): Uint8Array {
+    return this.files.get(this.open_files.get(file) ?? "")!;
+  }
+  write(): void {
+    throw new Error("MapIo is read-only");
+  }
+  read(file: FileId, into: Uint8Array, position_bytes: number): number {
+    const chunk = this.data(file).subarray(position_bytes, position_bytes + into.length);
+    into.set(chunk);
+    return chunk.length;
+  }
+  size(file: FileId): number {
+    return this.data(file).length;
+  }
+  truncate(): void {
+    throw new Error("MapIo is read-only");
+  }
+  sync(): void {}
+  syncDir(): void {}
+  rename(): void {}
+  unlink(): void {}
+  exists(path: string): boolean {
+    return this.files.has(path);
+  }
+  list(): string[] {
+    return [...this.files.keys()].sort();
+  }
+  mkdirp(): void {}
+  openCount(): number {
+    return this.open_files.size;
+  }
+}
+
+const ascii = (s: string) => new TextEncoder().encode(s);
+
+function entriesFor(lsn: number): WalEntry[] {
+  return [
+    {
+      op: OP_SET,
+      key: ascii(`key-${lsn}`),
+      value: ascii(`value-${lsn}`.repeat(1 + (lsn % 3))),
+      expiry_unix_ms: 0,
+    },
+    { op: OP_DEL, key: ascii(`old-${lsn}`), value: undefined, expiry_unix_ms: 0 },
+  ];
+}
+
+interface Segment {
+  bytes: Uint8Array;
+  /** File offset of each record. */
+  offsets: number[];
+}
+
+/** A segment with header first_lsn `first_lsn` and one record per element of `lsns`. */
+function buildSegment(first_lsn: number, lsns: number[], entries = entriesFor): Segment {
+  const parts = lsns.map((lsn) => {
+    const list = entries(lsn);
+    const record = new Uint8Array(encodedRecordSize(list));
+    encodeRecord(lsn, list, record, 0);
+    return record;
+  });
+  const bytes = new Uint8Array(32 + parts.reduce((sum, part) => sum + part.length, 0));
+  bytes.set(encodeSegmentHeader(first_lsn), 0);
+  const offsets: number[] = [];
+  let offset = 32;
+  for (const part of parts) {
+    offsets.push(offset);
+    bytes.set(part, offset);
+    offset += part.length;
+  }
+  return { bytes, offsets };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+interface Read {
+  result: SegmentReadResult;
+  lsns: number[];
+  file_offsets: number[];
+}
+
+function read(bytes: Uint8Array, options: Partial<ReadSegmentOptions> = {}): Read {
+  const io = new MapIo();
+  io.files.set(PATH, bytes);
+  const lsns: number[] = [];
+  const file_offsets: number[] = [];
+  const full: ReadSegmentOptions = { newest: true, max_record_bytes: MAX_RECORD_BYTES, ...options };
+  try {
+    const result = readSegment(io, PATH, full, (lsn, chunk, record_offset, record_length, file_offset) => {
+      expect(chunk.subarray(record_offset, record_offset + record_length)).toEqual(
+        bytes.subarray(file_offset, file_offset + record_length),
+      );
+      lsns.push(lsn);
+      file_offsets.push(file_offset);
+    });
+    return { result, lsns, file_offsets };
+  } finally {
+    expect(io.openCount()).toBe(0);
+  }
+}
+
+function corruptionOf(bytes: Uint8Array, options: Partial<ReadSegmentOptions> = {}): CorruptionError {
+  try {
+    read(bytes, options);
+  } catch (error) {
+    if (error instanceof CorruptionError) {
+      expect(error.file).toBe(PATH);
+      return error;
+    }
+    throw error;
+  }
+  throw new Error("expected a CorruptionError");
+}
+
+const LSNS = [1, 2, 3, 4, 5];
+
+describe("readSegment: clean segments", () => {
+  test("yields every record in order with its file offset", () => {
+    const segment = buildSegment(1, LSNS);
+    for (const newest of [true, false]) {
+      const { result, lsns, file_offsets } = read(segment.bytes, { newest, expected_first_lsn: 1 });
+      expect(lsns).toEqual(LSNS);
+      expect(file_offsets).toEqual(segment.offsets);
+      expect(result).toEqual({
+        first_lsn: 1,
+        last_lsn: 5,
+        records: 5,
+        end_offset_bytes: segment.bytes.length,
+        size_bytes: segment.bytes.length,
+        torn_tail_offset_bytes: undefined,
+        torn_bytes: 0,
+      });
+    }
+  });
+
+  test("a header-only segment has no records", () => {
+    const { result, lsns } = read(buildSegment(7, []).bytes, { newest: false });
+    expect(lsns).toEqual([]);
+    expect(result.first_lsn).toBe(7);
+    expect(result.last_lsn).toBeUndefined();
+    expect(result.end_offset_bytes).toBe(32);
+  });
+
+  test(`chunk sizes smaller than records give the same records (seed ${SEED})`, () => {
+    const rng = prng(SEED);
+    const sizes = Array.from({ length: 200 }, () => randomInt(rng, 3000));
+    const segment = buildSegment(
+      100,
+      sizes.map((_, i) => 100 + i),
+      (lsn) => [
+        {
+          op: OP_SET,
+          key: ascii(`k${lsn}`),
+          value: new Uint8Array(sizes[lsn - 100]!).fill(lsn),
+          expiry_unix_ms: 0,
+        },
+      ],
+    );
+    const whole = read(segment.bytes, { newest: false });
+    for (const chunk_bytes of [24, 100, 1000, 4096]) {
+      const chunked = read(segment.bytes, { newest: false, chunk_bytes });
+      expect(chunked.lsns, `seed ${SEED} chunk ${chunk_bytes}`).toEqual(whole.lsns);
+      expect(chunked.file_offsets, `seed ${SEED} chunk ${chunk_bytes}`).toEqual(segment.offsets);
+      expect(chunked.result).toEqual(whole.result);
+    }
+  });
+
+  test("a missing file is an IoError, not corruption", () => {
+    const io = new MapIo();
+    expect(() =>
+      readSegment(io, PATH, { newest: true, max_record_bytes: MAX_RECORD_BYTES }, () => {}),
+    ).toThrow(IoError);
+  });
+});
+
+describe("readSegment: torn tail of the newest segment", () => {
+  const segment = buildSegment(1, LSNS);
+  const last = segment.offsets[4]!;
+  const flipLastPayload = () => {
+    const bytes = segment.bytes.slice();
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x10;
+    return bytes;
+  };
+  const cases: [string, Uint8Array, number, number][] = [
+    // name, file bytes, torn offset, records kept
+    [
+      "fewer than 24 bytes left",
+      concat(segment.bytes, new Uint8Array(23).fill(0xab)),
+      segment.bytes.length,
+      5,
+    ],
+    ["a record running past end of file", segment.bytes.slice(0, segment.bytes.length - 1), last, 4],
+    ["only part of a record header", segment.bytes.slice(0, last + 10), last, 4],
+    ["a bad-CRC record ending exactly at EOF", flipLastPayload(), last, 4],
+    ["a bad-CRC record followed by zeros", concat(flipLastPayload(), new Uint8Array(5000)), last, 4],
+    ["an all-zero remainder", concat(segment.bytes, new Uint8Array(4096)), segment.bytes.length, 5],
+    ["a short all-zero remainder", concat(segment.bytes, new Uint8Array(5)), segment.bytes.length, 5],
+    [
+      "a header whose length runs past EOF",
+      concat(segment.bytes, new Uint8Array([0xff, 0xff, 0xff, 0x7f, ...new Uint8Array(28)])),
+      segment.bytes.length,
+      5,
+    ],
+  ];
+  for (const [name, bytes, torn_offset, records] of cases) {
+    test(`cuts ${name}`, () => {
+      for (const chunk_bytes of [undefined, 64]) {
+        const { result, lsns } = read(bytes, { chunk_bytes });
+        expect(result.torn_tail_offset_bytes).toBe(torn_offset);
+        expect(result.end_offset_bytes).toBe(torn_offset);
+        expect(result.torn_bytes).toBe(bytes.length - torn_offset);
+        expect(result.records).toBe(records);
+        expect(result.last_lsn).toBe(records);
+        expect(lsns).toEqual(LSNS.slice(0, records));
+      }
+    });
+    test(`reports ${name} in an older segment as corruption`, () => {
+      const error = corruptionOf(bytes, { newest: false });
+      expect(error.offset_bytes).toBe(torn_offset);
+    });
+  }
+
+  const header = encodeSegmentHeader(1);
+  const header_cases: [string, Uint8Array][] = [
+    ["an empty file", new Uint8Array(0)],
+    ["a partial header", header.slice(0, 20)],
+    ["a zero header", new Uint8Array(32)],
+    ["a zero header and zero tail", new Uint8Array(4096)],
+    [
+      "a bad-CRC header and zero tail",
+      concat(concat(header.slice(0, 31), new Uint8Array([1])), new Uint8Array(100)),
+    ],
+  ];
+  for (const [name, bytes] of header_cases) {
+    test(`cuts ${name} at 0 when the first LSN is known`, () => {
+      const { result } = read(bytes, { expected_first_lsn: 1 });
+      expect(result).toEqual({
+        first_lsn: 1,
+        last_lsn: undefined,
+        records: 0,
+        end_offset_bytes: 0,
+        size_bytes: bytes.length,
+        torn_tail_offset_bytes: 0,
+        torn_bytes: bytes.length,
+      });
+      expect(corruptionOf(bytes).offset_bytes).toBe(0);
+      expect(corruptionOf(bytes, { newest: false, expected_first_lsn: 1 })).toBeInstanceOf(CorruptionError);
+    });
+  }
+});
+
+describe("readSegment: corruption", () => {
+  const segment = buildSegment(1, LSNS);
+  const middle = segment.offsets[2]!;
+
+  /** Segment bytes with the record at `offset` changed by `mutate` and its CRC re-sealed. */
+  function resealed(offset: number, mutate: (bytes: Uint8Array) => void): Uint8Array {
+    const bytes = segment.bytes.slice();
+    mutate(bytes);
+    const end = offset + 24 + (bytes[offset]! | (bytes[offset + 1]! << 8));
+    writeU32(bytes, offset + 4, crc32c(bytes, offset + 8, end));
+    return bytes;
+  }
+
+  test("a bad-CRC record followed by non-zero bytes", () => {
+    const bytes = segment.bytes.slice();
+    bytes[middle + 30] = bytes[middle + 30]! ^ 1;
+    for (const newest of [true, false]) {
+      const error = corruptionOf(bytes, { newest });
+      expect(error.offset_bytes).toBe(middle);
+      expect(error.message).toMatch(/CRC mismatch/);
+    }
+  });
+
+  test("a bad-CRC record, then zeros, then a valid record (out-of-order writeback)", () => {
+    const bytes = segment.bytes.slice();
+    bytes.fill(0, segment.offsets[3]!, segment.offsets[4]!);
+    bytes[middle + 30] = bytes[middle + 30]! ^ 1;
+    expect(corruptionOf(bytes).offset_bytes).toBe(middle);
+    const zeroed_record = segment.bytes.slice();
+    zeroed_record.fill(0, middle, segment.offsets[3]!);
+    const error = corruptionOf(zeroed_record);
+    expect(error.offset_bytes).toBe(middle);
+    expect(error.message).toMatch(`non-zero data follows at byte ${segment.offsets[3]}`);
+  });
+
+  const defects: [string, (bytes: Uint8Array) => void, RegExp][] = [
+    ["a reserved record type", (b) => (b[middle + 16] = 9), /reserved record type 9/],
+    ["reserved record flags", (b) => (b[middle + 17] = 1), /reserved record flags/],
+    ["entry_count 0", (b) => writeU32(b, middle + 20, 0), /no entries/],
+    ["a reserved op", (b) => (b[middle + 24] = 7), /reserved op 7/],
+    ["reserved entry flags", (b) => (b[middle + 25] = 0x80), /reserved flags 0x80/],
+    ["a payload not consumed exactly", (b) => writeU32(b, middle + 20, 1), /bytes after the last entry/],
+  ];
+  for (const [name, mutate, reason] of defects) {
+    test(`${name} under a valid CRC, in the middle or at the tail`, () => {
+      const bytes = resealed(middle, mutate);
+      const error = corruptionOf(bytes);
+      expect(error.offset_bytes).toBe(middle);
+      expect(error.message).toMatch(reason);
+      // A well-sealed record is never a torn write: even as the last record it is corruption.
+      const tail = resealed(middle, mutate).slice(0, segment.offsets[3]!);
+      expect(corruptionOf(tail).offset_bytes).toBe(middle);
+    });
+  }
+
+  test("a record over max_record_bytes", () => {
+    // LSN 2 holds the largest record (3 value repeats), so it is the first over the limit.
+    const length = segment.offsets[2]! - segment.offsets[1]!;
+    const error = corruptionOf(segment.bytes, { max_record_bytes: length - 1 });
+    expect(error.offset_bytes).toBe(segment.offsets[1]!);
+    expect(error.message).toMatch(`record of ${length} bytes is over max_record_bytes ${length - 1}`);
+  });
+
+  test("an LSN gap, a repeat, and a first record not matching the header", () => {
+    const cases: [number, number[], number, string][] = [
+      [1, [1, 2, 4, 5], 2, "record lsn 4, expected 3"],
+      [1, [1, 2, 2, 3], 2, "record lsn 2, expected 3"],
+      [1, [2, 3], 0, "record lsn 2, expected 1"],
+    ];
+    for (const [first_lsn, lsns, bad_index, reason] of cases) {
+      const built = buildSegment(first_lsn, lsns);
+      for (const newest of [true, false]) {
+        const error = corruptionOf(built.bytes, { newest });
+        expect(error.offset_bytes).toBe(built.offsets[bad_index]!);
+        expect(error.message).toMatch(reason);
+      }
+    }
+  });
+
+  test("a header first_lsn other than expected", () => {
+    const error = corruptionOf(segment.bytes, { expected_first_lsn: 2 });
+    expect(error.offset_bytes).toBe(16);
+    expect(error.message).toMatch("segment first_lsn 1, expected 2");
+  });
+
+  test("a bad header followed by records, and a newer format version even when alone", () => {
+    const bad_magic = segment.bytes.slice();
+    bad_magic[0] = 0;
+    expect(corruptionOf(bad_magic, { expected_first_lsn: 1 }).message).toMatch(/bad magic/);
+    const newer = encodeSegmentHeader(1);
+    newer[8] = 2;
+    expect(corruptionOf(newer, { expected_first_lsn: 1 }).message).toMatch(/format version 2 is newer/);
+  });
+
+  test("a flip of any bit of a record followed by another is never accepted", () => {
+    for (let i = middle; i < segment.offsets[3]!; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const bytes = segment.bytes.slice();
+        bytes[i] = bytes[i]! ^ (1 << bit);
+        const where = `byte ${i} bit ${bit}`;
+        expect(corruptionOf(bytes, { newest: false }).offset_bytes, where).toBe(middle);
+        // In the newest segment only a length that now runs past EOF may read as a torn tail.
+        try {
+          const { result } = read(bytes);
+          expect(i - middle, where).toBeLessThan(4);
+          expect(result.torn_tail_offset_bytes, where).toBe(middle);
+        } catch (error) {
+          expect(error, where).toBeInstanceOf(CorruptionError);
+          expect((error as CorruptionError).offset_bytes, where).toBe(middle);
+        }
+      }
+    }
+  });
+});
