@@ -33,6 +33,7 @@ const I_WRITER_SLEEPING = 5;
 const I_SPACE_WAITERS = 6;
 const I_CHECKPOINT_SEQ = 7;
 const I_ERROR_LENGTH = 8;
+const I_SYNC_REQUESTS = 9;
 const CONTROL_I32_WORDS = 16;
 // Float64 cells (after the Int32 words).
 const F_NEXT_LSN = 0;
@@ -176,7 +177,10 @@ export class WalBuffer {
     Atomics.store(this.commit_state, lsn % this.commit_slots, lsn | 0);
     Atomics.add(this.i32, I_DOORBELL, 1);
     // Only the first completer after the writer fell asleep pays for the wake-up.
-    if (Atomics.load(this.i32, I_WRITER_SLEEPING) !== 0 && Atomics.compareExchange(this.i32, I_WRITER_SLEEPING, 1, 0) === 1) {
+    if (
+      Atomics.load(this.i32, I_WRITER_SLEEPING) !== 0 &&
+      Atomics.compareExchange(this.i32, I_WRITER_SLEEPING, 1, 0) === 1
+    ) {
       Atomics.notify(this.i32, I_DOORBELL);
     }
   }
@@ -259,6 +263,7 @@ export class WalBuffer {
   requestSync(lsn: number): void {
     lock(this.i32, I_LOCK);
     if (lsn > this.f64[F_SYNC_REQUEST]!) this.f64[F_SYNC_REQUEST] = lsn;
+    Atomics.add(this.i32, I_SYNC_REQUESTS, 1);
     unlock(this.i32, I_LOCK);
     this.ring_doorbell();
   }
@@ -315,11 +320,15 @@ export class WalBuffer {
     return this.published(F_FLUSHED_POS, F_FLUSHED_LSN);
   }
 
-  syncRequest(): number {
+  /** Writer: the highest LSN a checkpoint asked to make durable (takes the ring mutex only if one asked since `seen`). */
+  syncRequest(seen: { requests: number; lsn: number }): number {
+    const requests = Atomics.load(this.i32, I_SYNC_REQUESTS);
+    if (requests === seen.requests) return seen.lsn;
     lock(this.i32, I_LOCK);
-    const lsn = this.f64[F_SYNC_REQUEST]!;
+    seen.lsn = this.f64[F_SYNC_REQUEST]!;
+    seen.requests = this.i32[I_SYNC_REQUESTS]!;
     unlock(this.i32, I_LOCK);
-    return lsn;
+    return seen.lsn;
   }
 
   /**
