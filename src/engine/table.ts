@@ -4,7 +4,9 @@
  *
  * Layout (see docs/ARCHITECTURE.md for the argument of correctness):
  * - 2^shard_bits shards. Shard s owns 16 Int32 words in `meta`: a futex mutex (writers), a seqlock
- *   sequence (readers), the ref of its slot array in the arena, log2 of its capacity, slots used.
+ *   sequence (readers), the ref of its slot array in the arena, log2 of its capacity, slots used,
+ *   and the highest LSN of a delete whose key it removed (a reader older than that which finds no
+ *   key cannot tell "absent" from "removed since": it gets STALE and retries).
  *   A shard doubles on its own (per-segment doubling): the rehash runs under the shard's mutex but
  *   outside its seqlock window, so readers keep reading the old array; only the pointer swap is
  *   inside the window.
@@ -39,6 +41,8 @@ const W_SEQ = 1;
 const W_SLOTS = 2;
 const W_CAP_LOG2 = 3;
 const W_USED = 4;
+/** Words 6–7 hold an f64: the highest LSN of a delete whose slot this shard removed. */
+const F_REMOVED_LSN = 3;
 const MIN_CAP_LOG2 = 4;
 const MAX_CAP_LOG2 = 27;
 const READ_RETRIES_BEFORE_LOCK = 64;
@@ -97,6 +101,7 @@ export function createTableShared(arena: Arena, shard_bits = 12): TableShared {
 export class Table {
   readonly shard_count: number;
   private readonly meta: Int32Array;
+  private readonly meta_f64: Float64Array;
   private readonly shard_shift: number;
   private readonly arena: Arena;
   private readonly u8: Uint8Array[];
@@ -105,6 +110,7 @@ export class Table {
 
   constructor(shared: TableShared, arena: Arena) {
     this.meta = new Int32Array(shared.meta);
+    this.meta_f64 = new Float64Array(shared.meta);
     this.shard_count = 1 << shared.shard_bits;
     this.shard_shift = 32 - shared.shard_bits;
     this.arena = arena;
@@ -154,9 +160,9 @@ export class Table {
 
   private readVisible(key: Uint8Array, h: number, base: number, visible_lsn: number, copy: boolean) {
     const head = this.findHead(key, 0, key.length, h, base);
-    if (head === 0) return undefined;
-    const ref = this.visibleVersion(head, visible_lsn);
-    if (ref === 0) return undefined;
+    const ref = head === 0 ? 0 : this.visibleVersion(head, visible_lsn);
+    // No version at visible_lsn: absent then, unless a delete's removal since may have hidden one.
+    if (ref === 0) return visible_lsn < this.meta_f64[base / 2 + F_REMOVED_LSN]! ? STALE : undefined;
     if (ref === -1) return STALE;
     const b = bufferIndex(ref);
     const w = (ref & 0x1fffffff) * 2;
@@ -454,6 +460,8 @@ export class Table {
   private removeIfVisibleTombstone(base: number, slot: number, head: number, visible_lsn: number): number {
     if (!this.isTombstone(head) || this.versionLsn(head) > visible_lsn) return slot;
     assert(this.recordPrev(head) === 0, "versions below a visible head were discarded");
+    const removed = base / 2 + F_REMOVED_LSN;
+    this.meta_f64[removed] = Math.max(this.meta_f64[removed]!, this.versionLsn(head));
     this.removeSlot(base, slot);
     this.freeRecord(head);
     return -1;
