@@ -14,7 +14,9 @@ const { values } = parseArgs({ options: { data: { type: "string", default: "./va
 const text = new TextEncoder();
 const host = await openEngine(engineConfig({ data_dir: values.data! }));
 const runs = Number(new TextDecoder().decode(host.engine.get(text.encode("demo:runs")) ?? text.encode("0")));
-console.log(`recovered ${host.recovery.snapshot_entries} keys from data.db and ${host.recovery.wal_records} WAL records`);
+console.log(
+  `recovered ${host.recovery.snapshot_entries} keys from data.db and ${host.recovery.wal_records} WAL records`,
+);
 await host.engine.mset([
   [text.encode("demo:runs"), text.encode(String(runs + 1))],
   [text.encode("demo:last_run"), text.encode(new Date().toISOString())],

@@ -1,0 +1,138 @@
+/**
+ * The daemon's main thread: it opens the engine (recovery, WAL writer and checkpointer workers),
+ * starts the I/O workers on one listening Unix socket, serves admin HTTP if asked, and supervises:
+ *
+ * - fail fast: if any worker dies, log why and exit 70 (systemd restarts walkv and recovery runs); it
+ *   never runs on with a lock possibly held by a dead worker;
+ * - SIGTERM/SIGINT: stop accepting, let in-flight requests finish (at most `shutdown_timeout_ms`),
+ *   make the WAL durable, write a final checkpoint, remove the socket file, exit 0.
+ *
+ * The socket is bound by I/O worker 0 (a listener on the main thread would accept connections
+ * too), in a private 0700 directory, chmod'ed, then renamed into place: it is never reachable with
+ * a wider mode than asked. Under systemd socket activation (`LISTEN_FDS`), fd 3 is used as is.
+ *
+ * @example
+ * const code = await runDaemon(config, { log: console.error });
+ * process.exit(code);
+ */
+import * as fs from "node:fs";
+import { startAdminHttp } from "../admin/http.ts";
+import { openEngine } from "../engine/host.ts";
+import type { ServerConfig } from "./config.ts";
+import { createMetricsBuffer, Metrics } from "./metrics.ts";
+import { acquirePidFile, type PidFile } from "./pid_file.ts";
+
+export interface DaemonOptions {
+  readonly log: (line: string) => void;
+  /** A listening socket inherited from systemd (`LISTEN_FDS`), used instead of binding. */
+  readonly inherited_fd?: number;
+  /** Called once serving, with the line printed as "ready". */
+  readonly onReady?: (line: string) => void;
+}
+
+/** Runs until SIGTERM/SIGINT; resolves with the exit code. */
+export async function runDaemon(config: ServerConfig, options: DaemonOptions): Promise<number> {
+  const log = options.log;
+  const pid_file = acquirePidFile(config.engine.data_dir);
+  let stopping = false;
+  const fatal = (why: string) => {
+    if (stopping) return;
+    log(`fatal: ${why}; exiting so that a supervisor restarts walkv and recovery runs`);
+    pid_file.release();
+    process.exit(70);
+  };
+  let host: Awaited<ReturnType<typeof openEngine>>;
+  try {
+    host = await openEngine(config.engine, { log, on_fatal: (error) => fatal(error.message) });
+  } catch (error) {
+    pid_file.release();
+    throw error;
+  }
+  const metrics_buffer = createMetricsBuffer(config.workers);
+  const metrics = new Metrics(metrics_buffer, -1);
+  const workers = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, fatal);
+  let terminating = false;
+  const admin =
+    config.http === undefined ? undefined : await startAdminHttp(config, host.engine, metrics, log);
+  const where =
+    options.inherited_fd === undefined ? config.socket_path : `inherited fd ${options.inherited_fd}`;
+  const line = `walkv ready: listening on ${where} (${config.workers} workers, fsync ${config.engine.fsync}, data ${config.engine.data_dir})`;
+  log(line);
+  options.onReady?.(line);
+  return await new Promise<number>((resolve) => {
+    const stop = async (signal: string) => {
+      if (terminating) return;
+      terminating = true;
+      log(`${signal}: shutting down`);
+      await shutdown(config, workers, host, admin, options.inherited_fd === undefined, pid_file, log, () => {
+        stopping = true;
+      });
+      resolve(0);
+    };
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
+  });
+}
+
+async function shutdown(
+  config: ServerConfig,
+  workers: Worker[],
+  host: Awaited<ReturnType<typeof openEngine>>,
+  admin: { close(): Promise<void> } | undefined,
+  bound_socket: boolean,
+  pid_file: PidFile,
+  log: (line: string) => void,
+  stopSupervising: () => void,
+): Promise<void> {
+  const drained = await Promise.race([
+    Promise.all(workers.map((w) => ask(w, { drain: true }, "drained"))).then(() => true),
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), config.shutdown_timeout_ms)),
+  ]);
+  if (!drained)
+    log(`shutdown: in-flight requests still running after ${config.shutdown_timeout_ms} ms; closing anyway`);
+  stopSupervising();
+  for (const w of workers) w.terminate();
+  await admin?.close();
+  await host.close();
+  if (bound_socket) fs.rmSync(config.socket_path, { force: true });
+  pid_file.release();
+  log("shutdown complete: WAL durable, final checkpoint written");
+}
+
+async function startWorkers(
+  config: ServerConfig,
+  shared: unknown,
+  metrics: SharedArrayBuffer,
+  inherited_fd: number | undefined,
+  fatal: (why: string) => void,
+): Promise<Worker[]> {
+  const url = new URL("./io_worker.ts", import.meta.url).href;
+  const workers: Worker[] = [];
+  let fd = inherited_fd;
+  for (let i = 0; i < config.workers; i++) {
+    const worker = new Worker(url, { type: "module" });
+    worker.addEventListener("error", (event) =>
+      fatal(`I/O worker ${i} died: ${(event as ErrorEvent).message}`),
+    );
+    worker.addEventListener("close", () => fatal(`I/O worker ${i} exited`));
+    const bind = fd === undefined ? { path: config.socket_path, mode: config.socket_mode } : undefined;
+    const reply = await ask(worker, { shared, config, metrics, worker_index: i, fd, bind }, "ready");
+    fd ??= reply.fd as number;
+    workers.push(worker);
+  }
+  return workers;
+}
+
+/** Posts `message` and resolves with the first reply that has `key` set. */
+function ask(worker: Worker, message: unknown, key: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    const listener = (event: MessageEvent) => {
+      const data = event.data as Record<string, unknown>;
+      if (data[key] === undefined) return;
+      worker.removeEventListener("message", listener);
+      resolve(data);
+    };
+    worker.addEventListener("message", listener);
+    worker.postMessage(message);
+  });
+}

@@ -1,0 +1,379 @@
+/**
+ * The small MessagePack reader and writer of the request/response envelope. The server never
+ * decodes a stored value: it only finds where each value starts and ends ({@link MsgReader.skip},
+ * which also validates it), so values are stored and returned byte for byte. Everything else
+ * (maps for `stats`) is encoded with msgpackr.
+ *
+ * @example
+ * const r = new MsgReader(frame, 0, frame.length);
+ * const n = r.arrayHeader();          // -1 if not an array
+ * const id = r.uint();                // -1 if not an unsigned integer
+ * const start = r.pos; r.skip();      // frame[start, r.pos) is one whole msgpack value
+ */
+
+/** Deepest nesting {@link MsgReader.skip} accepts inside one value. */
+export const MAX_DEPTH = 256;
+
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/** Reads msgpack from `bytes[start, end)`. Every method returns a sentinel instead of throwing. */
+export class MsgReader {
+  pos: number;
+
+  constructor(
+    readonly bytes: Uint8Array,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+
+  atEnd(): boolean {
+    return this.pos >= this.end;
+  }
+
+  /** An array header's length, or -1 (nothing consumed) if the next value is not an array. */
+  arrayHeader(): number {
+    const b = this.bytes[this.pos];
+    if (b === undefined || this.pos >= this.end) return -1;
+    if (b >= 0x90 && b <= 0x9f) {
+      this.pos += 1;
+      return b & 0x0f;
+    }
+    if (b === 0xdc) return this.lengthAfter(2);
+    if (b === 0xdd) return this.lengthAfter(4);
+    return -1;
+  }
+
+  /** An unsigned integer below 2^32, or -1 (nothing consumed). */
+  uint(): number {
+    const b = this.bytes[this.pos];
+    if (b === undefined || this.pos >= this.end) return -1;
+    if (b <= 0x7f) {
+      this.pos += 1;
+      return b;
+    }
+    if (b === 0xcc) return this.lengthAfter(1);
+    if (b === 0xcd) return this.lengthAfter(2);
+    if (b === 0xce) return this.lengthAfter(4);
+    return -1;
+  }
+
+  /** The payload of a str or bin (a view, not a copy), or undefined (nothing consumed). */
+  bytesOrString(): Uint8Array | undefined {
+    const start = this.pos;
+    const length = this.stringOrBinLength();
+    if (length < 0) return undefined;
+    if (this.pos + length > this.end) {
+      this.pos = start;
+      return undefined;
+    }
+    const payload = this.bytes.subarray(this.pos, this.pos + length);
+    this.pos += length;
+    return payload;
+  }
+
+  /** A str decoded as UTF-8, or undefined (nothing consumed). */
+  string(): string | undefined {
+    const b = this.bytes[this.pos];
+    if (b === undefined || !((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb))) return undefined;
+    const payload = this.bytesOrString();
+    return payload === undefined ? undefined : utf8.decode(payload);
+  }
+
+  /** True if the next value is nil (consumed). */
+  nil(): boolean {
+    if (this.pos < this.end && this.bytes[this.pos] === 0xc0) {
+      this.pos += 1;
+      return true;
+    }
+    return false;
+  }
+
+  /** A map header's length, or -1 (nothing consumed). */
+  mapHeader(): number {
+    const b = this.bytes[this.pos];
+    if (b === undefined || this.pos >= this.end) return -1;
+    if (b >= 0x80 && b <= 0x8f) {
+      this.pos += 1;
+      return b & 0x0f;
+    }
+    if (b === 0xde) return this.lengthAfter(2);
+    if (b === 0xdf) return this.lengthAfter(4);
+    return -1;
+  }
+
+  /**
+   * Skips exactly one well-formed value (iteratively, at most {@link MAX_DEPTH} deep). Returns false
+   * (position unspecified) if the bytes are not one whole value within `end`.
+   */
+  skip(): boolean {
+    let pending = 1;
+    const open: number[] = [];
+    while (pending > 0) {
+      const children = this.skipHead();
+      if (children < 0) return false;
+      pending--;
+      if (children > 0) {
+        if (open.length >= MAX_DEPTH) return false;
+        open.push(pending);
+        pending = children;
+      }
+      while (pending === 0 && open.length > 0) pending = open.pop()!;
+    }
+    return true;
+  }
+
+  /** Consumes one value's head and payload; returns how many child values follow (or -1 if bad). */
+  private skipHead(): number {
+    if (this.pos >= this.end) return -1;
+    const b = this.bytes[this.pos]!;
+    if (b <= 0x7f || b >= 0xe0 || (b >= 0xc0 && b <= 0xc3 && b !== 0xc1)) return this.advance(1, 0);
+    if (b <= 0x8f) return this.advance(1, (b & 0x0f) * 2);
+    if (b <= 0x9f) return this.advance(1, b & 0x0f);
+    if (b <= 0xbf) return this.advance(1 + (b & 0x1f), 0);
+    switch (b) {
+      case 0xc4:
+      case 0xd9:
+        return this.payloadAfter(1, 0);
+      case 0xc5:
+      case 0xda:
+        return this.payloadAfter(2, 0);
+      case 0xc6:
+      case 0xdb:
+        return this.payloadAfter(4, 0);
+      case 0xc7:
+        return this.payloadAfter(1, 1);
+      case 0xc8:
+        return this.payloadAfter(2, 1);
+      case 0xc9:
+        return this.payloadAfter(4, 1);
+      case 0xca:
+        return this.advance(5, 0);
+      case 0xcb:
+        return this.advance(9, 0);
+      case 0xcc:
+      case 0xd0:
+        return this.advance(2, 0);
+      case 0xcd:
+      case 0xd1:
+        return this.advance(3, 0);
+      case 0xce:
+      case 0xd2:
+        return this.advance(5, 0);
+      case 0xcf:
+      case 0xd3:
+        return this.advance(9, 0);
+      case 0xd4:
+        return this.advance(3, 0);
+      case 0xd5:
+        return this.advance(4, 0);
+      case 0xd6:
+        return this.advance(6, 0);
+      case 0xd7:
+        return this.advance(10, 0);
+      case 0xd8:
+        return this.advance(18, 0);
+      case 0xdc:
+        return this.countAfter(2, 1);
+      case 0xdd:
+        return this.countAfter(4, 1);
+      case 0xde:
+        return this.countAfter(2, 2);
+      case 0xdf:
+        return this.countAfter(4, 2);
+      default:
+        return -1; // 0xc1 is never used
+    }
+  }
+
+  private advance(bytes: number, children: number): number {
+    if (this.pos + bytes > this.end) return -1;
+    this.pos += bytes;
+    return children;
+  }
+
+  private readBigEndian(offset: number, width: number): number {
+    let n = 0;
+    for (let i = 0; i < width; i++) n = n * 256 + this.bytes[offset + i]!;
+    return n;
+  }
+
+  /** A header of `width` length bytes, then that many payload bytes (plus `extra`, an ext type byte). */
+  private payloadAfter(width: number, extra: number): number {
+    if (this.pos + 1 + width > this.end) return -1;
+    const length = this.readBigEndian(this.pos + 1, width);
+    return this.advance(1 + width + extra + length, 0);
+  }
+
+  /** A header of `width` count bytes; `per` children per counted item (2 for maps). */
+  private countAfter(width: number, per: number): number {
+    if (this.pos + 1 + width > this.end) return -1;
+    const count = this.readBigEndian(this.pos + 1, width);
+    if (count * per > this.end - this.pos) return -1; // every child takes at least one byte
+    this.pos += 1 + width;
+    return count * per;
+  }
+
+  private lengthAfter(width: number): number {
+    if (this.pos + 1 + width > this.end) return -1;
+    const n = this.readBigEndian(this.pos + 1, width);
+    this.pos += 1 + width;
+    return n;
+  }
+
+  private stringOrBinLength(): number {
+    const b = this.bytes[this.pos];
+    if (b === undefined || this.pos >= this.end) return -1;
+    if (b >= 0xa0 && b <= 0xbf) {
+      this.pos += 1;
+      return b & 0x1f;
+    }
+    if (b === 0xd9 || b === 0xc4) return this.lengthAfter(1);
+    if (b === 0xda || b === 0xc5) return this.lengthAfter(2);
+    if (b === 0xdb || b === 0xc6) return this.lengthAfter(4);
+    return -1;
+  }
+}
+
+/**
+ * Appends msgpack to a growable buffer: the response writer of a connection.
+ *
+ * @example
+ * const w = new MsgWriter();
+ * w.arrayHeader(3); w.uint(id); w.uint(0); w.raw(value_bytes);
+ * socket.write(w.take());
+ */
+export class MsgWriter {
+  private buffer: Uint8Array;
+  length = 0;
+
+  constructor(initial_bytes = 64 * 1024) {
+    this.buffer = new Uint8Array(initial_bytes);
+  }
+
+  /** The bytes written so far (a copy-free view until the next write), then resets. */
+  take(): Uint8Array {
+    const out = this.buffer.slice(0, this.length);
+    this.length = 0;
+    return out;
+  }
+
+  /** Starts a frame: reserves its 4-byte length; returns where the frame starts. */
+  beginFrame(): number {
+    this.ensure(4);
+    this.length += 4;
+    return this.length - 4;
+  }
+
+  /** Ends the frame begun at `start`: writes its body length (big-endian); returns that length. */
+  endFrame(start: number): number {
+    const body = this.length - start - 4;
+    this.buffer[start] = body >>> 24;
+    this.buffer[start + 1] = (body >>> 16) & 0xff;
+    this.buffer[start + 2] = (body >>> 8) & 0xff;
+    this.buffer[start + 3] = body & 0xff;
+    return body;
+  }
+
+  /** Drops everything written after `length` (to replace an oversized frame). */
+  truncate(length: number): void {
+    this.length = Math.min(this.length, length);
+  }
+
+  arrayHeader(n: number): void {
+    if (n < 16) this.byte(0x90 | n);
+    else if (n < 0x10000) this.head16(0xdc, n);
+    else this.head32(0xdd, n);
+  }
+
+  mapHeader(n: number): void {
+    if (n < 16) this.byte(0x80 | n);
+    else if (n < 0x10000) this.head16(0xde, n);
+    else this.head32(0xdf, n);
+  }
+
+  uint(n: number): void {
+    if (n < 0x80) this.byte(n);
+    else if (n < 0x100) {
+      this.byte(0xcc);
+      this.byte(n);
+    } else if (n < 0x10000) this.head16(0xcd, n);
+    else if (n < 0x100000000) this.head32(0xce, n);
+    else this.float64(n);
+  }
+
+  float64(n: number): void {
+    this.ensure(9);
+    this.buffer[this.length] = 0xcb;
+    new DataView(this.buffer.buffer, this.buffer.byteOffset).setFloat64(this.length + 1, n);
+    this.length += 9;
+  }
+
+  nil(): void {
+    this.byte(0xc0);
+  }
+
+  bool(b: boolean): void {
+    this.byte(b ? 0xc3 : 0xc2);
+  }
+
+  string(s: string): void {
+    const bytes = new TextEncoder().encode(s);
+    const n = bytes.length;
+    if (n < 32) this.byte(0xa0 | n);
+    else if (n < 0x100) {
+      this.byte(0xd9);
+      this.byte(n);
+    } else if (n < 0x10000) this.head16(0xda, n);
+    else this.head32(0xdb, n);
+    this.raw(bytes);
+  }
+
+  bin(bytes: Uint8Array): void {
+    const n = bytes.length;
+    if (n < 0x100) {
+      this.byte(0xc4);
+      this.byte(n);
+    } else if (n < 0x10000) this.head16(0xc5, n);
+    else this.head32(0xc6, n);
+    this.raw(bytes);
+  }
+
+  /** Appends bytes that already are msgpack (a stored value). */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buffer.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+
+  private byte(b: number): void {
+    this.ensure(1);
+    this.buffer[this.length++] = b;
+  }
+
+  private head16(type: number, n: number): void {
+    this.ensure(3);
+    this.buffer[this.length] = type;
+    this.buffer[this.length + 1] = n >>> 8;
+    this.buffer[this.length + 2] = n & 0xff;
+    this.length += 3;
+  }
+
+  private head32(type: number, n: number): void {
+    this.ensure(5);
+    this.buffer[this.length] = type;
+    this.buffer[this.length + 1] = n >>> 24;
+    this.buffer[this.length + 2] = (n >>> 16) & 0xff;
+    this.buffer[this.length + 3] = (n >>> 8) & 0xff;
+    this.buffer[this.length + 4] = n & 0xff;
+    this.length += 5;
+  }
+
+  private ensure(n: number): void {
+    if (this.length + n <= this.buffer.length) return;
+    const bigger = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n));
+    bigger.set(this.buffer.subarray(0, this.length));
+    this.buffer = bigger;
+  }
+}
