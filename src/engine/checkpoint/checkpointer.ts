@@ -121,10 +121,11 @@ export class Checkpointer {
     const dir = this.config.data_dir;
     const tmp = `${dir}/data.db.tmp`;
     const redo_lsn = this.wal.visibleLsn();
-    const writer = new SnapshotWriter(this.io, tmp, { redo_lsn, created_unix_ms: Date.now() });
+    let writer: SnapshotWriter | undefined;
     let written: ReturnType<SnapshotWriter["finish"]>;
     let max_lsn = redo_lsn;
     try {
+      writer = new SnapshotWriter(this.io, tmp, { redo_lsn, created_unix_ms: Date.now() });
       for (let shard = 0; shard < this.table.shard_count; shard++) {
         const lsn = this.table.scanShard(shard, this.wal.visibleLsn(), (src, ko, kl, vl, l, e) =>
           this.staging.add(src, ko, kl, vl, l, e),
@@ -136,13 +137,13 @@ export class Checkpointer {
         throw new UnavailableError("checkpoint abandoned: the WAL is stopped");
       this.options.make_durable(max_lsn);
       written = writer.finish();
+      assert(written.max_lsn <= max_lsn, "data.db holds no version above the LSN made durable");
+      this.io.rename(tmp, `${dir}/data.db`);
     } catch (error) {
-      writer.abort();
+      writer?.abort();
       this.removeQuietly(tmp);
       throw error;
     }
-    assert(written.max_lsn <= max_lsn, "data.db holds no version above the LSN made durable");
-    this.io.rename(tmp, `${dir}/data.db`);
     this.io.syncDir(dir);
     const deleted_segments = this.deleteCoveredSegments(redo_lsn);
     const duration_ms = this.now_ms() - started_ms;

@@ -151,7 +151,10 @@ export class WalBuffer {
       const phys = start % this.ring_bytes;
       if (phys + size_bytes > this.ring_bytes) start += this.ring_bytes - phys;
       const flushed = this.published(F_FLUSHED_POS, F_FLUSHED_LSN);
-      if (start + size_bytes - flushed[0] <= this.ring_bytes && lsn - flushed[1] < this.commit_slots) {
+      // Every reserved record flushed: no ring byte is live, so the tail skipped to wrap costs nothing.
+      const empty = lsn - 1 === flushed[1];
+      const fits = empty || start + size_bytes - flushed[0] <= this.ring_bytes;
+      if (fits && lsn - flushed[1] < this.commit_slots) {
         const slot = lsn % this.commit_slots;
         this.commit_pos[slot] = start;
         this.commit_len[slot] = size_bytes;
@@ -385,6 +388,9 @@ export class WalBuffer {
     const [pos, lsn] = this.flushed();
     const epoch = this.i32[I_EPOCH]!;
     this.f64[F_FAILURE_VISIBLE + (epoch % FAILURE_SLOTS)] = this.f64[F_VISIBLE]!;
+    // Forget the rolled-back records' completion marks: their LSNs are about to be reserved again.
+    for (let l = lsn + 1; l < this.f64[F_NEXT_LSN]!; l++)
+      Atomics.store(this.commit_state, l % this.commit_slots, -1);
     this.f64[F_NEXT_LSN] = lsn + 1;
     this.f64[F_RESERVE_POS] = pos;
     Atomics.store(this.i32, I_EPOCH, epoch + 1);

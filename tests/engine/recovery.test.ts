@@ -1,0 +1,255 @@
+import { describe, expect, test } from "bun:test";
+import { Arena, createArenaShared } from "../../src/engine/arena.ts";
+import { type EngineConfig, engineConfig } from "../../src/engine/config.ts";
+import { CorruptionError } from "../../src/engine/errors.ts";
+import { type InlineHost, openEngine } from "../../src/engine/host.ts";
+import { prng } from "../../src/engine/io/prng.ts";
+import { SimDisk } from "../../src/engine/io/sim_disk.ts";
+import { recover } from "../../src/engine/recovery.ts";
+import { createTableShared, Table } from "../../src/engine/table.ts";
+import { parseSegmentName } from "../../src/engine/wal/format.ts";
+import { readSegment } from "../../src/engine/wal/segment_reader.ts";
+
+const SEED = Number(process.env.WALKV_SEED ?? 20240615);
+const WAL_DIR = "/data/wal";
+const utf8 = (text: string) => new TextEncoder().encode(text);
+const text = (bytes: Uint8Array | undefined) =>
+  bytes === undefined ? undefined : new TextDecoder().decode(bytes);
+
+function config(overrides: Partial<EngineConfig> = {}): EngineConfig {
+  return engineConfig({
+    data_dir: "/data",
+    fsync: "always",
+    shard_bits: 4,
+    memory_limit_bytes: 64 << 20,
+    max_key_bytes: 256,
+    max_value_bytes: 4096,
+    max_batch_bytes: 8192,
+    wal_segment_bytes: 64 << 10,
+    ...overrides,
+  });
+}
+
+async function openSim(disk: SimDisk, overrides: Partial<EngineConfig> = {}) {
+  const log: string[] = [];
+  const host = (await openEngine(config(overrides), {
+    io: disk,
+    inline: true,
+    log: (l) => log.push(l),
+  })) as InlineHost;
+  return { host, engine: host.engine, log };
+}
+
+/** A disk holding `count` keys `k{i}` = `v{i}:…` (LSN i + 1), written in order and closed cleanly. */
+async function populated(count: number, value_bytes = 100): Promise<SimDisk> {
+  const disk = new SimDisk({ rng: prng(SEED) });
+  const { host, engine } = await openSim(disk);
+  for (let i = 0; i < count; i++) {
+    const write = engine.set(utf8(`k${i}`), utf8(`v${i}:${"x".repeat(value_bytes)}`));
+    while (host.step()) {}
+    await write;
+  }
+  await host.close();
+  return disk;
+}
+
+function segmentPaths(disk: SimDisk): string[] {
+  return disk
+    .list(WAL_DIR)
+    .filter((name) => parseSegmentName(name) !== undefined)
+    .map((name) => `${WAL_DIR}/${name}`);
+}
+
+/** File offset of each record of a segment, in order. */
+function recordOffsets(disk: SimDisk, path: string): number[] {
+  const offsets: number[] = [];
+  readSegment(disk, path, { newest: true, max_record_bytes: 8192 }, (_l, _b, _o, _len, file_offset) =>
+    offsets.push(file_offset),
+  );
+  return offsets;
+}
+
+function fileSize(disk: SimDisk, path: string): number {
+  const file = disk.open(path);
+  try {
+    return disk.size(file);
+  } finally {
+    disk.close(file);
+  }
+}
+
+function flipByte(disk: SimDisk, path: string, offset_bytes: number): void {
+  const file = disk.open(path);
+  try {
+    const byte = new Uint8Array(1);
+    disk.read(file, byte, offset_bytes);
+    byte[0]! ^= 0x40;
+    disk.write(file, byte, offset_bytes);
+  } finally {
+    disk.close(file);
+  }
+}
+
+async function openError(disk: SimDisk): Promise<CorruptionError> {
+  try {
+    await openSim(disk);
+  } catch (error) {
+    expect(error).toBeInstanceOf(CorruptionError);
+    return error as CorruptionError;
+  }
+  throw new Error("the engine opened on corrupt data");
+}
+
+/** Recovers into a fresh table and returns every entry: key → [value, lsn], plus the result. */
+function recoverFresh(disk: SimDisk, log: string[]) {
+  const arena = new Arena(
+    createArenaShared({ buffer_count: 1, initial_bytes: 1 << 20, max_bytes_per_buffer: 64 << 20 }),
+  );
+  const table = new Table(createTableShared(arena, 4), arena);
+  const result = recover(disk, config(), table, (l) => log.push(l));
+  const entries = new Map<string, [string, number]>();
+  const decoder = new TextDecoder();
+  for (let s = 0; s < table.shard_count; s++) {
+    table.scanShard(s, Number.MAX_SAFE_INTEGER, (bytes, ko, kl, vl, lsn) => {
+      entries.set(decoder.decode(bytes.subarray(ko, ko + kl)), [
+        decoder.decode(bytes.subarray(ko + kl, ko + kl + vl)),
+        lsn,
+      ]);
+    });
+  }
+  return { result, entries };
+}
+
+describe("recovery", () => {
+  test("a leftover data.db.tmp is removed and logged", async () => {
+    const disk = await populated(3);
+    const tmp = disk.open("/data/data.db.tmp", { create: true });
+    disk.write(tmp, utf8("half a checkpoint"), 0);
+    disk.close(tmp);
+    const { engine, log } = await openSim(disk);
+    expect(disk.exists("/data/data.db.tmp")).toBe(false);
+    expect(log.some((l) => l.includes("removed data.db.tmp"))).toBe(true);
+    expect(text(engine.get(utf8("k2")))?.startsWith("v2:")).toBe(true);
+  });
+
+  test("the torn tail of the newest segment is cut, truncated and logged", async () => {
+    const disk = await populated(5);
+    const [path] = segmentPaths(disk);
+    const offsets = recordOffsets(disk, path!);
+    expect(offsets.length).toBe(5);
+    const size = fileSize(disk, path!);
+    const torn_at = offsets[4]! + 30; // record 5 half written
+    const file = disk.open(path!);
+    disk.truncate(file, torn_at);
+    disk.close(file);
+    const { host, engine, log } = await openSim(disk);
+    expect(host.recovery.torn_bytes).toBe(torn_at - offsets[4]!);
+    expect(host.recovery.next_lsn).toBe(5);
+    expect(fileSize(disk, path!)).toBe(offsets[4]!);
+    expect(size).toBeGreaterThan(torn_at);
+    const dropped = `${path!} at byte ${offsets[4]!}: ${torn_at - offsets[4]!} bytes dropped`;
+    expect(log.some((l) => l.includes("torn tail") && l.includes(dropped))).toBe(true);
+    expect(engine.get(utf8("k4"))).toBeUndefined();
+    expect(text(engine.get(utf8("k3")))?.startsWith("v3:")).toBe(true);
+    // The log goes on at LSN 5 in the cut segment.
+    const write = engine.set(utf8("k4"), utf8("again"));
+    while (host.step()) {}
+    expect(await write).toBe(5);
+  });
+
+  test("a bad CRC in an older segment refuses to open, naming the file and offset", async () => {
+    const disk = await populated(150, 1000);
+    const paths = segmentPaths(disk);
+    expect(paths.length).toBeGreaterThanOrEqual(2);
+    const offsets = recordOffsets(disk, paths[0]!);
+    const bad = offsets[7]!;
+    flipByte(disk, paths[0]!, bad + 40);
+    const error = await openError(disk);
+    expect(error.file).toBe(paths[0]!);
+    expect(error.offset_bytes).toBe(bad);
+    expect(error.message).toContain("CRC");
+  });
+
+  test("repair_wal cuts the WAL at the bad record, deletes later segments, logs it", async () => {
+    const disk = await populated(150, 1000);
+    const paths = segmentPaths(disk);
+    const offsets = recordOffsets(disk, paths[0]!);
+    flipByte(disk, paths[0]!, offsets[7]! + 40);
+    const { host, engine, log } = await openSim(disk, { repair_wal: true });
+    expect(log.some((l) => l.includes("REPAIR") && l.includes(paths[0]!))).toBe(true);
+    expect(host.recovery.next_lsn).toBe(8);
+    expect(segmentPaths(disk)).toEqual([paths[0]!]);
+    expect(fileSize(disk, paths[0]!)).toBe(offsets[7]!);
+    expect(text(engine.get(utf8("k6")))?.startsWith("v6:")).toBe(true);
+    expect(engine.get(utf8("k7"))).toBeUndefined();
+    expect(engine.get(utf8("k149"))).toBeUndefined();
+  });
+
+  test("a missing middle segment (LSN gap) is corruption", async () => {
+    const disk = await populated(200, 1000);
+    const paths = segmentPaths(disk);
+    expect(paths.length).toBeGreaterThanOrEqual(3);
+    disk.unlink(paths[1]!);
+    const error = await openError(disk);
+    expect(error.file).toBe(paths[2]!);
+    expect(error.message).toContain("expected");
+  });
+
+  test("a missing first segment (WAL starts after LSN 1 without data.db) is corruption", async () => {
+    const disk = await populated(150, 1000);
+    const paths = segmentPaths(disk);
+    disk.unlink(paths[0]!);
+    const error = await openError(disk);
+    expect(error.file).toBe(paths[1]!);
+  });
+
+  test("a corrupt data.db refuses to open", async () => {
+    const disk = new SimDisk({ rng: prng(SEED) });
+    const { host, engine } = await openSim(disk);
+    for (let i = 0; i < 20; i++) {
+      const write = engine.set(utf8(`k${i}`), utf8(`v${i}`));
+      while (host.step()) {}
+      await write;
+    }
+    await host.checkpoint();
+    await host.close();
+    flipByte(disk, "/data/data.db", 64 + 16 + 30); // inside the first block's entries
+    const error = await openError(disk);
+    expect(error.file).toBe("/data/data.db");
+  });
+
+  test("recovery is idempotent: recovering twice gives the same state", async () => {
+    const disk = new SimDisk({ rng: prng(SEED) });
+    const { host, engine } = await openSim(disk);
+    const rng = prng(SEED ^ 0x1d);
+    for (let i = 0; i < 120; i++) {
+      const key = utf8(`k${Math.floor(rng() * 40)}`);
+      const write = rng() < 0.8 ? engine.set(key, utf8(`v${i}:${"y".repeat(500)}`)) : engine.del(key);
+      while (host.step()) {}
+      await write;
+      if (i === 60) await host.checkpoint();
+    }
+    await host.close();
+    // A torn tail too, so the first recovery changes the disk.
+    const paths = segmentPaths(disk);
+    const newest = paths[paths.length - 1]!;
+    const file = disk.open(newest);
+    disk.write(file, new Uint8Array([7, 0, 0, 0, 1, 2, 3]), disk.size(file));
+    disk.close(file);
+    const log: string[] = [];
+    const first = recoverFresh(disk, log);
+    expect(first.result.torn_bytes).toBe(7);
+    const files_after_first = segmentPaths(disk).map((p) => [p, fileSize(disk, p)]);
+    const second = recoverFresh(disk, log);
+    expect(second.result.torn_bytes).toBe(0);
+    expect(second.entries).toEqual(first.entries);
+    expect(second.result.next_lsn).toBe(first.result.next_lsn);
+    expect(second.result.redo_lsn).toBe(first.result.redo_lsn);
+    expect(second.result.wal_records).toBe(first.result.wal_records);
+    expect(segmentPaths(disk).map((p) => [p, fileSize(disk, p)])).toEqual(files_after_first);
+    expect(first.entries.size).toBeGreaterThan(0);
+    // A third time through the engine, after a power cut: still the same state.
+    disk.powerCut();
+    expect(recoverFresh(disk, log).entries).toEqual(first.entries);
+  });
+});
