@@ -32,6 +32,7 @@
  * table.get(key, h, visible_lsn); // → a copy of the value, undefined, or STALE
  */
 import { type Arena, bufferIndex, offsetBytes } from "./arena.ts";
+import { copyBytes } from "./bytes.ts";
 import { assert } from "./errors.ts";
 import { lock, unlock } from "./locks.ts";
 
@@ -268,11 +269,29 @@ export class Table {
     this.f64[b]![(ref & 0x1fffffff) + 3] = expiry_unix_ms;
     const bytes = this.u8[b]!;
     const start = offsetBytes(ref) + RECORD_HEADER_BYTES;
-    bytes.set(src.subarray(key_offset, key_offset + key_length), start);
-    if (value !== undefined && value_length > 0) {
-      bytes.set(value.subarray(value_offset, value_offset + value_length), start + key_length);
+    if (value === src && value_offset === key_offset + key_length) {
+      copyBytes(bytes, start, src, key_offset, key_length + value_length); // adjacent on disk: one copy
+    } else {
+      copyBytes(bytes, start, src, key_offset, key_length);
+      if (value !== undefined) copyBytes(bytes, start + key_length, value, value_offset, value_length);
     }
     return ref;
+  }
+
+  /**
+   * Sizes every shard for `keys` keys spread evenly (plus slack), so that loading them never
+   * rehashes. Single-threaded use (recovery) or under each shard's mutex.
+   */
+  presize(keys: number): void {
+    const per_shard = Math.ceil((keys / this.shard_count) * 1.25);
+    for (let s = 0; s < this.shard_count; s++) {
+      this.lockShard(s);
+      try {
+        this.reserveSlots(s, per_shard);
+      } finally {
+        this.unlockShard(s);
+      }
+    }
   }
 
   /** Frees a version that was never linked. */

@@ -9,8 +9,9 @@
  * const body_start_bytes = HEADER_SIZE_BYTES; // the first block header starts at byte 64
  * const footer_start_bytes = HEADER_SIZE_BYTES + info.body_bytes;
  */
+
+import { writeU32 } from "../bytes.ts";
 import { crc32c } from "../crc32c.ts";
-import { writeU32 } from "../wal/format.ts";
 
 /** "WALKVDB\0" in ASCII: the first 8 bytes of every `data.db`. */
 export const SNAPSHOT_MAGIC: Uint8Array = new Uint8Array([0x57, 0x41, 0x4c, 0x4b, 0x56, 0x44, 0x42, 0x00]);

@@ -10,10 +10,11 @@
  * });
  * wal.replayFrom(info.redo_lsn);
  */
+
+import { readU32, readU64 } from "../bytes.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert, CorruptionError } from "../errors.ts";
 import type { FileId, Io } from "../io/io.ts";
-import { readU32, readU64 } from "../wal/format.ts";
 import {
   BLOCK_CRC_START_BYTES,
   BLOCK_HEADER_SIZE_BYTES,
@@ -77,12 +78,18 @@ interface BodySummary {
  * let n = 0;
  * const info = readSnapshot(io, path, () => n++); // n === info.entry_count
  */
-export function readSnapshot(io: Io, path: string, onEntry: SnapshotEntryVisitor): SnapshotInfo {
+export function readSnapshot(
+  io: Io,
+  path: string,
+  onEntry: SnapshotEntryVisitor,
+  onHeader?: (entry_count: number) => void,
+): SnapshotInfo {
   const file = io.open(path);
   try {
     const size_bytes = io.size(file);
     const reader = new ChunkReader(io, file, path, Math.min(CHUNK_BYTES, size_bytes));
     const header = decodeHeader(reader, path, size_bytes);
+    onHeader?.(header.entry_count);
     const expected_bytes = snapshotSizeBytes(header.body_bytes);
     if (size_bytes > expected_bytes) {
       throw new CorruptionError(

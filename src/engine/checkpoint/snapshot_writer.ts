@@ -8,10 +8,11 @@
  * io.rename("/data/data.db.tmp", "/data/data.db");   // the caller publishes it
  * io.syncDir("/data");
  */
+
+import { MAX_LSN, MAX_U32, writeU32, writeU64 } from "../bytes.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert } from "../errors.ts";
 import type { FileId, Io } from "../io/io.ts";
-import { MAX_LSN, MAX_U32, writeU32, writeU64 } from "../wal/format.ts";
 import {
   BLOCK_CRC_START_BYTES,
   BLOCK_HEADER_SIZE_BYTES,

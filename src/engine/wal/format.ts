@@ -7,6 +7,8 @@
  * const header = encodeSegmentHeader(1); // 32 bytes, written at offset 0 of "00000000000000000001.wal"
  * decodeSegmentHeader(header, "00000000000000000001.wal") === 1;
  */
+
+import { readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert, CorruptionError } from "../errors.ts";
 
@@ -35,62 +37,6 @@ export const OP_SET = 1;
 export const OP_DEL = 2;
 /** Entry flag bit 0: an f64 expiry_unix_ms follows the fixed entry header. Other bits are reserved. */
 export const ENTRY_FLAG_HAS_EXPIRY = 1;
-
-/** LSNs are JS integers in [1, 2^53). */
-export const MAX_LSN = Number.MAX_SAFE_INTEGER;
-/** Largest value of a u32 length field. */
-export const MAX_U32 = 0xffffffff;
-
-/**
- * Reads the little-endian u32 at `bytes[offset]` (caller guarantees 4 bytes).
- *
- * @example
- * readU32(new Uint8Array([1, 0, 0, 0]), 0) === 1;
- */
-export function readU32(bytes: Uint8Array, offset: number): number {
-  return (
-    (bytes[offset]! | (bytes[offset + 1]! << 8) | (bytes[offset + 2]! << 16) | (bytes[offset + 3]! << 24)) >>>
-    0
-  );
-}
-
-/**
- * Writes `value` (an integer in [0, 2^32)) as a little-endian u32 at `bytes[offset]`.
- *
- * @example
- * writeU32(buf, 0, 0xdeadbeef);
- */
-export function writeU32(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value;
-  bytes[offset + 1] = value >>> 8;
-  bytes[offset + 2] = value >>> 16;
-  bytes[offset + 3] = value >>> 24;
-}
-
-/**
- * Reads the little-endian u64 at `bytes[offset]` as two u32 halves. Returns -1 when the value is
- * 2^53 or more (not representable as an exact JS integer): callers report that as corruption.
- *
- * @example
- * readU64(encodeSegmentHeader(7), 16) === 7;
- */
-export function readU64(bytes: Uint8Array, offset: number): number {
-  const high = readU32(bytes, offset + 4);
-  if (high > 0x1fffff) return -1;
-  return high * 0x100000000 + readU32(bytes, offset);
-}
-
-/**
- * Writes `value` (an integer in [0, 2^53)) as a little-endian u64 at `bytes[offset]`.
- *
- * @example
- * writeU64(buf, 8, lsn);
- */
-export function writeU64(bytes: Uint8Array, offset: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
-  writeU32(bytes, offset, value >>> 0);
-  writeU32(bytes, offset + 4, Math.floor(value / 0x100000000));
-}
 
 /**
  * Name of the segment whose first record has LSN `first_lsn`.

@@ -12,23 +12,19 @@
  * const bytes = new Uint8Array(encodedRecordSize(entries));
  * encodeRecord(lsn, entries, bytes, 0);
  */
+
+import { MAX_LSN, MAX_U32, readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert } from "../errors.ts";
 import {
   ENTRY_EXPIRY_SIZE_BYTES,
   ENTRY_FLAG_HAS_EXPIRY,
   ENTRY_HEADER_SIZE_BYTES,
-  MAX_LSN,
-  MAX_U32,
   OP_DEL,
   OP_SET,
   RECORD_CRC_START_BYTES,
   RECORD_HEADER_SIZE_BYTES,
   RECORD_TYPE_BATCH,
-  readU32,
-  readU64,
-  writeU32,
-  writeU64,
 } from "./format.ts";
 
 /** Entry operation: {@link OP_SET} or {@link OP_DEL}. */

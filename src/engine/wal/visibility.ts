@@ -46,6 +46,9 @@ export class Visibility {
 
   /** Settles every waiter whose outcome is known; re-arms the async wait if any remain. */
   poll(): void {
+    // The publish word is read first: a publish after this point changes it, so the wait armed
+    // below with this value cannot miss it.
+    const seq = this.buffer.publishSeq();
     const visible = this.buffer.visibleLsn();
     const epoch = this.buffer.epoch();
     const stopped = this.buffer.state() === WAL_STOPPED;
@@ -67,7 +70,7 @@ export class Visibility {
       this.queue.splice(0, this.head);
       this.head = 0;
     }
-    if (this.head < this.queue.length) this.arm();
+    if (this.head < this.queue.length) this.arm(seq);
   }
 
   /** Writes waiting. */
@@ -75,9 +78,8 @@ export class Visibility {
     return this.queue.length - this.head;
   }
 
-  private arm(): void {
+  private arm(seq: number): void {
     if (this.armed || this.inline) return;
-    const seq = this.buffer.publishSeq();
     const promise = this.buffer.waitPublishAsync(seq, WAIT_SLICE_MS);
     if (promise === undefined) {
       queueMicrotask(() => this.poll());

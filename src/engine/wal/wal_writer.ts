@@ -21,7 +21,7 @@ import { assert, IoError } from "../errors.ts";
 import { hashKey } from "../hash.ts";
 import { closeQuietly, type FileId, type Io } from "../io/io.ts";
 import type { Table } from "../table.ts";
-import { encodeSegmentHeader, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./format.ts";
+import { encodeSegmentHeader, parseSegmentName, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./format.ts";
 import { visitRecordEntries } from "./record.ts";
 import { WAL_HALTED, WAL_RUNNING, WAL_STOPPED, type WalBuffer } from "./wal_buffer.ts";
 
@@ -147,12 +147,20 @@ export class WalWriter {
     return true;
   }
 
-  /** Flushes and syncs what is complete, then closes the segment file. */
-  close(): void {
+  /**
+   * Flushes and syncs what is complete, then closes the segment file. If a checkpoint with redo LSN
+   * `covered_lsn` already holds everything written, the segments are deleted too: a clean restart
+   * then loads data.db and reads no log.
+   */
+  close(covered_lsn = 0): void {
     while (this.step()) {}
     this.syncNow();
     if (this.file !== undefined) closeQuietly(this.io, this.file);
     this.file = undefined;
+    if (covered_lsn < this.written_lsn || this.buffer.state() === WAL_STOPPED) return;
+    const segments = this.io.list(this.options.dir).filter((name) => parseSegmentName(name) !== undefined);
+    for (const name of segments) this.io.unlink(`${this.options.dir}/${name}`);
+    if (segments.length > 0) this.io.syncDir(this.options.dir);
   }
 
   // ---------------------------------------------------------------- batching

@@ -35,6 +35,6 @@ self.onmessage = (event: MessageEvent) => {
   );
   self.postMessage({ ready: true });
   while (!control.writerStopRequested()) writer.waitAndStep();
-  writer.close();
+  writer.close(control.lastCheckpoint().redo_lsn);
   self.postMessage({ exited: true });
 };

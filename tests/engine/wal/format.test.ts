@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { readU64, writeU32, writeU64 } from "../../../src/engine/bytes.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { CorruptionError } from "../../../src/engine/errors.ts";
 import {
@@ -6,10 +7,7 @@ import {
   encodeSegmentHeader,
   isNewerFormat,
   parseSegmentName,
-  readU64,
   segmentName,
-  writeU32,
-  writeU64,
 } from "../../../src/engine/wal/format.ts";
 
 function corruption(fn: () => unknown): CorruptionError {

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { writeU32 } from "../../../src/engine/bytes.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
-import { OP_DEL, OP_SET, writeU32 } from "../../../src/engine/wal/format.ts";
+import { OP_DEL, OP_SET } from "../../../src/engine/wal/format.ts";
 import {
   decodeRecordHeader,
   encodedRecordSize,

@@ -1,15 +1,10 @@
 import { describe, expect, test } from "bun:test";
+import { writeU32 } from "../../../src/engine/bytes.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { CorruptionError, IoError } from "../../../src/engine/errors.ts";
 import type { FileId, Io } from "../../../src/engine/io/io.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
-import {
-  encodeSegmentHeader,
-  OP_DEL,
-  OP_SET,
-  segmentName,
-  writeU32,
-} from "../../../src/engine/wal/format.ts";
+import { encodeSegmentHeader, OP_DEL, OP_SET, segmentName } from "../../../src/engine/wal/format.ts";
 import { encodedRecordSize, encodeRecord, type WalEntry } from "../../../src/engine/wal/record.ts";
 import {
   type ReadSegmentOptions,

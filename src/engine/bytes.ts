@@ -1,0 +1,87 @@
+/**
+ * Little-endian integer fields and byte copies shared by the on-disk formats (WAL, data.db) and the
+ * table. u64 values are JS integers below 2^53, read and written as two u32 halves (no BigInt).
+ *
+ * @example
+ * writeU64(buf, 8, lsn); readU64(buf, 8) === lsn;
+ * copyBytes(arena_bytes, offset, key, 0, key.length);
+ */
+import { assert } from "./errors.ts";
+
+/** LSNs are JS integers in [1, 2^53). */
+export const MAX_LSN = Number.MAX_SAFE_INTEGER;
+/** Largest value of a u32 length field. */
+export const MAX_U32 = 0xffffffff;
+
+/**
+ * Reads the little-endian u32 at `bytes[offset]` (caller guarantees 4 bytes).
+ *
+ * @example
+ * readU32(new Uint8Array([1, 0, 0, 0]), 0) === 1;
+ */
+export function readU32(bytes: Uint8Array, offset: number): number {
+  return (
+    (bytes[offset]! | (bytes[offset + 1]! << 8) | (bytes[offset + 2]! << 16) | (bytes[offset + 3]! << 24)) >>>
+    0
+  );
+}
+
+/**
+ * Writes `value` (an integer in [0, 2^32)) as a little-endian u32 at `bytes[offset]`.
+ *
+ * @example
+ * writeU32(buf, 0, 0xdeadbeef);
+ */
+export function writeU32(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value;
+  bytes[offset + 1] = value >>> 8;
+  bytes[offset + 2] = value >>> 16;
+  bytes[offset + 3] = value >>> 24;
+}
+
+/**
+ * Reads the little-endian u64 at `bytes[offset]` as two u32 halves. Returns -1 when the value is
+ * 2^53 or more (not representable as an exact JS integer): callers report that as corruption.
+ *
+ * @example
+ * readU64(encodeSegmentHeader(7), 16) === 7;
+ */
+export function readU64(bytes: Uint8Array, offset: number): number {
+  const high = readU32(bytes, offset + 4);
+  if (high > 0x1fffff) return -1;
+  return high * 0x100000000 + readU32(bytes, offset);
+}
+
+/**
+ * Writes `value` (an integer in [0, 2^53)) as a little-endian u64 at `bytes[offset]`.
+ *
+ * @example
+ * writeU64(buf, 8, lsn);
+ */
+export function writeU64(bytes: Uint8Array, offset: number, value: number): void {
+  assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
+  writeU32(bytes, offset, value >>> 0);
+  writeU32(bytes, offset + 4, Math.floor(value / 0x100000000));
+}
+
+/** Below this length a byte loop beats `subarray` + `set` (which allocate and call into the runtime). */
+const COPY_LOOP_MAX_BYTES = 64;
+
+/**
+ * Copies `src[src_offset, +length_bytes)` to `dst[dst_offset]`. Fast for the short keys and values
+ * that dominate recovery and writes.
+ *
+ * @example
+ * copyBytes(dst, 0, src, 16, 100);
+ */
+export function copyBytes(
+  dst: Uint8Array,
+  dst_offset: number,
+  src: Uint8Array,
+  src_offset: number,
+  length_bytes: number,
+): void {
+  if (length_bytes <= COPY_LOOP_MAX_BYTES) {
+    for (let i = 0; i < length_bytes; i++) dst[dst_offset + i] = src[src_offset + i]!;
+  } else dst.set(src.subarray(src_offset, src_offset + length_bytes), dst_offset);
+}
