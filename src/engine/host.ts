@@ -17,11 +17,12 @@ import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import type { EngineConfig } from "./config.ts";
 import { type CheckpointStatus, createControlBuffer, EngineControl } from "./control.ts";
 import { Engine, type EngineShared } from "./engine.ts";
-import { UnavailableError } from "./errors.ts";
-import type { Io } from "./io/io.ts";
+import { assert, UnavailableError } from "./errors.ts";
+import { closeQuietly, type Io } from "./io/io.ts";
 import { RealIo } from "./io/real_io.ts";
 import { type RecoveryResult, recover } from "./recovery.ts";
 import { createTableShared, Table } from "./table.ts";
+import { segmentName } from "./wal/format.ts";
 import { createWalBufferShared, WAL_STOPPED, type WalBuffer } from "./wal/wal_buffer.ts";
 import { WalWriter } from "./wal/wal_writer.ts";
 
@@ -84,14 +85,26 @@ function defaultFatal(log: (line: string) => void) {
   };
 }
 
-/** Waits until the WAL is durable up to `lsn` (checkpointer thread: it may block). */
-export function waitDurable(wal: WalBuffer, lsn: number): void {
-  wal.requestSync(lsn);
-  for (;;) {
-    const seq = wal.publishSeq();
-    if (wal.lsns().durable >= lsn) return;
-    if (wal.state() === WAL_STOPPED) throw new UnavailableError(`WAL stopped: ${wal.lastError()}`);
-    wal.waitPublish(seq, 100);
+/**
+ * Makes the WAL durable up to `lsn` from the checkpointer's thread: it fdatasyncs the segment that
+ * holds the written LSN itself (older segments were synced when sealed), so the WAL writer — and the
+ * writes waiting on it — never stall behind a checkpoint's large fdatasync in `everysec`/`no` mode.
+ * Throws UnavailableError if the fdatasync fails (the log is then stopped, as for any failed fsync).
+ */
+export function makeDurable(io: Io, wal: WalBuffer, wal_dir: string, lsn: number): void {
+  if (wal.lsns().durable >= lsn) return;
+  const { written, segment_first_lsn } = wal.writtenSegment();
+  assert(written >= lsn, "a checkpoint only copies versions that were written");
+  const path = `${wal_dir}/${segmentName(segment_first_lsn)}`;
+  const file = io.open(path);
+  try {
+    io.sync(file);
+  } catch (error) {
+    const message = `fdatasync of ${path} failed during a checkpoint (${String(error)}); writes stopped until restart`;
+    wal.setState(WAL_STOPPED, message);
+    throw new UnavailableError(message, { cause: error });
+  } finally {
+    closeQuietly(io, file);
   }
 }
 

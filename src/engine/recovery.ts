@@ -23,17 +23,13 @@ import { assert, CorruptionError } from "./errors.ts";
 import { hashKey } from "./hash.ts";
 import { closeQuietly, type Io } from "./io/io.ts";
 import type { Table } from "./table.ts";
-import {
-  encodeSegmentHeader,
-  OP_DEL,
-  parseSegmentName,
-  SEGMENT_HEADER_SIZE_BYTES,
-  segmentName,
-} from "./wal/format.ts";
+import { encodeSegmentHeader, OP_DEL, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./wal/format.ts";
 import { visitRecordEntries } from "./wal/record.ts";
-import { readSegment } from "./wal/segment_reader.ts";
+import { checkChainStart, coveredSegmentCount, listSegments, readChainSegment } from "./wal/segment_chain.ts";
 
 const COPY_CHUNK_BYTES = 4 << 20;
+/** WAL bytes per distinct key assumed when sizing the table before replay (a 16 B key + 100 B value is 152). */
+const WAL_BYTES_PER_KEY_ESTIMATE = 160;
 
 export interface RecoveryResult {
   /** The LSN the next write takes. */
@@ -69,11 +65,16 @@ export function recover(
   const loader = new Loader(table);
   let redo_lsn = 0;
   let snapshot_entries = 0;
+  let snapshot_max_lsn = 0;
   if (io.exists(`${dir}/data.db`)) {
-    const info = readSnapshot(io, `${dir}/data.db`, (bytes, ko, kl, vo, vl, lsn, expiry) =>
-      loader.set(bytes, ko, kl, vo, vl, lsn, expiry),
+    const info = readSnapshot(
+      io,
+      `${dir}/data.db`,
+      (bytes, ko, kl, vo, vl, lsn, expiry) => loader.set(bytes, ko, kl, vo, vl, lsn, expiry),
+      (entry_count) => table.presize(entry_count),
     );
     redo_lsn = info.redo_lsn;
+    snapshot_max_lsn = info.max_lsn;
     snapshot_entries = info.entry_count;
     log(`recovery: loaded data.db: ${info.entry_count} keys, redo LSN ${redo_lsn}`);
   }
@@ -83,7 +84,8 @@ export function recover(
     `recovery: replayed ${replay.records} WAL records from ${replay.segments} segments in ${duration_ms} ms`,
   );
   return {
-    next_lsn: replay.last_lsn + 1,
+    // data.db's versions never pass the durable WAL, but should the WAL have been lost, never reuse them.
+    next_lsn: Math.max(replay.last_lsn, snapshot_max_lsn) + 1,
     redo_lsn,
     snapshot_entries,
     wal_records: replay.records,
@@ -101,6 +103,20 @@ class Loader {
     const h = hashKey(bytes, ko, ko + kl);
     const version = this.table.newVersion(bytes, ko, kl, bytes, vo, vl, expiry);
     this.link(version, h, lsn);
+  }
+
+  /** Sizes the table for the keys the WAL may add (one per ~WAL_BYTES_PER_KEY_ESTIMATE bytes). */
+  presizeForWal(io: Io, wal_dir: string, firsts: number[]): void {
+    let bytes = 0;
+    for (const lsn of firsts) {
+      const file = io.open(`${wal_dir}/${segmentName(lsn)}`);
+      try {
+        bytes += io.size(file);
+      } finally {
+        closeQuietly(io, file);
+      }
+    }
+    this.table.presize(this.table.slotsUsed() + Math.ceil(bytes / WAL_BYTES_PER_KEY_ESTIMATE));
   }
 
   del(bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
@@ -121,14 +137,6 @@ class Loader {
   }
 }
 
-function listSegments(io: Io, wal_dir: string): number[] {
-  return io
-    .list(wal_dir)
-    .map((name) => parseSegmentName(name))
-    .filter((lsn): lsn is number => lsn !== undefined)
-    .sort((a, b) => a - b);
-}
-
 function replayWal(
   io: Io,
   config: EngineConfig,
@@ -137,38 +145,20 @@ function replayWal(
   log: (line: string) => void,
 ) {
   const wal_dir = `${config.data_dir}/wal`;
-  let firsts = listSegments(io, wal_dir);
-  let skip = 0;
-  while (skip + 1 < firsts.length && firsts[skip + 1]! <= redo_lsn + 1) {
-    io.unlink(`${wal_dir}/${segmentName(firsts[skip]!)}`);
-    skip++;
-  }
+  const listed = listSegments(io, wal_dir);
+  const skip = coveredSegmentCount(listed, redo_lsn);
+  for (const first_lsn of listed.slice(0, skip)) io.unlink(`${wal_dir}/${segmentName(first_lsn)}`);
   if (skip > 0) {
     io.syncDir(wal_dir);
     log(`recovery: deleted ${skip} WAL segments covered by data.db`);
   }
-  firsts = firsts.slice(skip);
-  if (firsts.length > 0 && firsts[0]! > redo_lsn + 1) {
-    throw new CorruptionError(
-      `${wal_dir}/${segmentName(firsts[0]!)}`,
-      0,
-      `WAL starts at LSN ${firsts[0]} but data.db needs LSN ${redo_lsn + 1}: segments are missing`,
-    );
-  }
+  const firsts = listed.slice(skip);
+  checkChainStart(wal_dir, firsts, redo_lsn);
   const state = { last_lsn: redo_lsn, records: 0, torn_bytes: 0 };
+  loader.presizeForWal(io, wal_dir, firsts);
   for (let i = 0; i < firsts.length; i++) {
-    const path = `${wal_dir}/${segmentName(firsts[i]!)}`;
     try {
-      replaySegment(
-        io,
-        config,
-        loader,
-        path,
-        { index: i, count: firsts.length, name_lsn: firsts[i]! },
-        redo_lsn,
-        state,
-        log,
-      );
+      replaySegment(io, config, loader, wal_dir, { chain: firsts, index: i }, redo_lsn, state, log);
     } catch (error) {
       if (!(error instanceof CorruptionError) || !config.repair_wal) throw error;
       repairAt(io, wal_dir, firsts.slice(i), error, log);
@@ -191,21 +181,23 @@ function replaySegment(
   io: Io,
   config: EngineConfig,
   loader: Loader,
-  path: string,
-  position: { index: number; count: number; name_lsn: number },
+  wal_dir: string,
+  position: { chain: readonly number[]; index: number },
   redo_lsn: number,
   state: { last_lsn: number; records: number; torn_bytes: number },
   log: (line: string) => void,
 ): void {
   let kept: { lsn: number; offset_bytes: number } | undefined;
-  const newest = position.index === position.count - 1;
-  const expected_first_lsn = position.index === 0 ? position.name_lsn : state.last_lsn + 1;
-  const result = readSegment(
+  const path = `${wal_dir}/${segmentName(position.chain[position.index]!)}`;
+  const newest = position.index === position.chain.length - 1;
+  const result = readChainSegment(
     io,
-    path,
-    { newest, expected_first_lsn, max_record_bytes: config.max_batch_bytes },
+    wal_dir,
+    position.chain,
+    position.index,
+    state,
+    config.max_batch_bytes,
     (lsn, bytes, offset, _length, file_offset) => {
-      if (lsn > state.last_lsn) state.last_lsn = lsn;
       if (lsn <= redo_lsn) return;
       kept ??= { lsn, offset_bytes: file_offset };
       applyRecord(loader, bytes, offset, lsn);

@@ -379,15 +379,18 @@ export class Table {
   }
 
   /**
-   * Visits every key's version visible at `visible_lsn` in one shard, holding that shard's mutex
+   * Visits every key's version visible at the LSN `visibleLsn()` returns once the shard's mutex is
+   * held, holding that mutex
    * (only this shard's writers wait, for the duration of one shard's copy). Returns the largest LSN
    * visited (0 if none).
    */
-  scanShard(shard: number, visible_lsn: number, visit: EntryVisitor): number {
+  scanShard(shard: number, visibleLsn: () => number, visit: EntryVisitor): number {
     const base = shard * SHARD_WORDS;
     let max_lsn = 0;
     lock(this.meta, base + W_LOCK);
     try {
+      // Read under the mutex: every discard in this shard happened at or below it.
+      const visible_lsn = visibleLsn();
       const cap = 1 << this.meta[base + W_CAP_LOG2]!;
       for (let slot = 0; slot < cap; slot++) {
         const head = this.slotRef(base, slot);

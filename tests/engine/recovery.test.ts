@@ -110,12 +110,16 @@ function recoverFresh(disk: SimDisk, log: string[]) {
   const entries = new Map<string, [string, number]>();
   const decoder = new TextDecoder();
   for (let s = 0; s < table.shard_count; s++) {
-    table.scanShard(s, Number.MAX_SAFE_INTEGER, (bytes, ko, kl, vl, lsn) => {
-      entries.set(decoder.decode(bytes.subarray(ko, ko + kl)), [
-        decoder.decode(bytes.subarray(ko + kl, ko + kl + vl)),
-        lsn,
-      ]);
-    });
+    table.scanShard(
+      s,
+      () => Number.MAX_SAFE_INTEGER,
+      (bytes, ko, kl, vl, lsn) => {
+        entries.set(decoder.decode(bytes.subarray(ko, ko + kl)), [
+          decoder.decode(bytes.subarray(ko + kl, ko + kl + vl)),
+          lsn,
+        ]);
+      },
+    );
   }
   return { result, entries };
 }

@@ -64,11 +64,15 @@ class Harness {
     const seen = new Map<string, [string, number]>();
     const decoder = new TextDecoder();
     for (let s = 0; s < this.table.shard_count; s++) {
-      this.table.scanShard(s, visible, (bytes, ko, kl, vl, lsn) => {
-        const key = decoder.decode(bytes.subarray(ko, ko + kl));
-        expect(seen.has(key)).toBe(false);
-        seen.set(key, [decoder.decode(bytes.subarray(ko + kl, ko + kl + vl)), lsn]);
-      });
+      this.table.scanShard(
+        s,
+        () => visible,
+        (bytes, ko, kl, vl, lsn) => {
+          const key = decoder.decode(bytes.subarray(ko, ko + kl));
+          expect(seen.has(key)).toBe(false);
+          seen.set(key, [decoder.decode(bytes.subarray(ko + kl, ko + kl + vl)), lsn]);
+        },
+      );
     }
     return seen;
   }

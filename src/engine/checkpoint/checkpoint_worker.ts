@@ -7,7 +7,7 @@
 import { Arena } from "../arena.ts";
 import { EngineControl } from "../control.ts";
 import type { EngineShared } from "../engine.ts";
-import { waitDurable } from "../host.ts";
+import { makeDurable } from "../host.ts";
 import { RealIo } from "../io/real_io.ts";
 import { Table } from "../table.ts";
 import { WalBuffer } from "../wal/wal_buffer.ts";
@@ -25,8 +25,9 @@ self.onmessage = (event: MessageEvent) => {
   const control = new EngineControl(shared.control);
   const log = (line: string) => self.postMessage({ log: line });
   const table = new Table(shared.table, new Arena(shared.arena));
-  const checkpointer = new Checkpointer(new RealIo(), config, table, wal, {
-    make_durable: (lsn) => waitDurable(wal, lsn),
+  const io = new RealIo();
+  const checkpointer = new Checkpointer(io, config, table, wal, {
+    make_durable: (lsn) => makeDurable(io, wal, `${config.data_dir}/wal`, lsn),
     log,
   });
   const runOnce = () => {

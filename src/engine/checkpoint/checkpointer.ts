@@ -25,7 +25,8 @@ import type { EngineConfig } from "../config.ts";
 import { assert, UnavailableError } from "../errors.ts";
 import type { Io } from "../io/io.ts";
 import type { Table } from "../table.ts";
-import { parseSegmentName, segmentName } from "../wal/format.ts";
+import { segmentName } from "../wal/format.ts";
+import { coveredSegmentCount, listSegments } from "../wal/segment_chain.ts";
 import { WAL_STOPPED, type WalBuffer } from "../wal/wal_buffer.ts";
 import { SnapshotWriter } from "./snapshot_writer.ts";
 
@@ -127,8 +128,10 @@ export class Checkpointer {
     try {
       writer = new SnapshotWriter(this.io, tmp, { redo_lsn, created_unix_ms: Date.now() });
       for (let shard = 0; shard < this.table.shard_count; shard++) {
-        const lsn = this.table.scanShard(shard, this.wal.visibleLsn(), (src, ko, kl, vl, l, e) =>
-          this.staging.add(src, ko, kl, vl, l, e),
+        const lsn = this.table.scanShard(
+          shard,
+          () => this.wal.visibleLsn(),
+          (src, ko, kl, vl, l, e) => this.staging.add(src, ko, kl, vl, l, e),
         );
         if (lsn > max_lsn) max_lsn = lsn;
         this.staging.drainInto(writer);
@@ -161,21 +164,14 @@ export class Checkpointer {
     };
   }
 
-  /** Deletes segments whose every record is ≤ redo_lsn: all but the newest whose successor starts ≤ redo + 1. */
+  /** Deletes segments whose every record is ≤ redo_lsn (never the newest); fsyncs the directory. */
   private deleteCoveredSegments(redo_lsn: number): number {
     const wal_dir = `${this.config.data_dir}/wal`;
-    const firsts = this.io
-      .list(wal_dir)
-      .map((name) => parseSegmentName(name))
-      .filter((lsn): lsn is number => lsn !== undefined)
-      .sort((a, b) => a - b);
-    let deleted = 0;
-    for (let i = 0; i + 1 < firsts.length && firsts[i + 1]! <= redo_lsn + 1; i++) {
-      this.io.unlink(`${wal_dir}/${segmentName(firsts[i]!)}`);
-      deleted++;
-    }
-    if (deleted > 0) this.io.syncDir(wal_dir);
-    return deleted;
+    const firsts = listSegments(this.io, wal_dir);
+    const covered = coveredSegmentCount(firsts, redo_lsn);
+    for (const first_lsn of firsts.slice(0, covered)) this.io.unlink(`${wal_dir}/${segmentName(first_lsn)}`);
+    if (covered > 0) this.io.syncDir(wal_dir);
+    return covered;
   }
 
   private removeQuietly(path: string): void {

@@ -51,6 +51,12 @@ export interface SnapshotWriteResult {
 }
 
 const U32_SPAN = 0x100000000;
+/**
+ * The file is fdatasync'ed every this many bytes while it is written (PostgreSQL's
+ * checkpoint_flush_after): writeback comes in small slices instead of one large flush at the end,
+ * so the WAL's own fdatasyncs never queue behind hundreds of megabytes.
+ */
+const SYNC_EVERY_BYTES = 8 << 20;
 
 /**
  * Streams entries into blocks and writes a complete, synced `data.db`-format file at `path`
@@ -78,6 +84,7 @@ export class SnapshotWriter {
   private offset_bytes = HEADER_SIZE_BYTES;
   private entry_count = 0;
   private block_count = 0;
+  private unsynced_bytes = 0;
   private max_lsn = 0;
   private readonly block_crcs = new BlockCrcList();
   private open = true;
@@ -211,6 +218,11 @@ export class SnapshotWriter {
     this.offset_bytes += length_bytes;
     this.block_count++;
     this.block_crcs.push(crc);
+    this.unsynced_bytes += length_bytes;
+    if (this.unsynced_bytes >= SYNC_EVERY_BYTES) {
+      this.io.sync(this.file);
+      this.unsynced_bytes = 0;
+    }
   }
 
   private encodeFooter(): Uint8Array {

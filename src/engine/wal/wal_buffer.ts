@@ -47,6 +47,7 @@ const F_SYNC_REQUEST = 7;
 const F_WAL_BYTES = 8;
 const F_FSYNCS = 9;
 const F_GROUP_RECORDS = 10;
+const F_SEGMENT_FIRST_LSN = 11;
 const F_FAILURE_VISIBLE = 16; // 64 cells: visible LSN at each write failure, by epoch % 64
 const FAILURE_SLOTS = 64;
 const CONTROL_F64_CELLS = F_FAILURE_VISIBLE + FAILURE_SLOTS;
@@ -209,6 +210,21 @@ export class WalBuffer {
     }
   }
 
+  /**
+   * The written LSN and the segment that holds it, read together. Every record ≤ `written` is in
+   * that segment or an older one, and older ones were fsynced when they were sealed: an fdatasync of
+   * this segment makes every record ≤ `written` durable.
+   */
+  writtenSegment(): { written: number; segment_first_lsn: number } {
+    for (;;) {
+      const seq = Atomics.load(this.i32, I_PUBLISH_SEQ);
+      if ((seq & 1) !== 0) continue;
+      const written = this.f64[F_WRITTEN]!;
+      const segment_first_lsn = this.f64[F_SEGMENT_FIRST_LSN]!;
+      if (Atomics.load(this.i32, I_PUBLISH_SEQ) === seq) return { written, segment_first_lsn };
+    }
+  }
+
   /** The next LSN to be reserved (a snapshot: it may move at once). */
   nextLsn(): number {
     lock(this.i32, I_LOCK);
@@ -347,6 +363,8 @@ export class WalBuffer {
     wal_bytes_added: number;
     fsyncs_added: number;
     group_records: number;
+    /** First LSN of the segment holding the last written record. */
+    segment_first_lsn: number;
   }): void {
     assert(p.visible <= p.written && p.durable <= p.written, "visible and durable never pass written");
     Atomics.add(this.i32, I_PUBLISH_SEQ, 1);
@@ -358,6 +376,7 @@ export class WalBuffer {
     this.f64[F_WAL_BYTES] = this.f64[F_WAL_BYTES]! + p.wal_bytes_added;
     this.f64[F_FSYNCS] = this.f64[F_FSYNCS]! + p.fsyncs_added;
     if (p.group_records > 0) this.f64[F_GROUP_RECORDS] = p.group_records;
+    this.f64[F_SEGMENT_FIRST_LSN] = p.segment_first_lsn;
     Atomics.add(this.i32, I_PUBLISH_SEQ, 1);
     Atomics.notify(this.i32, I_PUBLISH_SEQ);
   }

@@ -40,11 +40,9 @@ export interface WalWriterOptions {
   readonly log?: (line: string) => void;
 }
 
-/** Where the log continues after recovery: the next LSN and the newest segment, if it is reused. */
+/** Where the log continues after recovery: the next LSN (always in a new segment). */
 export interface WalStart {
   readonly next_lsn: number;
-  /** An existing segment to append to (its records end at `size_bytes`), else a new one is made. */
-  readonly segment?: { readonly first_lsn: number; readonly size_bytes: number };
 }
 
 /** Doorbell checks before the idle writer sleeps (a few microseconds). */
@@ -59,6 +57,7 @@ export class WalWriter {
   private readonly options: Required<WalWriterOptions>;
   private file: FileId | undefined;
   private segment_path = "";
+  private segment_first_lsn = 0;
   private segment_size_bytes = 0;
   private durable_lsn: number;
   private written_lsn: number;
@@ -81,7 +80,6 @@ export class WalWriter {
     this.durable_lsn = start.next_lsn - 1;
     this.written_lsn = start.next_lsn - 1;
     this.last_sync_ms = this.options.now_ms();
-    if (start.segment !== undefined) this.openSegment(start.segment.first_lsn, start.segment.size_bytes);
   }
 
   /**
@@ -207,6 +205,7 @@ export class WalWriter {
       wal_bytes_added: bytes,
       fsyncs_added: fsyncs,
       group_records: records,
+      segment_first_lsn: this.segment_first_lsn,
     });
   }
 
@@ -255,12 +254,6 @@ export class WalWriter {
 
   // ---------------------------------------------------------------- segments
 
-  private openSegment(first_lsn: number, size_bytes: number): void {
-    this.segment_path = `${this.options.dir}/${segmentName(first_lsn)}`;
-    this.file = this.io.open(this.segment_path);
-    this.segment_size_bytes = size_bytes;
-  }
-
   /** Creates segment `first_lsn`: header written and synced, directory entry synced. */
   private openNewSegment(first_lsn: number): boolean {
     const path = `${this.options.dir}/${segmentName(first_lsn)}`;
@@ -277,6 +270,7 @@ export class WalWriter {
     }
     this.file = file;
     this.segment_path = path;
+    this.segment_first_lsn = first_lsn;
     this.segment_size_bytes = SEGMENT_HEADER_SIZE_BYTES;
     return true;
   }

@@ -106,6 +106,7 @@ describe("ring space", () => {
       wal_bytes_added: 1000,
       fsyncs_added: 1,
       group_records: 1,
+      segment_first_lsn: 1,
     });
     expect(buffer.reserve(3100)).toBe(2);
     expect(buffer.reservedOffset(2) + 3100).toBeLessThanOrEqual(ring_bytes);
