@@ -7,8 +7,10 @@
  * walkv set greeting hello --socket ./var/walkv.sock
  */
 import { WalkvError } from "../engine/errors.ts";
+import { CLIENT_COMMANDS, CLIENT_COMMANDS_HELP } from "./client_commands.ts";
 import { UsageError } from "./flags.ts";
 import { SERVE_USAGE, serve } from "./serve.ts";
+import { VERIFY_USAGE, verify } from "./verify.ts";
 import { VERSION } from "./version.ts";
 
 const USAGE = `walkv ${VERSION} — a durable in-memory key-value daemon
@@ -17,8 +19,14 @@ usage: walkv COMMAND [args] [flags]
 
 commands:
   serve        run the daemon (walkv serve --help)
+${CLIENT_COMMANDS_HELP}
+  verify       check data.db and the WAL offline (walkv verify --help)
   help         this text
   --version    print the version
+
+Client commands print JSON; they take --socket PATH (or WALKV_SOCKET, default ./var/walkv.sock)
+and --token-file FILE (or WALKV_TOKEN_FILE). Exit codes: 0 ok, 1 error, 2 usage, 3 corruption,
+4 cannot connect.
 
 Run \`walkv COMMAND --help\` for the flags of a command.`;
 
@@ -29,6 +37,8 @@ type Command = {
 
 const COMMANDS: Record<string, Command> = {
   serve: { usage: SERVE_USAGE, run: serve },
+  ...CLIENT_COMMANDS,
+  verify: { usage: VERIFY_USAGE, run: verify },
 };
 
 async function main(argv: string[]): Promise<number> {
