@@ -49,17 +49,29 @@ export async function startAdminHttp(
   metrics: Metrics,
   log: (line: string) => void,
 ): Promise<AdminServer> {
+  checkHttpListen(config);
   const listen = config.http!;
-  if ("host" in listen && !isLoopback(listen.host) && !config.http_allow_public) {
-    throw new InvalidError(
-      `--http ${listen.host}: not a loopback address; add --http-allow-public to serve it anyway`,
-    );
-  }
   const app = adminApp(engine, metrics);
   const server = serve(listen, app.fetch);
   const address = "path" in listen ? listen.path : `http://${listen.host}:${server.port ?? listen.port}`;
   log(`admin HTTP on ${address}`);
   return { address, close: server.close };
+}
+
+/**
+ * Throws InvalidError for a non-loopback `--http` address without `http_allow_public`. The daemon
+ * calls it before it opens anything, so a refused start leaves no socket or pid file behind.
+ *
+ * @example
+ * checkHttpListen(config); // throws for --http 0.0.0.0:8080 without --http-allow-public
+ */
+export function checkHttpListen(config: ServerConfig): void {
+  const listen = config.http;
+  if (listen !== undefined && "host" in listen && !isLoopback(listen.host) && !config.http_allow_public) {
+    throw new InvalidError(
+      `--http ${listen.host}: not a loopback address; add --http-allow-public to serve it anyway`,
+    );
+  }
 }
 
 type Fetch = (request: Request) => Response | Promise<Response>;

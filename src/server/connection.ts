@@ -59,7 +59,7 @@ export class Connection {
   drainAndEnd(): void {
     this.socket.pause();
     this.paused = true;
-    if (this.idle()) this.socket.end();
+    if (this.idle()) this.endWhenFlushed();
   }
 
   idle(): boolean {
@@ -175,7 +175,15 @@ export class Connection {
         this.socket.resume();
       }
     }
-    if (this.draining() && this.inflight === 0 && this.deferred.length === 0) this.socket.end();
+    if (this.draining() && this.inflight === 0 && this.deferred.length === 0) this.endWhenFlushed();
+  }
+
+  /**
+   * Ends the socket; the connection counts as closed once every reply is handed to the kernel.
+   * Not on 'close': a paused socket never reads the peer's end, so 'close' may never come.
+   */
+  private endWhenFlushed(): void {
+    this.socket.end(() => this.close(false));
   }
 
   private draining(): boolean {

@@ -16,7 +16,7 @@
  * process.exit(code);
  */
 import * as fs from "node:fs";
-import { startAdminHttp } from "../admin/http.ts";
+import { checkHttpListen, startAdminHttp } from "../admin/http.ts";
 import { openEngine } from "../engine/host.ts";
 import type { ServerConfig } from "./config.ts";
 import { createMetricsBuffer, Metrics } from "./metrics.ts";
@@ -33,6 +33,7 @@ export interface DaemonOptions {
 /** Runs until SIGTERM/SIGINT; resolves with the exit code. */
 export async function runDaemon(config: ServerConfig, options: DaemonOptions): Promise<number> {
   const log = options.log;
+  checkHttpListen(config);
   const pid_file = acquirePidFile(config.engine.data_dir);
   let stopping = false;
   const fatal = (why: string) => {

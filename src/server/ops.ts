@@ -96,7 +96,28 @@ export function parseRequest(
     ctx.metrics.record(OTHER, elapsedUs(started_ms), true);
     return undefined;
   }
-  return { id, op, op_index: OP_INDEX.get(op) ?? OTHER, argc, reader, started_ms };
+  const op_index = OP_INDEX.get(op) ?? OTHER;
+  if (hasTrailingBytes(reader, argc)) {
+    writeResponse(
+      out,
+      id,
+      CODE_BAD_REQUEST,
+      "a frame must hold exactly one msgpack value: bytes after the request",
+    );
+    ctx.metrics.record(op_index, elapsedUs(started_ms), true);
+    return undefined;
+  }
+  return { id, op, op_index, argc, reader, started_ms };
+}
+
+/**
+ * True if the frame has bytes after the request's `argc` arguments. A malformed argument gives
+ * false: the op itself reports it, with a precise message.
+ */
+function hasTrailingBytes(r: MsgReader, argc: number): boolean {
+  const probe = new MsgReader(r.bytes, r.pos, r.end);
+  for (let i = 0; i < argc; i++) if (!probe.skip()) return false;
+  return !probe.atEnd();
 }
 
 /**

@@ -1,0 +1,181 @@
+/**
+ * A deliberately raw test client of protocol v1 (independent of src/client): it writes frames
+ * (4-byte big-endian length + body) or arbitrary bytes, and reads response frames in order. Request
+ * bodies are encoded with msgpackr (`useRecords: false`) unless the test hands over its own bytes.
+ *
+ * @example
+ * const c = await RawClient.connect(socket_path);
+ * c.send([1, "ping"]);
+ * expect(await c.next()).toEqual([1, 0, "pong"]);
+ * c.close();
+ */
+import * as net from "node:net";
+import { Packr } from "msgpackr";
+
+export const packr = new Packr({ useRecords: false });
+
+/** A decoded response `[id, code, result]`. */
+export type Response = [number, number, unknown];
+
+/** Upper bound on how long one `next*` call waits before failing the test instead of hanging. */
+const READ_TIMEOUT_MS = 20_000;
+
+type Waiter = { resolve: (body: Uint8Array) => void; reject: (error: Error) => void };
+
+export class RawClient {
+  private buffered: Uint8Array = new Uint8Array(0);
+  private readonly frames: Uint8Array[] = [];
+  private readonly waiters: Waiter[] = [];
+  private next_id = 1;
+  private ended = false;
+  /** Resolves once the server closed the connection (or it failed). */
+  readonly closed: Promise<void>;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on("data", (chunk: Uint8Array) => this.receive(chunk));
+    socket.on("error", () => {});
+    this.closed = new Promise((resolve) =>
+      socket.on("close", () => {
+        this.ended = true;
+        for (const w of this.waiters.splice(0)) w.reject(new Error("connection closed"));
+        resolve();
+      }),
+    );
+  }
+
+  /** Connects to the Unix socket at `path`. */
+  static connect(path: string): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.createConnection(path);
+      socket.once("error", reject);
+      socket.once("connect", () => {
+        socket.off("error", reject);
+        resolve(new RawClient(socket));
+      });
+    });
+  }
+
+  /** Writes raw bytes, unframed. */
+  sendRaw(bytes: Uint8Array): void {
+    this.socket.write(bytes);
+  }
+
+  /** Writes one frame around `body`. */
+  sendFrame(body: Uint8Array): void {
+    this.sendRaw(frame(body));
+  }
+
+  /** Encodes `request` with msgpackr and writes it as one frame. */
+  send(request: unknown): void {
+    this.sendFrame(packr.pack(request));
+  }
+
+  /** Sends `[id, op, ...args]` with a fresh id and resolves with its response (ids are checked). */
+  async call(op: string, ...args: unknown[]): Promise<Response> {
+    const id = this.next_id++;
+    this.send([id, op, ...args]);
+    const response = await this.next();
+    if (response[0] !== id) throw new Error(`response id ${response[0]} for request id ${id}`);
+    return response;
+  }
+
+  /** The next response frame's body, raw. Rejects if the connection closes first. */
+  nextFrame(): Promise<Uint8Array> {
+    const ready = this.frames.shift();
+    if (ready !== undefined) return Promise.resolve(ready);
+    if (this.ended) return Promise.reject(new Error("connection closed"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no response frame in time")), READ_TIMEOUT_MS);
+      this.waiters.push({
+        resolve: (body) => {
+          clearTimeout(timer);
+          resolve(body);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+    });
+  }
+
+  /** The next response, decoded. */
+  async next(): Promise<Response> {
+    return packr.unpack(await this.nextFrame()) as Response;
+  }
+
+  /** Closes our side. */
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private receive(chunk: Uint8Array): void {
+    const bytes = concat(this.buffered, chunk);
+    let pos = 0;
+    while (bytes.length - pos >= 4) {
+      const length = new DataView(bytes.buffer, bytes.byteOffset + pos, 4).getUint32(0);
+      if (bytes.length - pos - 4 < length) break;
+      const body = bytes.slice(pos + 4, pos + 4 + length);
+      pos += 4 + length;
+      const waiter = this.waiters.shift();
+      if (waiter === undefined) this.frames.push(body);
+      else waiter.resolve(body);
+    }
+    this.buffered = bytes.slice(pos);
+  }
+}
+
+/** `body` with its 4-byte big-endian length in front. */
+export function frame(body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
+}
+
+/** The concatenation of byte arrays (or arrays of byte values). */
+export function concat(...parts: ArrayLike<number>[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/** A msgpack str header + UTF-8 bytes of `text` (any length). */
+export function msgStr(text: string): Uint8Array {
+  return packr.pack(text);
+}
+
+/** A msgpack bin of `bytes` (bin8/16/32 by length). */
+export function msgBin(bytes: Uint8Array): Uint8Array {
+  const n = bytes.length;
+  const head = n < 0x100 ? [0xc4, n] : n < 0x10000 ? [0xc5, n >>> 8, n & 0xff] : [0xc6, ...be32(n)];
+  return concat(head, bytes);
+}
+
+/** A request body assembled from already-encoded parts: fixarray header + parts. */
+export function rawRequest(...parts: ArrayLike<number>[]): Uint8Array {
+  if (parts.length >= 16) throw new Error("rawRequest: at most 15 elements");
+  return concat([0x90 | parts.length], ...parts);
+}
+
+/** The exact body of a success response `[id, 0, <value bytes>]` for a small id (< 128). */
+export function okBody(id: number, value_bytes: ArrayLike<number>): Uint8Array {
+  if (id >= 128) throw new Error("okBody: id must be a positive fixint");
+  return concat([0x93, id, 0x00], value_bytes);
+}
+
+function be32(n: number): number[] {
+  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+}
+
+/** The seed of randomised tests: env WALKV_SEED or `fallback`. */
+export function testSeed(fallback: number): number {
+  const text = process.env.WALKV_SEED;
+  return text === undefined || text === "" ? fallback : Number(text) >>> 0;
+}
