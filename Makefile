@@ -5,9 +5,11 @@ BUN  := node_modules/.bin/bun
 DENO := node_modules/.bin/deno
 TSC  := node_modules/.bin/tsc
 BIOME := node_modules/.bin/biome
-DATA ?= var/data
+DATA ?= ./var/data
+SOCKET ?= ./var/walkv.sock
+DEMO_DATA ?= ./var/demo
 
-.PHONY: install run demo check lint fmt typecheck test bench clean
+.PHONY: install run demo build check lint fmt typecheck test bench clean
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -15,11 +17,20 @@ node_modules/.installed: package.json package-lock.json
 
 install: node_modules/.installed
 
-# Until the daemon lands ([2/4]), `make run` runs the engine demo on ./var/data.
+# The daemon from source (Bun, workers = cores) on ./var/data and ./var/walkv.sock; Ctrl-C stops it.
 run: install
-	$(BUN) src/cli/demo.ts --data $(DATA)
+	$(BUN) src/cli/main.ts serve --data $(DATA) --socket $(SOCKET)
 
-demo: run
+# The engine demo (src/cli/demo.ts), on its own directory: it takes no pid file, so it must never
+# share a data directory with a running daemon.
+demo: install
+	$(BUN) src/cli/demo.ts --data $(DEMO_DATA)
+
+# One executable, dist/walkv, that needs neither Bun nor node_modules (scripts/build-binary.sh).
+build: dist/walkv
+
+dist/walkv: node_modules/.installed scripts/build-binary.sh $(shell find src scripts/compile -name '*.ts')
+	scripts/build-binary.sh $@
 
 typecheck: install
 	$(TSC) -p tsconfig.json

@@ -1,0 +1,53 @@
+/**
+ * walkv under Deno: `deno task serve [flags]` (deno.json) runs `walkv serve [flags]` from source with
+ * the same flags, two I/O workers plus the WAL writer and checkpointer workers. It serves ping/set/get,
+ * stops on SIGTERM (which `deno task` forwards) with exit 0, and a restart recovers what was written.
+ * Deno gets no network: npm packages come from node_modules ("nodeModulesDir": "manual").
+ */
+import { afterAll, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { killAll, ServeProcess, tempDir } from "../dist/serve_process.ts";
+import { RawClient } from "../server/raw_client.ts";
+
+const REPO = path.resolve(import.meta.dir, "../..");
+
+afterAll(killAll);
+
+function denoServe(dir: string): Promise<ServeProcess> {
+  const flags = [
+    "--data",
+    path.join(dir, "data"),
+    "--socket",
+    path.join(dir, "walkv.sock"),
+    "--workers",
+    "2",
+  ];
+  return ServeProcess.start({
+    argv: [path.join(REPO, "node_modules/.bin/deno"), "task", "serve", ...flags],
+    cwd: REPO,
+    env: { ...(process.env as Record<string, string>), DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+  });
+}
+
+test("deno task serve: ping, set, get, SIGTERM → 0, restart recovers the value", async () => {
+  const dir = tempDir("deno");
+  const socket_path = path.join(dir, "walkv.sock");
+  const first = await denoServe(dir);
+  expect(first.stdout).toContain("(2 workers, fsync always");
+  const c = await RawClient.connect(socket_path);
+  expect(await c.call("ping")).toEqual([1, 0, "pong"]);
+  expect(await c.call("set", "runtime", "deno")).toEqual([2, 0, true]);
+  expect(await c.call("get", "runtime")).toEqual([3, 0, "deno"]);
+  c.close();
+  expect(await first.stop("SIGTERM"), first.describe()).toBe(0);
+  expect(first.stderr).toContain("final checkpoint written");
+  expect(fs.existsSync(socket_path)).toBe(false);
+
+  const second = await denoServe(dir);
+  expect(second.stderr).toMatch(/recovery: /);
+  const c2 = await RawClient.connect(socket_path);
+  expect(await c2.call("get", "runtime")).toEqual([1, 0, "deno"]);
+  c2.close();
+  expect(await second.stop("SIGTERM"), second.describe()).toBe(0);
+}, 90_000);
