@@ -26,6 +26,8 @@ import {
 } from "./ops.ts";
 
 const FRAME_HEADER_BYTES = 4;
+/** How long an ended connection waits for the client to close its side. */
+const LINGER_MS = 2000;
 
 export class Connection {
   private readonly session: Session;
@@ -39,6 +41,8 @@ export class Connection {
   private queued_bytes = 0;
   private flush_scheduled = false;
   private closed = false;
+  /** Ending: replies are flushed, further input is read and dropped until the client closes. */
+  private discarding = false;
   private paused = false;
   /** Bytes received and not yet consumed as whole frames. */
   private pending: Uint8Array = new Uint8Array(0);
@@ -67,6 +71,7 @@ export class Connection {
   }
 
   private receive(chunk: Uint8Array): void {
+    if (this.discarding) return;
     let bytes = this.pending.length === 0 ? chunk : concat(this.pending, chunk);
     let pos = 0;
     while (!this.closed && bytes.length - pos >= FRAME_HEADER_BYTES) {
@@ -182,8 +187,17 @@ export class Connection {
    * Ends the socket; the connection counts as closed once every reply is handed to the kernel.
    * Not on 'close': a paused socket never reads the peer's end, so 'close' may never come.
    */
+  /**
+   * Ends the connection once every reply is flushed, then keeps reading (and discarding) until the
+   * client closes its side or LINGER_MS pass: closing a socket with unread input makes the kernel
+   * send a reset, which can destroy replies the client has not read yet.
+   */
   private endWhenFlushed(): void {
-    this.socket.end(() => this.close(false));
+    if (this.discarding) return;
+    this.discarding = true;
+    this.socket.end();
+    this.socket.resume();
+    setTimeout(() => this.socket.destroy(), LINGER_MS).unref?.();
   }
 
   private draining(): boolean {
@@ -213,10 +227,9 @@ export class Connection {
         : `frame of ${length} bytes is over the limit of ${this.ctx.config.max_frame_bytes}`;
     writeResponse(w, 0, CODE_TOO_LARGE, `${reason}; closing the connection`);
     this.flushOut();
-    this.socket.end(w.take());
+    this.socket.write(w.take());
     this.pending = new Uint8Array(0);
-    this.closed = true;
-    this.onClose(false);
+    this.endWhenFlushed();
   }
 
   private close(cut_off: boolean): void {

@@ -16,7 +16,7 @@
  * process.exit(code);
  */
 import * as fs from "node:fs";
-import { checkHttpListen, startAdminHttp } from "../admin/http.ts";
+import { type AdminServer, checkHttpListen, startAdminHttp } from "../admin/http.ts";
 import { openEngine } from "../engine/host.ts";
 import type { ServerConfig } from "./config.ts";
 import { createMetricsBuffer, Metrics } from "./metrics.ts";
@@ -51,10 +51,18 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
   }
   const metrics_buffer = createMetricsBuffer(config.workers);
   const metrics = new Metrics(metrics_buffer, -1);
+  let admin: AdminServer | undefined;
+  try {
+    // Before the socket exists: a busy HTTP port must not leave a half-started daemon behind.
+    admin = config.http === undefined ? undefined : await startAdminHttp(config, host.engine, metrics, log);
+  } catch (error) {
+    stopping = true;
+    await host.close();
+    pid_file.release();
+    throw error;
+  }
   const workers = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, fatal);
   let terminating = false;
-  const admin =
-    config.http === undefined ? undefined : await startAdminHttp(config, host.engine, metrics, log);
   const where =
     options.inherited_fd === undefined ? config.socket_path : `inherited fd ${options.inherited_fd}`;
   const line = `walkv ready: listening on ${where} (${config.workers} workers, fsync ${config.engine.fsync}, data ${config.engine.data_dir})`;

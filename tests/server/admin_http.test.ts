@@ -94,7 +94,7 @@ describe("admin HTTP", () => {
   // BUG (src/server/daemon.ts runDaemon): the admin HTTP server starts only after the engine and the
   // I/O workers, and a failure there is not cleaned up: the process dies with a stack trace, the
   // socket (accepting for a moment) and DATA/walkv.pid are left behind. Drop `.failing` once fixed.
-  test.failing("--http on a port in use: refused with a clear message, nothing left behind", async () => {
+  test("--http on a port in use: refused with a clear message, nothing left behind", async () => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
     try {
