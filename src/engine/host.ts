@@ -69,7 +69,8 @@ export async function openEngine(config: EngineConfig, options: OpenOptions = {}
   const io = options.io ?? new RealIo();
   const log = options.log ?? ((line: string) => console.error(line));
   const storage = createStorage(config);
-  const recovery = recover(io, config, new Table(storage.table, new Arena(storage.arena)), log);
+  const table = new Table(storage.table, new Arena(storage.arena));
+  const recovery = recover(io, config, table, log);
   const wal = createWalBufferShared({ ring_bytes: config.wal_buffer_bytes, next_lsn: recovery.next_lsn });
   const shared: EngineShared = { config, ...storage, wal, control: createControlBuffer() };
   if (options.inline) return new InlineHost(io, shared, recovery, log);

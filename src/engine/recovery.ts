@@ -1,30 +1,37 @@
 /**
- * Crash recovery, run once at start-up before any thread serves:
- * 1. create `DATA/` and `DATA/wal/` (0700) if missing; remove a leftover `data.db.tmp`;
- * 2. load `data.db` (every block verified) into the table; its redo LSN says where replay starts;
- * 3. replay every WAL record with LSN > redo, in LSN order, segment after segment; a gap is
- *    corruption; segments wholly ≤ redo are deleted unread (a checkpoint covered them);
- * 4. the newest segment may end in a torn tail (a crash mid-append): it is dropped and logged with
- *    the bytes dropped. The newest segment's records after the redo LSN are then re-persisted (copied
- *    to a fresh segment, fsynced, renamed over it): after a process crash they may sit in the page
- *    cache only; replaying them makes them visible, so they must survive a power cut from now on, and
- *    no later segment may become durable while they are not. Older segments are fsynced in place;
- * 5. Corruption anywhere else refuses to start with a
- *    CorruptionError naming the file and byte offset — unless `repair_wal` is set, in which case the
- *    WAL is cut at the first bad record and every later segment is deleted (logged loudly).
+ * Crash recovery, run once at start-up before any thread serves. Three phases:
+ *
+ * 1. **Plan** ({@link planRecovery}, one thread): create `DATA/` and `DATA/wal/` (0700); remove a
+ *    leftover `data.db.tmp` and `wal/*.tmp`; read `data.db`'s header (its redo LSN says where replay
+ *    starts); delete the segments it covers; check that the rest of the WAL starts at or before
+ *    redo + 1 (a gap is corruption); size the table for what is coming.
+ * 2. **Apply** ({@link applyRecovery}): load `data.db` (every block verified) and replay the WAL
+ *    records > redo in LSN order. Applying never writes a file. (Applying on two threads, each
+ *    taking half of the shards, was measured and gained nothing on 2 cores: both threads then
+ *    contend on page faults and allocator locks.)
+ * 3. **Finish** ({@link finishRecovery}, one thread): the newest segment may end in a torn tail (a
+ *    crash mid-append): it is dropped and logged with the bytes dropped. The newest segment's records
+ *    after the redo LSN are then re-persisted (copied to a fresh segment, fsynced, renamed over it):
+ *    after a process crash — or a failed fdatasync before it — they may sit in the page cache only;
+ *    replaying makes them visible, so they must survive a power cut from now on, and no later segment
+ *    may become durable while they are not. Older segments are fsynced in place.
+ *
+ * Corruption anywhere else refuses to start with a CorruptionError naming the file and byte offset,
+ * unless `repair_wal` is set: then the WAL is cut at the first bad record and every later segment is
+ * deleted (logged loudly).
  *
  * @example
- * const result = recover(io, config, table, console.log);
+ * const result = recover(io, config, table, console.log); // all three phases on this thread
  * // start the WAL writer at result.next_lsn
  */
-import { readSnapshot } from "./checkpoint/snapshot_reader.ts";
+import { readSnapshot, readSnapshotHeader } from "./checkpoint/snapshot_reader.ts";
 import type { EngineConfig } from "./config.ts";
 import { assert, CorruptionError } from "./errors.ts";
 import { hashKey } from "./hash.ts";
 import { closeQuietly, type Io } from "./io/io.ts";
 import type { Table } from "./table.ts";
 import { encodeSegmentHeader, OP_DEL, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./wal/format.ts";
-import { visitRecordEntries } from "./wal/record.ts";
+import { type EntryVisitor, visitRecordEntries } from "./wal/record.ts";
 import { checkChainStart, coveredSegmentCount, listSegments, readChainSegment } from "./wal/segment_chain.ts";
 
 const COPY_CHUNK_BYTES = 4 << 20;
@@ -43,177 +50,237 @@ export interface RecoveryResult {
   readonly duration_ms: number;
 }
 
-/** Recovers the table from `config.data_dir`. The table must be empty; no other thread may use it yet. */
+/** What recovery reads, decided (and cleaned up) before the table is touched. */
+interface RecoveryPlan {
+  readonly data_db: boolean;
+  readonly redo_lsn: number;
+  readonly snapshot_max_lsn: number;
+  readonly snapshot_entries: number;
+  /** First LSNs of the WAL segments to replay, oldest first. */
+  readonly chain: readonly number[];
+  readonly started_ms: number;
+}
+
+/** What one segment turned out to hold. */
+interface SegmentOutcome {
+  readonly end_offset_bytes: number;
+  readonly torn_bytes: number;
+  /** The first record after the redo LSN, if any. */
+  readonly kept: { readonly lsn: number; readonly offset_bytes: number } | undefined;
+}
+
+/** What applying found in the files. */
+interface ApplyResult {
+  readonly records: number;
+  readonly last_lsn: number;
+  readonly segments: readonly SegmentOutcome[];
+  /** Under repair_wal: where replay stopped (segment index in the chain) and why. */
+  readonly repair: { readonly index: number; readonly error: CorruptionError } | undefined;
+}
+
+/** Recovers the table from `config.data_dir` on this thread. The table must be empty and unshared. */
 export function recover(
   io: Io,
   config: EngineConfig,
   table: Table,
   log: (line: string) => void,
 ): RecoveryResult {
+  const plan = planRecovery(io, config, table, log);
+  const applied = applyRecovery(io, config, table, plan);
+  return finishRecovery(io, config, plan, applied, log);
+}
+
+/** Phase 1: cleans up leftovers, reads data.db's header, drops covered segments, sizes the table. */
+function planRecovery(io: Io, config: EngineConfig, table: Table, log: (line: string) => void): RecoveryPlan {
   const started_ms = performance.now();
   const dir = config.data_dir;
-  io.mkdirp(`${dir}/wal`);
-  for (const name of io.list(`${dir}/wal`)) {
+  const wal_dir = `${dir}/wal`;
+  io.mkdirp(wal_dir);
+  for (const name of io.list(wal_dir)) {
     if (!name.endsWith(".tmp")) continue;
-    io.unlink(`${dir}/wal/${name}`);
+    io.unlink(`${wal_dir}/${name}`);
     log(`recovery: removed wal/${name} left by an interrupted recovery`);
   }
   if (io.exists(`${dir}/data.db.tmp`)) {
     io.unlink(`${dir}/data.db.tmp`);
     log("recovery: removed data.db.tmp left by an interrupted checkpoint");
   }
-  const loader = new Loader(table);
-  let redo_lsn = 0;
-  let snapshot_entries = 0;
-  let snapshot_max_lsn = 0;
-  if (io.exists(`${dir}/data.db`)) {
-    const info = readSnapshot(
-      io,
-      `${dir}/data.db`,
-      (bytes, ko, kl, vo, vl, lsn, expiry) => loader.set(bytes, ko, kl, vo, vl, lsn, expiry),
-      (entry_count) => table.presize(entry_count),
-    );
-    redo_lsn = info.redo_lsn;
-    snapshot_max_lsn = info.max_lsn;
-    snapshot_entries = info.entry_count;
-    log(`recovery: loaded data.db: ${info.entry_count} keys, redo LSN ${redo_lsn}`);
+  const data_db = io.exists(`${dir}/data.db`);
+  const header = data_db ? readSnapshotHeader(io, `${dir}/data.db`) : undefined;
+  const redo_lsn = header?.redo_lsn ?? 0;
+  const listed = listSegments(io, wal_dir);
+  const covered = coveredSegmentCount(listed, redo_lsn);
+  for (const first_lsn of listed.slice(0, covered)) io.unlink(`${wal_dir}/${segmentName(first_lsn)}`);
+  if (covered > 0) {
+    io.syncDir(wal_dir);
+    log(`recovery: deleted ${covered} WAL segments covered by data.db`);
   }
-  const replay = replayWal(io, config, loader, redo_lsn, log);
-  const duration_ms = Math.round(performance.now() - started_ms);
+  const chain = listed.slice(covered);
+  checkChainStart(wal_dir, chain, redo_lsn);
+  table.presize(
+    (header?.entry_count ?? 0) + Math.ceil(walBytes(io, wal_dir, chain) / WAL_BYTES_PER_KEY_ESTIMATE),
+  );
+  return {
+    data_db,
+    redo_lsn,
+    snapshot_max_lsn: header?.max_lsn ?? 0,
+    snapshot_entries: header?.entry_count ?? 0,
+    chain,
+    started_ms,
+  };
+}
+
+/**
+ * Phase 2: loads data.db and replays the WAL chain. Reads only. Throws CorruptionError on
+ * corruption (unless repair_wal: then it stops at the bad record).
+ */
+function applyRecovery(io: Io, config: EngineConfig, table: Table, plan: RecoveryPlan): ApplyResult {
+  const loader = new Loader(table);
+  if (plan.data_db) {
+    const info = readSnapshot(io, `${config.data_dir}/data.db`, (bytes, ko, kl, vo, vl, lsn, expiry) =>
+      loader.set(bytes, ko, kl, vo, vl, lsn, expiry),
+    );
+    assert(info.redo_lsn === plan.redo_lsn, "data.db did not change during recovery");
+  }
+  const wal_dir = `${config.data_dir}/wal`;
+  const state = { last_lsn: plan.redo_lsn, records: 0 };
+  const segments: SegmentOutcome[] = [];
+  for (let i = 0; i < plan.chain.length; i++) {
+    try {
+      segments.push(replaySegment(io, config, loader, wal_dir, plan, i, state));
+    } catch (error) {
+      if (!(error instanceof CorruptionError) || !config.repair_wal) throw error;
+      return { ...state, segments, repair: { index: i, error } };
+    }
+  }
+  return { ...state, segments, repair: undefined };
+}
+
+/** Phase 3: repairs (if asked), re-persists the newest segment, fsyncs, and reports. */
+function finishRecovery(
+  io: Io,
+  config: EngineConfig,
+  plan: RecoveryPlan,
+  applied: ApplyResult,
+  log: (line: string) => void,
+): RecoveryResult {
+  const wal_dir = `${config.data_dir}/wal`;
+  if (plan.data_db) log(`recovery: loaded data.db: ${plan.snapshot_entries} keys, redo LSN ${plan.redo_lsn}`);
+  let torn_bytes = 0;
+  applied.segments.forEach((outcome, i) => {
+    const path = `${wal_dir}/${segmentName(plan.chain[i]!)}`;
+    torn_bytes += outcome.torn_bytes;
+    if (outcome.torn_bytes > 0) {
+      log(
+        `recovery: torn tail of ${path} at byte ${outcome.end_offset_bytes}: ${outcome.torn_bytes} bytes dropped`,
+      );
+    }
+    const newest = i === plan.chain.length - 1;
+    if (!newest) syncFile(io, path);
+    else if (outcome.kept === undefined) {
+      io.unlink(path);
+      log(`recovery: removed ${path}: no record after the redo LSN`);
+    } else rewriteSegment(io, path, outcome.kept.lsn, outcome.kept.offset_bytes, outcome.end_offset_bytes);
+  });
+  if (applied.repair !== undefined)
+    repairAt(io, wal_dir, plan.chain.slice(applied.repair.index), applied.repair.error, log);
+  io.syncDir(wal_dir);
+  io.syncDir(config.data_dir);
+  const duration_ms = Math.round(performance.now() - plan.started_ms);
   log(
-    `recovery: replayed ${replay.records} WAL records from ${replay.segments} segments in ${duration_ms} ms`,
+    `recovery: replayed ${applied.records} WAL records from ${plan.chain.length} segments in ${duration_ms} ms`,
   );
   return {
     // data.db's versions never pass the durable WAL, but should the WAL have been lost, never reuse them.
-    next_lsn: Math.max(replay.last_lsn, snapshot_max_lsn) + 1,
-    redo_lsn,
-    snapshot_entries,
-    wal_records: replay.records,
-    wal_segments: replay.segments,
-    torn_bytes: replay.torn_bytes,
+    next_lsn: Math.max(applied.last_lsn, plan.snapshot_max_lsn) + 1,
+    redo_lsn: plan.redo_lsn,
+    snapshot_entries: plan.snapshot_entries,
+    wal_records: applied.records,
+    wal_segments: plan.chain.length,
+    torn_bytes,
     duration_ms,
   };
 }
 
-/** Applies recovered versions to the table (single-threaded; every version is visible at once). */
+/** Applies recovered versions (every version is visible at once). */
 class Loader {
-  constructor(private readonly table: Table) {}
+  /** The entry visitor of the record being replayed (one closure for all records). */
+  readonly visitEntry: EntryVisitor;
+  private bytes: Uint8Array = new Uint8Array(0);
+  private lsn = 0;
+
+  constructor(private readonly table: Table) {
+    this.visitEntry = (op, ko, kl, vo, vl, expiry) => {
+      if (op === OP_DEL) this.del(this.bytes, ko, kl, this.lsn);
+      else this.set(this.bytes, ko, kl, vo, vl, this.lsn, expiry);
+    };
+  }
+
+  record(bytes: Uint8Array, offset: number, lsn: number): void {
+    this.bytes = bytes;
+    this.lsn = lsn;
+    visitRecordEntries(bytes, offset, this.visitEntry);
+  }
 
   set(bytes: Uint8Array, ko: number, kl: number, vo: number, vl: number, lsn: number, expiry: number): void {
     const h = hashKey(bytes, ko, ko + kl);
-    const version = this.table.newVersion(bytes, ko, kl, bytes, vo, vl, expiry);
-    this.link(version, h, lsn);
-  }
-
-  /** Sizes the table for the keys the WAL may add (one per ~WAL_BYTES_PER_KEY_ESTIMATE bytes). */
-  presizeForWal(io: Io, wal_dir: string, firsts: number[]): void {
-    let bytes = 0;
-    for (const lsn of firsts) {
-      const file = io.open(`${wal_dir}/${segmentName(lsn)}`);
-      try {
-        bytes += io.size(file);
-      } finally {
-        closeQuietly(io, file);
-      }
-    }
-    this.table.presize(this.table.slotsUsed() + Math.ceil(bytes / WAL_BYTES_PER_KEY_ESTIMATE));
+    this.link(this.table.newVersion(bytes, ko, kl, bytes, vo, vl, expiry), h, lsn);
   }
 
   del(bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
     const h = hashKey(bytes, ko, ko + kl);
-    const version = this.table.newVersion(bytes, ko, kl, undefined, 0, 0, 0);
-    this.link(version, h, lsn);
+    this.link(this.table.newVersion(bytes, ko, kl, undefined, 0, 0, 0), h, lsn);
   }
 
+  /**
+   * Links without taking the shard mutex: recovery runs before any other thread exists, so the
+   * mutex would only cost time (about 10% of replay).
+   */
   private link(version: number, h: number, lsn: number): void {
-    const shard = this.table.shardOf(h);
-    this.table.lockShard(shard);
+    this.table.reserveSlots(this.table.shardOf(h), 1);
+    this.table.link(version, h, lsn, Number.MAX_SAFE_INTEGER);
+  }
+}
+
+function walBytes(io: Io, wal_dir: string, chain: readonly number[]): number {
+  let bytes = 0;
+  for (const lsn of chain) {
+    const file = io.open(`${wal_dir}/${segmentName(lsn)}`);
     try {
-      this.table.reserveSlots(shard, 1);
-      this.table.link(version, h, lsn, Number.MAX_SAFE_INTEGER);
+      bytes += io.size(file);
     } finally {
-      this.table.unlockShard(shard);
+      closeQuietly(io, file);
     }
   }
+  return bytes;
 }
 
-function replayWal(
-  io: Io,
-  config: EngineConfig,
-  loader: Loader,
-  redo_lsn: number,
-  log: (line: string) => void,
-) {
-  const wal_dir = `${config.data_dir}/wal`;
-  const listed = listSegments(io, wal_dir);
-  const skip = coveredSegmentCount(listed, redo_lsn);
-  for (const first_lsn of listed.slice(0, skip)) io.unlink(`${wal_dir}/${segmentName(first_lsn)}`);
-  if (skip > 0) {
-    io.syncDir(wal_dir);
-    log(`recovery: deleted ${skip} WAL segments covered by data.db`);
-  }
-  const firsts = listed.slice(skip);
-  checkChainStart(wal_dir, firsts, redo_lsn);
-  const state = { last_lsn: redo_lsn, records: 0, torn_bytes: 0 };
-  loader.presizeForWal(io, wal_dir, firsts);
-  for (let i = 0; i < firsts.length; i++) {
-    try {
-      replaySegment(io, config, loader, wal_dir, { chain: firsts, index: i }, redo_lsn, state, log);
-    } catch (error) {
-      if (!(error instanceof CorruptionError) || !config.repair_wal) throw error;
-      repairAt(io, wal_dir, firsts.slice(i), error, log);
-      break;
-    }
-  }
-  io.syncDir(wal_dir);
-  io.syncDir(config.data_dir);
-  return { ...state, segments: firsts.length };
-}
-
-/**
- * Replays one segment (records > redo_lsn). An older segment is fsynced as it is; the newest one is
- * re-persisted: its records > redo_lsn are copied into a fresh segment that is fsynced and renamed
- * over it (dropping a torn tail), because after a crash — or a failed fdatasync before it — its
- * pages may be in the page cache only, and a fresh write plus fdatasync is the one way to know
- * they are on disk.
- */
+/** Replays segment `index` of the chain (records > redo) and says what it held. */
 function replaySegment(
   io: Io,
   config: EngineConfig,
   loader: Loader,
   wal_dir: string,
-  position: { chain: readonly number[]; index: number },
-  redo_lsn: number,
-  state: { last_lsn: number; records: number; torn_bytes: number },
-  log: (line: string) => void,
-): void {
+  plan: RecoveryPlan,
+  index: number,
+  state: { last_lsn: number; records: number },
+): SegmentOutcome {
   let kept: { lsn: number; offset_bytes: number } | undefined;
-  const path = `${wal_dir}/${segmentName(position.chain[position.index]!)}`;
-  const newest = position.index === position.chain.length - 1;
   const result = readChainSegment(
     io,
     wal_dir,
-    position.chain,
-    position.index,
+    plan.chain,
+    index,
     state,
     config.max_batch_bytes,
     (lsn, bytes, offset, _length, file_offset) => {
-      if (lsn <= redo_lsn) return;
+      if (lsn <= plan.redo_lsn) return;
       kept ??= { lsn, offset_bytes: file_offset };
-      applyRecord(loader, bytes, offset, lsn);
+      loader.record(bytes, offset, lsn);
       state.records++;
     },
   );
-  state.torn_bytes += result.torn_bytes;
-  if (result.torn_bytes > 0)
-    log(
-      `recovery: torn tail of ${path} at byte ${result.end_offset_bytes}: ${result.torn_bytes} bytes dropped`,
-    );
-  if (!newest) syncFile(io, path);
-  else if (kept === undefined) {
-    io.unlink(path);
-    log(`recovery: removed ${path}: no record after the redo LSN`);
-  } else rewriteSegment(io, path, kept.lsn, kept.offset_bytes, result.end_offset_bytes);
+  return { end_offset_bytes: result.end_offset_bytes, torn_bytes: result.torn_bytes, kept };
 }
 
 /** Copies `old_path[from, to)` into a new segment `first_lsn`: written, fsynced, renamed over. */
@@ -253,37 +320,28 @@ function syncFile(io: Io, path: string): void {
   try {
     io.sync(file);
   } finally {
-    io.close(file);
+    closeQuietly(io, file);
   }
-}
-
-function applyRecord(loader: Loader, bytes: Uint8Array, offset: number, lsn: number): void {
-  visitRecordEntries(bytes, offset, (op, ko, kl, vo, vl, expiry) => {
-    if (op === OP_DEL) loader.del(bytes, ko, kl, lsn);
-    else loader.set(bytes, ko, kl, vo, vl, lsn, expiry);
-  });
 }
 
 /** `repair_wal`: truncate the bad segment at the bad record, delete every later segment. */
 function repairAt(
   io: Io,
   wal_dir: string,
-  firsts: number[],
+  firsts: readonly number[],
   error: CorruptionError,
   log: (line: string) => void,
 ): void {
   log(`recovery: REPAIR: ${error.message}; cutting the WAL there (repair_wal is set)`);
-  const later = firsts.slice(1);
   const file = io.open(error.file);
   try {
     io.truncate(file, Math.max(0, error.offset_bytes));
     io.sync(file);
   } finally {
-    io.close(file);
+    closeQuietly(io, file);
   }
-  for (const lsn of later) {
+  for (const lsn of firsts.slice(1)) {
     io.unlink(`${wal_dir}/${segmentName(lsn)}`);
     log(`recovery: REPAIR: deleted ${segmentName(lsn)} (after the cut)`);
   }
-  io.syncDir(wal_dir);
 }

@@ -14,7 +14,7 @@
 import { readU32, readU64 } from "../bytes.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert, CorruptionError } from "../errors.ts";
-import type { FileId, Io } from "../io/io.ts";
+import { closeQuietly, type FileId, type Io } from "../io/io.ts";
 import {
   BLOCK_CRC_START_BYTES,
   BLOCK_HEADER_SIZE_BYTES,
@@ -54,7 +54,7 @@ const U32_SPAN = 0x100000000;
 /** An LSN's high u32 must stay below this for the LSN to be < 2^53. */
 const LSN_HIGH_LIMIT = 0x200000;
 
-interface SnapshotHeader {
+export interface SnapshotHeader {
   readonly redo_lsn: number;
   readonly max_lsn: number;
   readonly entry_count: number;
@@ -78,18 +78,12 @@ interface BodySummary {
  * let n = 0;
  * const info = readSnapshot(io, path, () => n++); // n === info.entry_count
  */
-export function readSnapshot(
-  io: Io,
-  path: string,
-  onEntry: SnapshotEntryVisitor,
-  onHeader?: (entry_count: number) => void,
-): SnapshotInfo {
+export function readSnapshot(io: Io, path: string, onEntry: SnapshotEntryVisitor): SnapshotInfo {
   const file = io.open(path);
   try {
     const size_bytes = io.size(file);
     const reader = new ChunkReader(io, file, path, Math.min(CHUNK_BYTES, size_bytes));
     const header = decodeHeader(reader, path, size_bytes);
-    onHeader?.(header.entry_count);
     const expected_bytes = snapshotSizeBytes(header.body_bytes);
     if (size_bytes > expected_bytes) {
       throw new CorruptionError(
@@ -111,6 +105,23 @@ export function readSnapshot(
     };
   } finally {
     io.close(file);
+  }
+}
+
+/**
+ * Reads and verifies only the 64-byte header of `path` (magic, version, CRC): recovery plans with it
+ * before it reads the body.
+ *
+ * @example
+ * const { redo_lsn, entry_count } = readSnapshotHeader(io, "/data/data.db");
+ */
+export function readSnapshotHeader(io: Io, path: string): SnapshotHeader {
+  const file = io.open(path);
+  try {
+    const size_bytes = io.size(file);
+    return decodeHeader(new ChunkReader(io, file, path, HEADER_SIZE_BYTES), path, size_bytes);
+  } finally {
+    closeQuietly(io, file);
   }
 }
 
