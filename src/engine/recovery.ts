@@ -37,6 +37,8 @@ import { checkChainStart, coveredSegmentCount, listSegments, readChainSegment } 
 const COPY_CHUNK_BYTES = 4 << 20;
 /** WAL bytes per distinct key assumed when sizing the table before replay (a 16 B key + 100 B value is 152). */
 const WAL_BYTES_PER_KEY_ESTIMATE = 160;
+/** Versions linked at once, grouped by shard. */
+const LINK_BATCH = 65536;
 
 export interface RecoveryResult {
   /** The LSN the next write takes. */
@@ -87,7 +89,13 @@ export function recover(
 ): RecoveryResult {
   const plan = planRecovery(io, config, table, log);
   const applied = applyRecovery(io, config, table, plan);
-  return finishRecovery(io, config, plan, applied, log);
+  const applied_ms = performance.now();
+  const result = finishRecovery(io, config, plan, applied, log);
+  const finish_ms = Math.round(performance.now() - applied_ms);
+  log(
+    `recovery: ${result.duration_ms - finish_ms} ms reading and applying, ${finish_ms} ms making the log durable`,
+  );
+  return result;
 }
 
 /** Phase 1: cleans up leftovers, reads data.db's header, drops covered segments, sizes the table. */
@@ -150,9 +158,11 @@ function applyRecovery(io: Io, config: EngineConfig, table: Table, plan: Recover
       segments.push(replaySegment(io, config, loader, wal_dir, plan, i, state));
     } catch (error) {
       if (!(error instanceof CorruptionError) || !config.repair_wal) throw error;
+      loader.flush();
       return { ...state, segments, repair: { index: i, error } };
     }
   }
+  loader.flush();
   return { ...state, segments, repair: undefined };
 }
 
@@ -208,8 +218,15 @@ class Loader {
   readonly visitEntry: EntryVisitor;
   private bytes: Uint8Array = new Uint8Array(0);
   private lsn = 0;
+  private queued = 0;
+  private readonly hashes = new Uint32Array(LINK_BATCH);
+  private readonly versions = new Uint32Array(LINK_BATCH);
+  private readonly lsns = new Float64Array(LINK_BATCH);
+  private readonly order = new Uint32Array(LINK_BATCH);
+  private readonly shard_counts: Uint32Array;
 
   constructor(private readonly table: Table) {
+    this.shard_counts = new Uint32Array(table.shard_count + 1);
     this.visitEntry = (op, ko, kl, vo, vl, expiry) => {
       if (op === OP_DEL) this.del(this.bytes, ko, kl, this.lsn);
       else this.set(this.bytes, ko, kl, vo, vl, this.lsn, expiry);
@@ -233,12 +250,39 @@ class Loader {
   }
 
   /**
-   * Links without taking the shard mutex: recovery runs before any other thread exists, so the
-   * mutex would only cost time (about 10% of replay).
+   * Queues a version; {@link flush} links the queue in shard order. Copying the bytes happens now
+   * (the source is only valid during the callback); only linking waits.
    */
   private link(version: number, h: number, lsn: number): void {
-    this.table.reserveSlots(this.table.shardOf(h), 1);
-    this.table.link(version, h, lsn, Number.MAX_SAFE_INTEGER);
+    this.hashes[this.queued] = h;
+    this.versions[this.queued] = version;
+    this.lsns[this.queued] = lsn;
+    if (++this.queued === LINK_BATCH) this.flush();
+  }
+
+  /**
+   * Links the queued versions grouped by shard (a stable counting sort: one key's versions keep their
+   * LSN order, as one key lives in one shard). Replay order is random over the shards; grouped, each
+   * shard's slot array is touched in one burst instead of once per key — far fewer cache misses.
+   * No shard mutex is taken: recovery runs before any other thread exists.
+   */
+  flush(): void {
+    const n = this.queued;
+    const count = this.shard_counts.fill(0);
+    for (let i = 0; i < n; i++) count[this.table.shardOf(this.hashes[i]!) + 1]!++;
+    for (let s = 1; s < count.length; s++) count[s]! += count[s - 1]!;
+    for (let i = 0; i < n; i++) this.order[count[this.table.shardOf(this.hashes[i]!)]!++] = i;
+    let shard = -1;
+    for (let j = 0; j < n; j++) {
+      const i = this.order[j]!;
+      const h = this.hashes[i]!;
+      if (this.table.shardOf(h) !== shard) {
+        shard = this.table.shardOf(h);
+        this.table.reserveSlots(shard, count[shard]! - (shard === 0 ? 0 : count[shard - 1]!));
+      }
+      this.table.link(this.versions[i]!, h, this.lsns[i]!, Number.MAX_SAFE_INTEGER);
+    }
+    this.queued = 0;
   }
 }
 
