@@ -23,7 +23,7 @@ export const SERVE_FLAGS = {
     value_name: "MODE",
   },
   fsync: { type: "enum", help: "WAL durability (default always)", values: ["always", "everysec", "no"] },
-  workers: { type: "integer", help: "I/O workers (default: number of cores)", min: 1, max: 256 },
+  workers: { type: "integer", help: "I/O workers (default: cores - 1, at least 1)", min: 1, max: 256 },
   checkpoint_interval: {
     type: "integer",
     help: "seconds between checkpoints, 0 = off (default 300)",
@@ -112,7 +112,7 @@ export function serveConfig(argv: string[], env: Record<string, string | undefin
   return serverConfig({
     engine,
     socket_path: v.socket ?? "(inherited)",
-    workers: v.workers ?? availableParallelism(),
+    workers: v.workers ?? defaultWorkers(),
     ...(v.socket_mode !== undefined && { socket_mode: octal(v.socket_mode) }),
     ...(v.max_frame_bytes !== undefined && { max_frame_bytes: v.max_frame_bytes }),
     ...(v.max_connections !== undefined && { max_connections: v.max_connections }),
@@ -129,6 +129,15 @@ export async function serve(argv: string[], env: Record<string, string | undefin
   const config = serveConfig(argv, env);
   const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
   return await runDaemon(config, { log, inherited_fd: listenFd(env), onReady: (line) => console.log(line) });
+}
+
+/**
+ * I/O workers by default: one per core but one. Clients of a Unix socket share the machine, and the
+ * WAL writer needs a core; on 2 cores one I/O worker served 20–25 % more than two
+ * (scripts/bench-daemon.ts, docs/BENCHMARKS.md).
+ */
+export function defaultWorkers(): number {
+  return Math.max(1, availableParallelism() - 1);
 }
 
 /** systemd socket activation: fd 3 when LISTEN_FDS ≥ 1 and LISTEN_PID is this process. */
