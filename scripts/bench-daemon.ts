@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import { parseArgs } from "node:util";
 import { connect } from "../src/client/index.ts";
+import { prng } from "../src/engine/io/prng.ts";
 
 const { values } = parseArgs({
   options: {
@@ -69,11 +70,8 @@ async function load(socket: string): Promise<number> {
   const clients = await Promise.all(Array.from({ length: connections }, () => connect({ path: socket })));
   let ops = 0;
   const deadline = performance.now() + duration_ms;
-  let seed = 1;
-  const next = () => {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    return seed;
-  };
+  const random = prng(1);
+  const next = () => Math.floor(random() * 2 ** 32);
   const lane = async (c: (typeof clients)[number]) => {
     while (performance.now() < deadline) {
       const r = next();

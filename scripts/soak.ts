@@ -1,0 +1,181 @@
+/**
+ * Soak test (`make soak`, not in CI): one daemon under a steady mixed load with periodic checkpoints
+ * for `--minutes` (default 10). Every `--sample-s` seconds it records the daemon's RSS, open file
+ * descriptors, WAL and data.db size, ops/s and client-side latency p50/p99, prints a table, and at
+ * the end checks that resource use is flat: after the first third (warm-up), RSS grows less than
+ * 20 %, open fds stay within ±16, the WAL stays under 2 × (checkpoint threshold + segment), and p99 latency
+ * does not more than double. Exits 1 with the reason if anything trends.
+ *
+ * @example
+ * node_modules/.bin/bun scripts/soak.ts --minutes 10
+ * node_modules/.bin/bun scripts/soak.ts --minutes 1 --sample-s 5   # a quick look
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { parseArgs } from "node:util";
+import { connect } from "../src/client/index.ts";
+import { prng } from "../src/engine/io/prng.ts";
+
+const { values } = parseArgs({
+  options: {
+    minutes: { type: "string", default: "10" },
+    "sample-s": { type: "string", default: "10" },
+    fsync: { type: "string", default: "everysec" },
+    clients: { type: "string", default: "8" },
+    keys: { type: "string", default: "50000" },
+  },
+});
+const duration_ms = Number(values.minutes) * 60_000;
+const sample_ms = Number(values["sample-s"]) * 1000;
+const KEYS = Number(values.keys);
+const CHECKPOINT_WAL_MB = 16;
+const SEGMENT_MIB = 16;
+
+interface Sample {
+  t_s: number;
+  rss_mib: number;
+  fds: number;
+  wal_mib: number;
+  data_db_mib: number;
+  ops_per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+const dir = fs.mkdtempSync(`${os.tmpdir()}/walkv-soak-`);
+const socket = `${dir}/walkv.sock`;
+const proc = Bun.spawn(
+  [
+    "node_modules/.bin/bun",
+    "src/cli/main.ts",
+    "serve",
+    "--data",
+    `${dir}/data`,
+    "--socket",
+    socket,
+    "--fsync",
+    values.fsync!,
+    "--checkpoint-interval",
+    "30",
+    "--checkpoint-wal-mb",
+    String(CHECKPOINT_WAL_MB),
+    "--wal-segment-bytes",
+    String(SEGMENT_MIB * 2 ** 20),
+    "--max-batch-bytes",
+    String(8 * 2 ** 20),
+    "--max-value-bytes",
+    String(2 ** 20),
+  ],
+  { stdout: "pipe", stderr: "inherit" },
+);
+await waitReady(proc.stdout);
+const pid = proc.pid;
+
+let ops = 0;
+let latencies: number[] = [];
+let stopping = false;
+const random = prng(12345);
+
+const clients = await Promise.all(
+  Array.from({ length: Number(values.clients) }, () => connect({ path: socket })),
+);
+const lanes = clients.flatMap((client) =>
+  Array.from({ length: 8 }, async () => {
+    while (!stopping) {
+      const key = `soak:${Math.floor(random() * KEYS)}`;
+      const started = performance.now();
+      const r = random();
+      if (r < 0.5) await client.get(key);
+      else if (r < 0.85) await client.set(key, "v".repeat(100 + Math.floor(random() * 900)));
+      else if (r < 0.95) await client.del(key);
+      else
+        await client.mset([
+          [key, 1],
+          [`${key}:b`, 2],
+        ]);
+      latencies.push(performance.now() - started);
+      ops++;
+    }
+  }),
+);
+
+const samples: Sample[] = [];
+const started = performance.now();
+while (performance.now() - started < duration_ms) {
+  await Bun.sleep(sample_ms); // the sampling period itself, not a synchronisation
+  samples.push(sample((performance.now() - started) / 1000));
+  const s = samples[samples.length - 1]!;
+  console.error(
+    `t=${s.t_s.toFixed(0)}s rss=${s.rss_mib.toFixed(0)}MiB fds=${s.fds} wal=${s.wal_mib.toFixed(1)}MiB ` +
+      `data.db=${s.data_db_mib.toFixed(1)}MiB ${s.ops_per_s.toFixed(0)} ops/s p50=${s.p50_ms.toFixed(2)} p99=${s.p99_ms.toFixed(2)}ms`,
+  );
+}
+stopping = true;
+await Promise.all(lanes);
+await Promise.all(clients.map((c) => c.close()));
+proc.kill("SIGTERM");
+const exit_code = await proc.exited;
+
+console.log("\n| t (s) | RSS (MiB) | open fds | WAL (MiB) | data.db (MiB) | ops/s | p50 (ms) | p99 (ms) |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+for (const s of samples) {
+  console.log(
+    `| ${s.t_s.toFixed(0)} | ${s.rss_mib.toFixed(0)} | ${s.fds} | ${s.wal_mib.toFixed(1)} | ${s.data_db_mib.toFixed(1)} | ` +
+      `${s.ops_per_s.toFixed(0)} | ${s.p50_ms.toFixed(2)} | ${s.p99_ms.toFixed(2)} |`,
+  );
+}
+const problems = flatness(samples);
+if (exit_code !== 0) problems.push(`the daemon exited ${exit_code} at SIGTERM`);
+fs.rmSync(dir, { recursive: true, force: true });
+console.log(problems.length === 0 ? "\nflat: no resource trends" : `\nNOT FLAT:\n- ${problems.join("\n- ")}`);
+process.exit(problems.length === 0 ? 0 : 1);
+
+function sample(t_s: number): Sample {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const rss_kib = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
+  const wal_bytes = fs
+    .readdirSync(`${dir}/data/wal`)
+    .reduce((sum, f) => sum + fs.statSync(`${dir}/data/wal/${f}`).size, 0);
+  const data_db = fs.existsSync(`${dir}/data/data.db`) ? fs.statSync(`${dir}/data/data.db`).size : 0;
+  const sorted = latencies.sort((a, b) => a - b);
+  const result = {
+    t_s,
+    rss_mib: rss_kib / 1024,
+    fds: fs.readdirSync(`/proc/${pid}/fd`).length,
+    wal_mib: wal_bytes / 2 ** 20,
+    data_db_mib: data_db / 2 ** 20,
+    ops_per_s: ops / (sample_ms / 1000),
+    p50_ms: sorted[Math.floor(sorted.length * 0.5)] ?? 0,
+    p99_ms: sorted[Math.floor(sorted.length * 0.99)] ?? 0,
+  };
+  ops = 0;
+  latencies = [];
+  return result;
+}
+
+/** Compares the last third of the samples with the middle third (the first third is warm-up). */
+function flatness(all: Sample[]): string[] {
+  const third = Math.floor(all.length / 3);
+  if (third < 1) return ["too few samples to judge: run longer or sample more often"];
+  const middle = all.slice(third, 2 * third);
+  const last = all.slice(2 * third);
+  const max = (xs: Sample[], f: (s: Sample) => number) => Math.max(...xs.map(f));
+  const problems: string[] = [];
+  if (max(last, (s) => s.rss_mib) > 1.2 * max(middle, (s) => s.rss_mib)) problems.push("RSS grows");
+  if (Math.abs(max(last, (s) => s.fds) - max(middle, (s) => s.fds)) > 16) problems.push("open fds change");
+  if (max(all, (s) => s.wal_mib) > 2 * (CHECKPOINT_WAL_MB + SEGMENT_MIB))
+    problems.push("the WAL is not bounded by checkpoints");
+  if (max(last, (s) => s.p99_ms) > 2 * max(middle, (s) => s.p99_ms) + 1) problems.push("p99 latency grows");
+  return problems;
+}
+
+async function waitReady(stream: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = stream.getReader();
+  let seen = "";
+  while (!seen.includes("ready")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the daemon exited before it was ready");
+    seen += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+}
