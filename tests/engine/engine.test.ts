@@ -2,42 +2,17 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type EngineConfig, engineConfig } from "../../src/engine/config.ts";
+import { engineConfig } from "../../src/engine/config.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 import { InvalidError, TooLargeError, UnavailableError } from "../../src/engine/errors.ts";
-import { type InlineHost, openEngine } from "../../src/engine/host.ts";
+import { openEngine } from "../../src/engine/host.ts";
 import { prng } from "../../src/engine/io/prng.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
 import { OP_DEL, OP_SET } from "../../src/engine/wal/format.ts";
 import { encodedRecordSize } from "../../src/engine/wal/record.ts";
-
-const SEED = Number(process.env.WALKV_SEED ?? 20240612);
-const utf8 = (text: string) => new TextEncoder().encode(text);
-const text = (bytes: Uint8Array | undefined) =>
-  bytes === undefined ? undefined : new TextDecoder().decode(bytes);
-
-const LIMITS = {
-  shard_bits: 4,
-  memory_limit_bytes: 64 << 20,
-  max_key_bytes: 256,
-  max_value_bytes: 4096,
-  max_batch_bytes: 8192,
-  wal_segment_bytes: 64 << 10,
-} as const;
+import { SMALL_LIMITS as LIMITS, openSim, SEED, settle, text, utf8 } from "./sim_host.ts";
 
 /** An inline engine on a SimDisk; `log` collects its log lines. */
-async function openSim(overrides: Partial<EngineConfig> = {}, disk = new SimDisk({ rng: prng(SEED) })) {
-  const log: string[] = [];
-  const config = engineConfig({ data_dir: "/data", fsync: "always", ...LIMITS, ...overrides });
-  const host = (await openEngine(config, { io: disk, inline: true, log: (l) => log.push(l) })) as InlineHost;
-  return { host, engine: host.engine, disk, log };
-}
-
-/** Runs the WAL writer until it has nothing left to do (writes, rotations), then awaits `write`. */
-async function settle<T>(host: InlineHost, write: Promise<T>): Promise<T> {
-  while (host.step()) {}
-  return await write;
-}
 
 /** What must not move when a write is refused. */
 function footprint(engine: Engine, disk: SimDisk) {

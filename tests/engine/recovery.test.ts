@@ -1,49 +1,20 @@
 import { describe, expect, test } from "bun:test";
 import { Arena, createArenaShared } from "../../src/engine/arena.ts";
-import { type EngineConfig, engineConfig } from "../../src/engine/config.ts";
 import { CorruptionError } from "../../src/engine/errors.ts";
-import { type InlineHost, openEngine } from "../../src/engine/host.ts";
 import { prng } from "../../src/engine/io/prng.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
 import { recover } from "../../src/engine/recovery.ts";
 import { createTableShared, Table } from "../../src/engine/table.ts";
 import { parseSegmentName } from "../../src/engine/wal/format.ts";
 import { readSegment } from "../../src/engine/wal/segment_reader.ts";
+import { smallConfig as config, openSim, SEED, text, utf8 } from "./sim_host.ts";
 
-const SEED = Number(process.env.WALKV_SEED ?? 20240615);
 const WAL_DIR = "/data/wal";
-const utf8 = (text: string) => new TextEncoder().encode(text);
-const text = (bytes: Uint8Array | undefined) =>
-  bytes === undefined ? undefined : new TextDecoder().decode(bytes);
-
-function config(overrides: Partial<EngineConfig> = {}): EngineConfig {
-  return engineConfig({
-    data_dir: "/data",
-    fsync: "always",
-    shard_bits: 4,
-    memory_limit_bytes: 64 << 20,
-    max_key_bytes: 256,
-    max_value_bytes: 4096,
-    max_batch_bytes: 8192,
-    wal_segment_bytes: 64 << 10,
-    ...overrides,
-  });
-}
-
-async function openSim(disk: SimDisk, overrides: Partial<EngineConfig> = {}) {
-  const log: string[] = [];
-  const host = (await openEngine(config(overrides), {
-    io: disk,
-    inline: true,
-    log: (l) => log.push(l),
-  })) as InlineHost;
-  return { host, engine: host.engine, log };
-}
 
 /** A disk holding `count` keys `k{i}` = `v{i}:…` (LSN i + 1), written in order and closed cleanly. */
 async function populated(count: number, value_bytes = 100): Promise<SimDisk> {
   const disk = new SimDisk({ rng: prng(SEED) });
-  const { host, engine } = await openSim(disk);
+  const { host, engine } = await openSim({}, disk);
   for (let i = 0; i < count; i++) {
     const write = engine.set(utf8(`k${i}`), utf8(`v${i}:${"x".repeat(value_bytes)}`));
     while (host.step()) {}
@@ -92,7 +63,7 @@ function flipByte(disk: SimDisk, path: string, offset_bytes: number): void {
 
 async function openError(disk: SimDisk): Promise<CorruptionError> {
   try {
-    await openSim(disk);
+    await openSim({}, disk);
   } catch (error) {
     expect(error).toBeInstanceOf(CorruptionError);
     return error as CorruptionError;
@@ -130,7 +101,7 @@ describe("recovery", () => {
     const tmp = disk.open("/data/data.db.tmp", { create: true });
     disk.write(tmp, utf8("half a checkpoint"), 0);
     disk.close(tmp);
-    const { engine, log } = await openSim(disk);
+    const { engine, log } = await openSim({}, disk);
     expect(disk.exists("/data/data.db.tmp")).toBe(false);
     expect(log.some((l) => l.includes("removed data.db.tmp"))).toBe(true);
     expect(text(engine.get(utf8("k2")))?.startsWith("v2:")).toBe(true);
@@ -146,7 +117,7 @@ describe("recovery", () => {
     const file = disk.open(path!);
     disk.truncate(file, torn_at);
     disk.close(file);
-    const { host, engine, log } = await openSim(disk);
+    const { host, engine, log } = await openSim({}, disk);
     expect(host.recovery.torn_bytes).toBe(torn_at - offsets[4]!);
     expect(host.recovery.next_lsn).toBe(5);
     expect(fileSize(disk, path!)).toBe(offsets[4]!);
@@ -179,7 +150,7 @@ describe("recovery", () => {
     const paths = segmentPaths(disk);
     const offsets = recordOffsets(disk, paths[0]!);
     flipByte(disk, paths[0]!, offsets[7]! + 40);
-    const { host, engine, log } = await openSim(disk, { repair_wal: true });
+    const { host, engine, log } = await openSim({ repair_wal: true }, disk);
     expect(log.some((l) => l.includes("REPAIR") && l.includes(paths[0]!))).toBe(true);
     expect(host.recovery.next_lsn).toBe(8);
     expect(segmentPaths(disk)).toEqual([paths[0]!]);
@@ -209,7 +180,7 @@ describe("recovery", () => {
 
   test("a corrupt data.db refuses to open", async () => {
     const disk = new SimDisk({ rng: prng(SEED) });
-    const { host, engine } = await openSim(disk);
+    const { host, engine } = await openSim({}, disk);
     for (let i = 0; i < 20; i++) {
       const write = engine.set(utf8(`k${i}`), utf8(`v${i}`));
       while (host.step()) {}
@@ -224,7 +195,7 @@ describe("recovery", () => {
 
   test("recovery is idempotent: recovering twice gives the same state", async () => {
     const disk = new SimDisk({ rng: prng(SEED) });
-    const { host, engine } = await openSim(disk);
+    const { host, engine } = await openSim({}, disk);
     const rng = prng(SEED ^ 0x1d);
     for (let i = 0; i < 120; i++) {
       const key = utf8(`k${Math.floor(rng() * 40)}`);

@@ -1,40 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import { readSnapshot, verifySnapshot } from "../../../src/engine/checkpoint/snapshot_reader.ts";
-import { type EngineConfig, engineConfig } from "../../../src/engine/config.ts";
 import { IoError } from "../../../src/engine/errors.ts";
-import { type InlineHost, openEngine } from "../../../src/engine/host.ts";
+import type { InlineHost } from "../../../src/engine/host.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
-import { SimDisk } from "../../../src/engine/io/sim_disk.ts";
+import type { SimDisk } from "../../../src/engine/io/sim_disk.ts";
 import { parseSegmentName } from "../../../src/engine/wal/format.ts";
+import { openSim, SEED, settle, text, utf8 } from "../sim_host.ts";
 
-const SEED = Number(process.env.WALKV_SEED ?? 20240614);
 const DATA_DB = "/data/data.db";
 const TMP = "/data/data.db.tmp";
-const utf8 = (text: string) => new TextEncoder().encode(text);
-const text = (bytes: Uint8Array | undefined) =>
-  bytes === undefined ? undefined : new TextDecoder().decode(bytes);
-
-async function openSim(overrides: Partial<EngineConfig> = {}, disk = new SimDisk({ rng: prng(SEED) })) {
-  const log: string[] = [];
-  const config = engineConfig({
-    data_dir: "/data",
-    fsync: "always",
-    shard_bits: 4,
-    memory_limit_bytes: 64 << 20,
-    max_key_bytes: 256,
-    max_value_bytes: 4096,
-    max_batch_bytes: 8192,
-    wal_segment_bytes: 64 << 10,
-    ...overrides,
-  });
-  const host = (await openEngine(config, { io: disk, inline: true, log: (l) => log.push(l) })) as InlineHost;
-  return { host, engine: host.engine, disk, log };
-}
-
-async function settle<T>(host: InlineHost, write: Promise<T>): Promise<T> {
-  while (host.step()) {}
-  return await write;
-}
 
 /** Every entry of data.db: key → value. */
 function snapshotEntries(disk: SimDisk): Map<string, string> {

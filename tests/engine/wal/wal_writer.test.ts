@@ -1,42 +1,14 @@
 import { describe, expect, test } from "bun:test";
-import { type EngineConfig, engineConfig } from "../../../src/engine/config.ts";
 import { UnavailableError } from "../../../src/engine/errors.ts";
-import { type InlineHost, openEngine } from "../../../src/engine/host.ts";
 import { prng } from "../../../src/engine/io/prng.ts";
 import { SimDisk, type SimDiskCall } from "../../../src/engine/io/sim_disk.ts";
 import { parseSegmentName, segmentName } from "../../../src/engine/wal/format.ts";
 import { readSegment } from "../../../src/engine/wal/segment_reader.ts";
 import { createWalBufferShared, WalBuffer } from "../../../src/engine/wal/wal_buffer.ts";
+import { openSim, SEED, settle, text, utf8 } from "../sim_host.ts";
 
-const SEED = Number(process.env.WALKV_SEED ?? 20240613);
 const WAL_DIR = "/data/wal";
 const SEGMENT_BYTES = 64 << 10;
-const utf8 = (text: string) => new TextEncoder().encode(text);
-const text = (bytes: Uint8Array | undefined) =>
-  bytes === undefined ? undefined : new TextDecoder().decode(bytes);
-
-async function openSim(overrides: Partial<EngineConfig> = {}, disk = new SimDisk({ rng: prng(SEED) })) {
-  const log: string[] = [];
-  const config = engineConfig({
-    data_dir: "/data",
-    fsync: "always",
-    shard_bits: 4,
-    memory_limit_bytes: 64 << 20,
-    max_key_bytes: 256,
-    max_value_bytes: 4096,
-    max_batch_bytes: 8192,
-    wal_segment_bytes: SEGMENT_BYTES,
-    ...overrides,
-  });
-  const host = (await openEngine(config, { io: disk, inline: true, log: (l) => log.push(l) })) as InlineHost;
-  return { host, engine: host.engine, disk, log };
-}
-
-/** Runs the writer until idle, then awaits `write`. */
-async function settle<T>(host: InlineHost, write: Promise<T>): Promise<T> {
-  while (host.step()) {}
-  return await write;
-}
 
 function segments(disk: SimDisk): number[] {
   return disk
