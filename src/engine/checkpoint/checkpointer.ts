@@ -22,6 +22,7 @@
  * // result.redo_lsn, result.bytes, result.duration_ms
  */
 import type { EngineConfig } from "../config.ts";
+import { crashPoint } from "../crash_points.ts";
 import { assert, UnavailableError } from "../errors.ts";
 import type { Io } from "../io/io.ts";
 import type { Table } from "../table.ts";
@@ -141,13 +142,16 @@ export class Checkpointer {
       this.options.make_durable(max_lsn);
       written = writer.finish();
       assert(written.max_lsn <= max_lsn, "data.db holds no version above the LSN made durable");
+      crashPoint("checkpoint-after-tmp-fsync");
       this.io.rename(tmp, `${dir}/data.db`);
     } catch (error) {
       writer?.abort();
       this.removeQuietly(tmp);
       throw error;
     }
+    crashPoint("checkpoint-after-rename");
     this.io.syncDir(dir);
+    crashPoint("checkpoint-before-wal-deletion");
     const deleted_segments = this.deleteCoveredSegments(redo_lsn);
     const duration_ms = this.now_ms() - started_ms;
     this.log(

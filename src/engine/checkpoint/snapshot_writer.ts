@@ -10,6 +10,7 @@
  */
 
 import { MAX_LSN, MAX_U32, writeU32, writeU64 } from "../bytes.ts";
+import { crashPoint } from "../crash_points.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert } from "../errors.ts";
 import type { FileId, Io } from "../io/io.ts";
@@ -158,6 +159,7 @@ export class SnapshotWriter {
     const body_bytes = this.offset_bytes - HEADER_SIZE_BYTES;
     this.io.write(this.file, this.encodeFooter(), this.offset_bytes);
     this.io.write(this.file, this.encodeHeader(body_bytes), 0);
+    crashPoint("checkpoint-after-tmp-write");
     this.io.sync(this.file);
     this.open = false;
     this.io.close(this.file);

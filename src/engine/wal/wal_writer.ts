@@ -17,6 +17,7 @@
  * while (!stopping) writer.waitAndStep(); // on the WAL writer worker
  * writer.close();
  */
+import { crashPoint } from "../crash_points.ts";
 import { assert, IoError } from "../errors.ts";
 import { hashKey } from "../hash.ts";
 import { closeQuietly, type FileId, type Io } from "../io/io.ts";
@@ -106,6 +107,7 @@ export class WalWriter {
       return true;
     }
     this.written_lsn = batch.last_lsn;
+    crashPoint("wal-after-write-before-fsync");
     const must_sync =
       this.options.fsync === "always" ||
       this.syncDue() ||
@@ -261,6 +263,7 @@ export class WalWriter {
     try {
       file = this.io.open(path, { create: true, truncate: true });
       this.io.write(file, encodeSegmentHeader(first_lsn), 0);
+      if (this.segment_path !== "") crashPoint("wal-mid-rotation"); // not this process's first segment
       this.io.sync(file);
       this.io.syncDir(this.options.dir);
     } catch (error) {
