@@ -17,7 +17,7 @@
  */
 
 import { HEADER_OFFSET } from "./checkpoint/snapshot_format.ts";
-import { verifySnapshot } from "./checkpoint/snapshot_reader.ts";
+import { readSnapshotHeader, verifySnapshot } from "./checkpoint/snapshot_reader.ts";
 import { DEFAULT_CONFIG } from "./config.ts";
 import { assert, CorruptionError, IoError } from "./errors.ts";
 import type { Io } from "./io/io.ts";
@@ -170,7 +170,13 @@ function verifyOnce(io: Io, data_dir: string, max_record_bytes: number): VerifyR
   const firsts = wal_exists ? listSegments(io, wal_dir) : [];
   if (wal_exists) warnOtherWalFiles(checker, io.list(wal_dir));
   try {
-    if (names.includes("data.db")) checkDataDb(checker);
+    // Recovery's order, so that both name the same defect first: data.db's header, the start of
+    // the WAL chain it needs, data.db's blocks, then the chain itself.
+    if (names.includes("data.db")) {
+      const redo_lsn = readSnapshotHeader(io, `${data_dir}/data.db`).redo_lsn;
+      checkChainStart(wal_dir, firsts.slice(coveredSegmentCount(firsts, redo_lsn)), redo_lsn);
+      checkDataDb(checker);
+    }
     checkWal(checker, firsts);
   } catch (error) {
     if (error instanceof CorruptionError) return checker.report(error);

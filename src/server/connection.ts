@@ -46,6 +46,8 @@ export class Connection {
   private paused = false;
   /** Bytes received and not yet consumed as whole frames. */
   private pending: Uint8Array = new Uint8Array(0);
+  /** The `[0, 2, msg]` answer to a refused frame: sent after every earlier request's response. */
+  private refusal: Uint8Array | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -71,7 +73,7 @@ export class Connection {
   }
 
   private receive(chunk: Uint8Array): void {
-    if (this.discarding) return;
+    if (this.discarding || this.refusal !== undefined) return;
     let bytes = this.pending.length === 0 ? chunk : concat(this.pending, chunk);
     let pos = 0;
     while (!this.closed && bytes.length - pos >= FRAME_HEADER_BYTES) {
@@ -180,7 +182,17 @@ export class Connection {
         this.socket.resume();
       }
     }
+    this.sendRefusal();
     if (this.draining() && this.inflight === 0 && this.deferred.length === 0) this.endWhenFlushed();
+  }
+
+  /** After a refused frame: once every earlier request is answered, the refusal, then the end. */
+  private sendRefusal(): void {
+    if (this.refusal === undefined || !this.idle() || this.queue_head !== this.queue.length) return;
+    this.out.raw(this.refusal);
+    this.refusal = undefined;
+    this.flushOut();
+    this.endWhenFlushed();
   }
 
   /**
@@ -226,10 +238,10 @@ export class Connection {
         ? "empty frame"
         : `frame of ${length} bytes is over the limit of ${this.ctx.config.max_frame_bytes}`;
     writeResponse(w, 0, CODE_TOO_LARGE, `${reason}; closing the connection`);
-    this.flushOut();
-    this.socket.write(w.take());
+    // Earlier requests may still be pending (writes, reads behind them): they are answered first.
+    this.refusal = w.take();
     this.pending = new Uint8Array(0);
-    this.endWhenFlushed();
+    this.flush();
   }
 
   private close(cut_off: boolean): void {
