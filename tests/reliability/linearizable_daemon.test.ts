@@ -1,0 +1,350 @@
+/**
+ * Linearizability of the real daemon (`walkv serve --fsync always`), checked with
+ * linearizability.ts on recorded histories.
+ *
+ * - 8 clients, each with its own connection (src/client `connect`, no reconnect) and one operation
+ *   in flight at a time, run random get/set/del/mset/mget. Every written value is unique
+ *   (`c<client>.<n>`; an mset writes one value to all its keys).
+ * - Keys come in epochs of 5 (`e<epoch>.k<i>`): every {@link OPS_PER_EPOCH} operations move to fresh
+ *   keys, so each key, and each epoch's key group, stays under the checker's bound.
+ * - Times are one logical clock shared by the clients (one process, one thread): the invoke tick
+ *   is taken before the request is sent, the complete tick after its response arrived, so each
+ *   interval contains the moment the daemon executed the operation.
+ * - The crash test SIGKILLs the daemon after a seeded number of completed operations; operations
+ *   in flight become indeterminate; the daemon restarts on the same data directory and the clients
+ *   go on with new connections, on the same epoch's keys. With fsync always, a write acknowledged
+ *   before the kill that is lost, or an mset half recovered, makes the history non-linearizable.
+ * - At the end one more client mgets every epoch's keys (also after the crash: every epoch is read
+ *   back after recovery).
+ * Env: WALKV_SEED (default 20240621), WALKV_LIN_MS (client run time, default 1500).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { type Client, ConnectionError, connect } from "../../src/client/index.ts";
+import { prng, randomInt } from "../../src/engine/io/prng.ts";
+import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
+import { testSeed } from "../server/raw_client.ts";
+import { checkHistory, MAX_OPS_PER_SEARCH, type Operation, type Value } from "./linearizability.ts";
+
+const SEED = testSeed(20240621);
+const RUN_MS = Number(process.env.WALKV_LIN_MS ?? 1500);
+const CLIENTS = 8;
+const KEYS_PER_EPOCH = 5;
+/** Operations per epoch; +1 for the final read of each key stays within the checker's bound. */
+const OPS_PER_EPOCH = 150;
+const DAEMON_ARGS = ["--fsync", "always"];
+/** SIGKILLs in the crash test. */
+const CRASHES = 2;
+const TEST_TIMEOUT_MS = 30_000 + 2 * RUN_MS;
+
+afterAll(stopAllDaemons);
+
+type Call =
+  | { readonly f: "get"; readonly key: string }
+  | { readonly f: "set"; readonly key: string; readonly value: string }
+  | { readonly f: "del"; readonly key: string }
+  | { readonly f: "mset"; readonly pairs: Array<[string, string]> }
+  | { readonly f: "mget"; readonly keys: string[] };
+
+type Result = Value | boolean | Value[] | undefined;
+
+/** One history: a logical clock, the operations, and epochs of fresh keys. */
+class Recorder {
+  readonly ops: Operation[] = [];
+  private clock = 0;
+  private issued = 0;
+
+  tick(): number {
+    return ++this.clock;
+  }
+
+  /** The epoch of the next operation: every OPS_PER_EPOCH operations use fresh keys. */
+  nextEpoch(): number {
+    return Math.floor(this.issued++ / OPS_PER_EPOCH);
+  }
+
+  get epochs(): number {
+    return Math.ceil(this.issued / OPS_PER_EPOCH);
+  }
+
+  record(call: Call, client: number, invoke: number, complete: number | null, result: Result): void {
+    const t = { client, invoke, complete };
+    switch (call.f) {
+      case "get":
+        this.ops.push({ ...t, ...call, result: result as Value | undefined });
+        break;
+      case "del":
+        this.ops.push({ ...t, ...call, result: result as boolean | undefined });
+        break;
+      case "mget":
+        this.ops.push({ ...t, ...call, result: result as Value[] | undefined });
+        break;
+      default:
+        this.ops.push({ ...t, ...call });
+    }
+  }
+}
+
+function keyOf(epoch: number, i: number): string {
+  return `e${epoch}.k${i}`;
+}
+
+/** `n` distinct keys of `epoch`, in random order. */
+function pickKeys(rng: () => number, epoch: number, n: number): string[] {
+  const all = Array.from({ length: KEYS_PER_EPOCH }, (_, i) => keyOf(epoch, i));
+  for (let i = all.length - 1; i > 0; i--) {
+    const j = randomInt(rng, i + 1);
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  return all.slice(0, n);
+}
+
+/** A random call: get 25%, set 25%, del 10%, mset 15% (2–3 keys), mget 25% (2–5 keys). */
+function planCall(rng: () => number, epoch: number, value: string): Call {
+  const dice = randomInt(rng, 100);
+  const [key] = pickKeys(rng, epoch, 1) as [string];
+  if (dice < 25) return { f: "get", key };
+  if (dice < 50) return { f: "set", key, value };
+  if (dice < 60) return { f: "del", key };
+  if (dice < 75)
+    return { f: "mset", pairs: pickKeys(rng, epoch, 2 + randomInt(rng, 2)).map((k) => [k, value]) };
+  return { f: "mget", keys: pickKeys(rng, epoch, 2 + randomInt(rng, KEYS_PER_EPOCH - 1)) };
+}
+
+async function perform(client: Client, call: Call): Promise<Result> {
+  switch (call.f) {
+    case "get":
+      return (await client.get<string>(call.key)) ?? null;
+    case "set":
+      await client.set(call.key, call.value);
+      return undefined;
+    case "del":
+      return await client.del(call.key);
+    case "mset":
+      await client.mset(call.pairs);
+      return undefined;
+    case "mget":
+      return (await client.mget<string>(call.keys)).map((v) => v ?? null);
+  }
+}
+
+/** A run of the clients against one daemon, with SIGKILL + restart after each seeded number of ops. */
+class Run {
+  readonly recorder = new Recorder();
+  daemon: Daemon;
+  /** Set when a crash starts; resolves once the daemon is ready again. */
+  restarted: Promise<void> | undefined;
+  /** Clock ticks of the kills and of the restarts. */
+  readonly kill_ticks: number[] = [];
+  readonly restart_ticks: number[] = [];
+  private completed_since_start = 0;
+  private crashing = false;
+  private deadline_ms: number;
+
+  /** `crash_after_ops[i]`: completed operations from the (re)start to the i-th kill. */
+  constructor(
+    daemon: Daemon,
+    private readonly crash_after_ops: readonly number[],
+  ) {
+    this.daemon = daemon;
+    this.deadline_ms = crash_after_ops.length === 0 ? performance.now() + RUN_MS : Number.POSITIVE_INFINITY;
+  }
+
+  connect(): Promise<Client> {
+    return connect({ path: this.daemon.socket_path, reconnect: false });
+  }
+
+  get stopped(): boolean {
+    return performance.now() >= this.deadline_ms;
+  }
+
+  completedOne(): void {
+    if (this.crashing) return; // a response that arrived as the daemon died
+    this.completed_since_start++;
+    if (this.completed_since_start === this.crash_after_ops[this.kill_ticks.length]) {
+      this.crashing = true;
+      this.restarted = this.crashAndRestart();
+    }
+  }
+
+  private async crashAndRestart(): Promise<void> {
+    this.kill_ticks.push(this.recorder.tick());
+    const dir = this.daemon.dir;
+    expect(await this.daemon.stop("SIGKILL")).not.toBe(0);
+    this.daemon = await Daemon.start({ dir, args: DAEMON_ARGS });
+    this.restart_ticks.push(this.recorder.tick());
+    this.completed_since_start = 0;
+    this.crashing = false;
+    if (this.kill_ticks.length === this.crash_after_ops.length) this.deadline_ms = performance.now() + RUN_MS;
+  }
+}
+
+/** One client: one operation at a time until the deadline; after a crash, a new connection. */
+async function runClient(run: Run, id: number): Promise<void> {
+  const rng = prng((SEED ^ Math.imul(id + 1, 0x9e3779b9)) >>> 0);
+  const { recorder } = run;
+  let client = await run.connect();
+  for (let n = 0; !run.stopped; n++) {
+    const call = planCall(rng, recorder.nextEpoch(), `c${id}.${n}`);
+    const invoke = recorder.tick();
+    try {
+      const result = await perform(client, call);
+      recorder.record(call, id, invoke, recorder.tick(), result);
+      run.completedOne();
+    } catch (error) {
+      if (!(error instanceof ConnectionError) || run.restarted === undefined) throw error;
+      recorder.record(call, id, invoke, null, undefined); // may or may not have taken effect
+      await run.restarted;
+      client = await run.connect();
+    }
+  }
+  await client.close();
+}
+
+/** Reads back every epoch's keys with one more client (an mget per epoch). */
+async function readBack(run: Run): Promise<void> {
+  const client = await run.connect();
+  const { recorder } = run;
+  for (let epoch = 0; epoch < recorder.epochs; epoch++) {
+    const call: Call = { f: "mget", keys: Array.from({ length: KEYS_PER_EPOCH }, (_, i) => keyOf(epoch, i)) };
+    const invoke = recorder.tick();
+    recorder.record(call, CLIENTS, invoke, recorder.tick(), await perform(client, call));
+  }
+  await client.close();
+}
+
+/** Checks the history; fails with the seed and the counter-example. Returns the check time. */
+function expectLinearizable(ops: readonly Operation[]): number {
+  const started_ms = performance.now();
+  const verdict = checkHistory(ops);
+  const check_ms = performance.now() - started_ms;
+  if (!verdict.ok)
+    throw new Error(`seed ${SEED}: not linearizable on ${verdict.key}\n${verdict.explanation}`);
+  return check_ms;
+}
+
+/** The same history with one completed read turned into a read of a value never written. */
+function corruptOneRead(ops: readonly Operation[], rng: () => number): Operation[] {
+  const reads = ops.flatMap((op, i) => (op.f === "get" && op.complete !== null ? [i] : []));
+  expect(reads.length).toBeGreaterThan(0);
+  const victim = reads[randomInt(rng, reads.length)]!;
+  return ops.map((op, i) => (i === victim && op.f === "get" ? { ...op, result: "never-written" } : op));
+}
+
+/**
+ * Keys with a write acknowledged before some kill and a completed read invoked after that kill's
+ * restart: the keys on which the check proves that acknowledged writes survived.
+ */
+function keysReadBackAfterCrash(ops: readonly Operation[], run: Run): number {
+  const keys = new Set<string>();
+  run.kill_ticks.forEach((kill_tick, i) => {
+    const restart_tick = run.restart_ticks[i]!;
+    const written = new Set<string>();
+    for (const op of ops) {
+      if (op.complete === null || op.complete > kill_tick) continue;
+      if (op.f === "set" || op.f === "del") written.add(op.key);
+      if (op.f === "mset") for (const [k] of op.pairs) written.add(k);
+    }
+    for (const op of ops) {
+      if (op.complete === null || op.invoke < restart_tick) continue;
+      if (op.f === "get" && written.has(op.key)) keys.add(op.key);
+      if (op.f === "mget") for (const k of op.keys) if (written.has(k)) keys.add(k);
+    }
+  });
+  return keys.size;
+}
+
+/**
+ * The same history as if the first kill had lost an acknowledged write: a read after the restart
+ * returns the value of a set W on its key although a later set W2 (invoked after W completed) was
+ * acknowledged before the kill. Undefined if the history has no such read.
+ */
+function loseOneWrite(ops: readonly Operation[], run: Run): Operation[] | undefined {
+  const [kill_tick, restart_tick] = [run.kill_ticks[0]!, run.restart_ticks[0]!];
+  const acked = ops.filter((op) => op.f === "set" && op.complete !== null && op.complete < kill_tick);
+  const overwritten = (key: string): string | undefined => {
+    const sets = acked.filter((op) => op.f === "set" && op.key === key);
+    const w = sets.find((a) => sets.some((b) => a.complete! < b.invoke));
+    return w?.f === "set" ? w.value : undefined;
+  };
+  for (const [i, op] of ops.entries()) {
+    if (op.complete === null || op.invoke < restart_tick) continue;
+    if (op.f === "get") {
+      const stale = overwritten(op.key);
+      if (stale !== undefined) return ops.map((o, j) => (j === i ? { ...op, result: stale } : o));
+    }
+    if (op.f === "mget") {
+      const slot = op.keys.findIndex((k) => overwritten(k) !== undefined);
+      if (slot < 0) continue;
+      const result = op.result!.map((v, s) => (s === slot ? overwritten(op.keys[s]!)! : v));
+      return ops.map((o, j) => (j === i ? { ...op, result } : o));
+    }
+  }
+  return undefined;
+}
+
+function summary(name: string, run: Run, run_ms: number, check_ms: number): string {
+  const ops = run.recorder.ops;
+  const indeterminate = ops.filter((op) => op.complete === null).length;
+  const keys = run.recorder.epochs * KEYS_PER_EPOCH;
+  return (
+    `${name} (seed ${SEED}): ${ops.length} ops (${indeterminate} indeterminate) by ${CLIENTS} clients on ` +
+    `${keys} keys in ${run.recorder.epochs} epochs, run ${run_ms.toFixed(0)} ms, checked in ${check_ms.toFixed(0)} ms`
+  );
+}
+
+describe(`linearizability of the daemon (seed ${SEED}, ${RUN_MS} ms)`, () => {
+  expect(OPS_PER_EPOCH + 1).toBeLessThanOrEqual(MAX_OPS_PER_SEARCH);
+
+  test(
+    "concurrent clients: every key linearizable, every mset atomic",
+    async () => {
+      const daemon = await Daemon.start({ args: DAEMON_ARGS });
+      const run = new Run(daemon, []);
+      const started_ms = performance.now();
+      await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
+      const run_ms = performance.now() - started_ms;
+      await readBack(run);
+      expect(await run.daemon.stop()).toBe(0);
+      const ops = run.recorder.ops;
+      expect(ops.every((op) => op.complete !== null)).toBe(true);
+      expect(run.recorder.epochs).toBeGreaterThan(1);
+      const check_ms = expectLinearizable(ops);
+      console.log(summary("no crash", run, run_ms, check_ms));
+      expect(checkHistory(corruptOneRead(ops, prng(SEED))).ok).toBe(false);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test(
+    `a history across ${CRASHES} SIGKILLs and restarts: acknowledged writes survive, in-flight ones are all or nothing`,
+    async () => {
+      const rng = prng(SEED);
+      const dir = tempDir();
+      const daemon = await Daemon.start({ dir, args: DAEMON_ARGS });
+      const crash_after_ops = Array.from(
+        { length: CRASHES },
+        () => OPS_PER_EPOCH + randomInt(rng, 2 * OPS_PER_EPOCH),
+      );
+      const run = new Run(daemon, crash_after_ops);
+      const started_ms = performance.now();
+      await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
+      const run_ms = performance.now() - started_ms;
+      await readBack(run);
+      expect(await run.daemon.stop()).toBe(0);
+      const ops = run.recorder.ops;
+      expect(run.restart_ticks.length).toBe(CRASHES);
+      const survived = keysReadBackAfterCrash(ops, run);
+      expect(survived).toBeGreaterThan(0);
+      const check_ms = expectLinearizable(ops);
+      console.log(
+        `${summary(`${CRASHES} × SIGKILL + restart`, run, run_ms, check_ms)}; kills after ${crash_after_ops.join(", ")} ` +
+          `completed ops; ${survived} keys written before a kill and read after its restart`,
+      );
+      expect(checkHistory(corruptOneRead(ops, rng)).ok).toBe(false);
+      const lost = loseOneWrite(ops, run);
+      expect(lost).toBeDefined();
+      expect(checkHistory(lost!).ok).toBe(false);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
