@@ -9,7 +9,7 @@ DATA ?= ./var/data
 SOCKET ?= ./var/walkv.sock
 DEMO_DATA ?= ./var/demo
 
-.PHONY: install run demo build check lint fmt typecheck test bench clean
+.PHONY: install run demo build check lint fmt typecheck test bench torture clean
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -48,6 +48,11 @@ test: check
 
 bench: install
 	$(BUN) scripts/bench-engine.ts
+
+# Crash torture: kill -9 a real daemon under concurrent writes (also mid-checkpoint), restart, check
+# every acknowledged write (scripts/torture.ts). E.g. make torture TORTURE_ARGS="--minutes 30 --seed 7".
+torture: install
+	$(BUN) scripts/torture.ts $(TORTURE_ARGS)
 
 clean:
 	rm -rf dist var
