@@ -9,7 +9,7 @@ DATA ?= ./var/data
 SOCKET ?= ./var/walkv.sock
 DEMO_DATA ?= ./var/demo
 
-.PHONY: install run demo build check lint fmt typecheck test bench torture clean
+.PHONY: install run demo build check lint fmt typecheck test bench torture soak clean
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -53,6 +53,11 @@ bench: install
 # every acknowledged write (scripts/torture.ts). E.g. make torture TORTURE_ARGS="--minutes 30 --seed 7".
 torture: install
 	$(BUN) scripts/torture.ts $(TORTURE_ARGS)
+
+# Soak: a steady mixed load with checkpoints for 10 minutes (SOAK_ARGS="--minutes 60" for longer);
+# prints RSS, open fds, WAL size and latency over time and fails if any of them trends (scripts/soak.ts).
+soak: install
+	$(BUN) scripts/soak.ts $(SOAK_ARGS)
 
 clean:
 	rm -rf dist var

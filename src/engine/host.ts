@@ -129,6 +129,7 @@ class ThreadedHost implements EngineHost {
   async start(): Promise<void> {
     this.writer_worker = await this.spawn(new URL("./wal/wal_writer_worker.ts", import.meta.url), {
       next_lsn: this.recovery.next_lsn,
+      replayed_bytes: this.recovery.wal_bytes,
     });
     this.checkpoint_worker = await this.spawn(
       new URL("./checkpoint/checkpoint_worker.ts", import.meta.url),
@@ -220,8 +221,14 @@ export class InlineHost implements EngineHost {
       io,
       this.engine.wal,
       this.engine.table,
-      { dir: `${config.data_dir}/wal`, fsync: config.fsync, segment_bytes: config.wal_segment_bytes, log },
-      { next_lsn: recovery.next_lsn },
+      {
+        dir: `${config.data_dir}/wal`,
+        fsync: config.fsync,
+        segment_bytes: config.wal_segment_bytes,
+        checkpoint_wal_bytes: config.checkpoint_wal_bytes,
+        log,
+      },
+      { next_lsn: recovery.next_lsn, replayed_bytes: recovery.wal_bytes },
     );
     this.checkpointer = new Checkpointer(io, config, this.engine.table, this.engine.wal, {
       make_durable: (lsn) => {

@@ -49,6 +49,8 @@ export interface RecoveryResult {
   readonly wal_records: number;
   readonly wal_segments: number;
   readonly torn_bytes: number;
+  /** Bytes of WAL replayed (after the redo LSN's segment): what a checkpoint has yet to cover. */
+  readonly wal_bytes: number;
   readonly duration_ms: number;
 }
 
@@ -60,6 +62,7 @@ interface RecoveryPlan {
   readonly snapshot_entries: number;
   /** First LSNs of the WAL segments to replay, oldest first. */
   readonly chain: readonly number[];
+  readonly chain_bytes: number;
   readonly started_ms: number;
 }
 
@@ -125,15 +128,15 @@ function planRecovery(io: Io, config: EngineConfig, table: Table, log: (line: st
   }
   const chain = listed.slice(covered);
   checkChainStart(wal_dir, chain, redo_lsn);
-  table.presize(
-    (header?.entry_count ?? 0) + Math.ceil(walBytes(io, wal_dir, chain) / WAL_BYTES_PER_KEY_ESTIMATE),
-  );
+  const chain_bytes = walBytes(io, wal_dir, chain);
+  table.presize((header?.entry_count ?? 0) + Math.ceil(chain_bytes / WAL_BYTES_PER_KEY_ESTIMATE));
   return {
     data_db,
     redo_lsn,
     snapshot_max_lsn: header?.max_lsn ?? 0,
     snapshot_entries: header?.entry_count ?? 0,
     chain,
+    chain_bytes,
     started_ms,
   };
 }
@@ -208,6 +211,7 @@ function finishRecovery(
     wal_records: applied.records,
     wal_segments: plan.chain.length,
     torn_bytes,
+    wal_bytes: plan.chain_bytes,
     duration_ms,
   };
 }

@@ -44,6 +44,8 @@ export interface WalWriterOptions {
 /** Where the log continues after recovery: the next LSN (always in a new segment). */
 export interface WalStart {
   readonly next_lsn: number;
+  /** WAL bytes recovery replayed: they count toward the next size-triggered checkpoint. */
+  readonly replayed_bytes?: number;
 }
 
 /** Doorbell checks before the idle writer sleeps (a few microseconds). */
@@ -81,6 +83,7 @@ export class WalWriter {
     this.durable_lsn = start.next_lsn - 1;
     this.written_lsn = start.next_lsn - 1;
     this.last_sync_ms = this.options.now_ms();
+    this.bytes_since_checkpoint_request = start.replayed_bytes ?? 0;
   }
 
   /**

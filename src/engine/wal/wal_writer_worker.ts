@@ -1,5 +1,5 @@
 /**
- * Worker entry point of the WAL writer. Receives `{ shared, next_lsn }`, answers `{ ready: true }`,
+ * Worker entry point of the WAL writer. Receives `{ shared, next_lsn, replayed_bytes }`, answers `{ ready: true }`,
  * then loops (blocking on the WAL buffer's doorbell) until the host raises the writer-stop flag;
  * then flushes and syncs everything complete and answers `{ exited: true }`.
  * Log lines go to the host as `{ log }`.
@@ -15,7 +15,11 @@ import { WalWriter } from "./wal_writer.ts";
 declare const self: Worker;
 
 self.onmessage = (event: MessageEvent) => {
-  const { shared, next_lsn } = event.data as { shared: EngineShared; next_lsn: number };
+  const { shared, next_lsn, replayed_bytes } = event.data as {
+    shared: EngineShared;
+    next_lsn: number;
+    replayed_bytes: number;
+  };
   const config = shared.config;
   const buffer = new WalBuffer(shared.wal);
   const control = new EngineControl(shared.control);
@@ -31,7 +35,7 @@ self.onmessage = (event: MessageEvent) => {
       checkpoint_wal_bytes: config.checkpoint_wal_bytes,
       log,
     },
-    { next_lsn },
+    { next_lsn, replayed_bytes },
   );
   self.postMessage({ ready: true });
   while (!control.writerStopRequested()) writer.waitAndStep();

@@ -288,3 +288,20 @@ describe("write failures", () => {
     expect(reopened.host.recovery.next_lsn).toBe(2);
   });
 });
+
+describe("size-triggered checkpoints", () => {
+  test("WAL replayed at start counts toward the next checkpoint request", async () => {
+    const MiB = 1 << 20;
+    const overrides = { checkpoint_wal_bytes: MiB, wal_segment_bytes: 4 * MiB, max_batch_bytes: 64 << 10 };
+    const first = await openSim(overrides);
+    const value = new Uint8Array(3000).fill(7);
+    for (let i = 0; i < 200; i++) await settle(first.host, first.engine.set(utf8(`k${i}`), value)); // ≈ 0.6 MiB
+    expect(first.engine.wal.checkpointSeq()).toBe(0);
+    first.disk.crash(); // kill -9: no final checkpoint
+    const second = await openSim(overrides, first.disk);
+    expect(second.host.recovery.wal_bytes).toBeGreaterThan(MiB / 2);
+    const before = second.engine.wal.checkpointSeq();
+    for (let i = 0; i < 200; i++) await settle(second.host, second.engine.set(utf8(`k${i}`), value)); // ≈ 0.6 MiB more
+    expect(second.engine.wal.checkpointSeq()).toBeGreaterThan(before);
+  });
+});
