@@ -26,6 +26,8 @@ import {
 } from "./ops.ts";
 
 const FRAME_HEADER_BYTES = 4;
+/** Sent responses whose slots are dropped at once from the response queue. */
+const QUEUE_COMPACT_AFTER = 1024;
 /** How long an ended connection waits for the client to close its side. */
 const LINGER_MS = 2000;
 
@@ -35,6 +37,8 @@ export class Connection {
   /** Responses not yet sent, in request order: encoded bytes, or a pending write. */
   private readonly queue: Array<Uint8Array | undefined> = [];
   private queue_head = 0;
+  /** Absolute number of the queue's first slot (slots already sent are dropped from the array). */
+  private queue_base = 0;
   private inflight = 0;
   /** Requests waiting for this connection's earlier writes. */
   private readonly deferred: ParsedRequest[] = [];
@@ -123,12 +127,12 @@ export class Connection {
       return;
     }
     if (direct) this.flushOut();
-    const slot = this.queue.length;
+    const slot = this.queue_base + this.queue.length; // absolute: survives compaction
     this.queue.push(undefined);
     this.inflight++;
     pending.then((bytes) => {
       this.inflight--;
-      this.queue[slot] = bytes;
+      this.queue[slot - this.queue_base] = bytes;
       this.queued_bytes += bytes.length;
       if (this.inflight === 0) this.runDeferred();
       this.scheduleFlush();
@@ -170,8 +174,11 @@ export class Connection {
       this.queued_bytes -= bytes.length;
       this.queue[this.queue_head++] = undefined;
     }
-    if (this.queue_head === this.queue.length) {
-      this.queue.length = 0;
+    if (this.queue_head === this.queue.length || this.queue_head >= QUEUE_COMPACT_AFTER) {
+      // Drop the sent responses' slots: a connection that always has a write in flight never
+      // empties its queue, and the array would otherwise grow for as long as it is connected.
+      this.queue.splice(0, this.queue_head);
+      this.queue_base += this.queue_head;
       this.queue_head = 0;
     }
     this.flushOut();
