@@ -20,6 +20,7 @@ export const CRASH_POINTS = [
   "checkpoint-after-tmp-fsync",
   "checkpoint-after-rename",
   "checkpoint-before-wal-deletion",
+  "io-worker-accept",
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];
@@ -84,5 +85,12 @@ export function crashPoint(name: CrashPointName): void {
   if (name !== armed) return;
   remaining--;
   if (remaining > 0) return;
+  if (name === "io-worker-accept") {
+    // Not a process kill: this thread dies of an uncaught error, as a bug would kill it.
+    queueMicrotask(() => {
+      throw new Error("injected fault: an I/O worker dies (WALKV_CRASH_AT=io-worker-accept)");
+    });
+    return;
+  }
   process.kill(process.pid, "SIGKILL");
 }

@@ -7,6 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
+import { crashPoint } from "../engine/crash_points.ts";
 import { Engine, type EngineShared } from "../engine/engine.ts";
 import { requestCheckpoint } from "../engine/host.ts";
 import type { ServerConfig } from "./config.ts";
@@ -83,6 +84,7 @@ function bindPrivately(listener: net.Server, path: string, mode: number): void {
 }
 
 function accept(socket: net.Socket, ctx: WorkerContext): void {
+  crashPoint("io-worker-accept");
   if (draining || !ctx.metrics.tryOpenConnection(ctx.config.max_connections)) {
     const w = new MsgWriter(128);
     const reason = draining ? "shutting down" : `too many connections (limit ${ctx.config.max_connections})`;
