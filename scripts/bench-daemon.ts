@@ -12,6 +12,7 @@ import * as os from "node:os";
 import { parseArgs } from "node:util";
 import { connect } from "../src/client/index.ts";
 import { prng } from "../src/engine/io/prng.ts";
+import { DaemonProcess } from "./daemon_process.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,36 +32,22 @@ const value = "x".repeat(97); // a 100-byte msgpack str
 async function startDaemon(workers: number): Promise<{ socket: string; stop: () => Promise<void> }> {
   const dir = fs.mkdtempSync(`${os.tmpdir()}/walkv-bench-daemon-`);
   const socket = `${dir}/walkv.sock`;
-  const proc = Bun.spawn(
-    [
-      "node_modules/.bin/bun",
-      "src/cli/main.ts",
-      "serve",
-      "--data",
-      `${dir}/data`,
-      "--socket",
-      socket,
-      "--workers",
-      String(workers),
-      "--fsync",
-      values.fsync!,
-      "--checkpoint-interval",
-      "0",
-    ],
-    { stdout: "pipe", stderr: "ignore" },
-  );
-  const reader = proc.stdout.getReader();
-  let seen = "";
-  while (!seen.includes("ready")) {
-    const { value: chunk, done } = await reader.read();
-    if (done) throw new Error("daemon exited before ready");
-    seen += new TextDecoder().decode(chunk);
-  }
+  const daemon = await DaemonProcess.start([
+    "--data",
+    `${dir}/data`,
+    "--socket",
+    socket,
+    "--workers",
+    String(workers),
+    "--fsync",
+    values.fsync!,
+    "--checkpoint-interval",
+    "0",
+  ]);
   return {
     socket,
     stop: async () => {
-      proc.kill("SIGTERM");
-      await proc.exited;
+      await daemon.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

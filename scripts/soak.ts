@@ -15,6 +15,7 @@ import * as os from "node:os";
 import { parseArgs } from "node:util";
 import { connect } from "../src/client/index.ts";
 import { prng } from "../src/engine/io/prng.ts";
+import { DaemonProcess, describeExit } from "./daemon_process.ts";
 
 const { values } = parseArgs({
   options: {
@@ -44,32 +45,25 @@ interface Sample {
 
 const dir = fs.mkdtempSync(`${os.tmpdir()}/walkv-soak-`);
 const socket = `${dir}/walkv.sock`;
-const proc = Bun.spawn(
-  [
-    "node_modules/.bin/bun",
-    "src/cli/main.ts",
-    "serve",
-    "--data",
-    `${dir}/data`,
-    "--socket",
-    socket,
-    "--fsync",
-    values.fsync!,
-    "--checkpoint-interval",
-    "30",
-    "--checkpoint-wal-mb",
-    String(CHECKPOINT_WAL_MB),
-    "--wal-segment-bytes",
-    String(SEGMENT_MIB * 2 ** 20),
-    "--max-batch-bytes",
-    String(8 * 2 ** 20),
-    "--max-value-bytes",
-    String(2 ** 20),
-  ],
-  { stdout: "pipe", stderr: "inherit" },
-);
-await waitReady(proc.stdout);
-const pid = proc.pid;
+const daemon = await DaemonProcess.start([
+  "--data",
+  `${dir}/data`,
+  "--socket",
+  socket,
+  "--fsync",
+  values.fsync!,
+  "--checkpoint-interval",
+  "30",
+  "--checkpoint-wal-mb",
+  String(CHECKPOINT_WAL_MB),
+  "--wal-segment-bytes",
+  String(SEGMENT_MIB * 2 ** 20),
+  "--max-batch-bytes",
+  String(8 * 2 ** 20),
+  "--max-value-bytes",
+  String(2 ** 20),
+]);
+const pid = daemon.pid;
 
 let ops = 0;
 let latencies: number[] = [];
@@ -113,8 +107,7 @@ while (performance.now() - started < duration_ms) {
 stopping = true;
 await Promise.all(lanes);
 await Promise.all(clients.map((c) => c.close()));
-proc.kill("SIGTERM");
-const exit_code = await proc.exited;
+const exit = await daemon.stop();
 
 console.log("\n| t (s) | RSS (MiB) | open fds | WAL (MiB) | data.db (MiB) | ops/s | p50 (ms) | p99 (ms) |");
 console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -125,7 +118,7 @@ for (const s of samples) {
   );
 }
 const problems = flatness(samples);
-if (exit_code !== 0) problems.push(`the daemon exited ${exit_code} at SIGTERM`);
+if (exit.code !== 0) problems.push(`the daemon exited ${describeExit(exit)} at SIGTERM`);
 fs.rmSync(dir, { recursive: true, force: true });
 console.log(problems.length === 0 ? "\nflat: no resource trends" : `\nNOT FLAT:\n- ${problems.join("\n- ")}`);
 process.exit(problems.length === 0 ? 0 : 1);
@@ -167,15 +160,4 @@ function flatness(all: Sample[]): string[] {
     problems.push("the WAL is not bounded by checkpoints");
   if (max(last, (s) => s.p99_ms) > 2 * max(middle, (s) => s.p99_ms) + 1) problems.push("p99 latency grows");
   return problems;
-}
-
-async function waitReady(stream: ReadableStream<Uint8Array>): Promise<void> {
-  const reader = stream.getReader();
-  let seen = "";
-  while (!seen.includes("ready")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("the daemon exited before it was ready");
-    seen += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
 }

@@ -22,8 +22,8 @@ import { parseArgs } from "node:util";
 import { connect } from "../src/client/index.ts";
 import { assert } from "../src/engine/errors.ts";
 import { prng, randomInt } from "../src/engine/io/prng.ts";
+import { DaemonProcess, describeExit } from "./daemon_process.ts";
 import { type ConnectionLog, checkCycle, type KeyState } from "./torture/check.ts";
-import { DaemonProcess, describeExit } from "./torture/daemon_process.ts";
 import {
   type KillPlan,
   keyName,

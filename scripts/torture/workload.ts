@@ -14,8 +14,8 @@
 import { type Client, ConnectionError, connect } from "../../src/client/index.ts";
 import { assert } from "../../src/engine/errors.ts";
 import { prng, randomInt } from "../../src/engine/io/prng.ts";
+import type { DaemonExit, DaemonProcess } from "../daemon_process.ts";
 import { type ConnectionLog, type LoggedOp, writtenValue } from "./check.ts";
-import type { DaemonExit, DaemonProcess } from "./daemon_process.ts";
 
 /** A cycle that has not reached its kill point within this time has hung: that is a violation. */
 const PROGRESS_TIMEOUT_MS = 60_000;

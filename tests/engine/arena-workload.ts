@@ -3,25 +3,20 @@
  * stamps every word of each chunk with an owner tag and checks the tag before freeing.
  */
 import { type Arena, bufferIndex, offsetBytes } from "../../src/engine/arena.ts";
+import { prng } from "../../src/engine/io/prng.ts";
 
 /** Seed of randomised tests: env WALKV_SEED, else a fixed default. */
 export const SEED = Number(process.env.WALKV_SEED ?? 0x5eed);
 
 /**
- * mulberry32: a small seeded PRNG returning uint32 values.
+ * The project's seeded PRNG (src/engine/io/prng.ts) as uint32 values.
  *
  * @example
  * const next = mulberry32(1); next() !== next()
  */
 export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const random = prng(seed | 0);
+  return () => Math.floor(random() * 4294967296);
 }
 
 /**

@@ -52,3 +52,15 @@ export async function settle<T>(host: InlineHost, write: Promise<T>): Promise<T>
   while (host.step()) {}
   return await write;
 }
+
+/** The whole content of a file on `disk`. */
+export function readWholeFile(disk: SimDisk, path: string): Uint8Array {
+  const file = disk.open(path);
+  try {
+    const bytes = new Uint8Array(disk.size(file));
+    disk.read(file, bytes, 0);
+    return bytes;
+  } finally {
+    disk.close(file);
+  }
+}

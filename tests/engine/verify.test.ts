@@ -9,6 +9,7 @@ import { SimDisk } from "../../src/engine/io/sim_disk.ts";
 import { type VerifyReport, verifyDataDir } from "../../src/engine/verify.ts";
 import { parseSegmentName } from "../../src/engine/wal/format.ts";
 import { readSegment } from "../../src/engine/wal/segment_reader.ts";
+import { readWholeFile } from "./sim_host.ts";
 
 const SEED = Number(process.env.WALKV_SEED ?? 20240721);
 const DIR = "/data";
@@ -49,7 +50,7 @@ async function buildHealthy(): Promise<{ disk: SimDisk; covered: { path: string;
     await write;
     if (i === 150) {
       const first = segmentPaths(disk)[0]!;
-      covered = { path: first, bytes: readFile(disk, first) };
+      covered = { path: first, bytes: readWholeFile(disk, first) };
       await host.checkpoint();
     }
   }
@@ -62,17 +63,6 @@ function segmentPaths(disk: SimDisk): string[] {
     .list(WAL_DIR)
     .filter((name) => parseSegmentName(name) !== undefined)
     .map((name) => `${WAL_DIR}/${name}`);
-}
-
-function readFile(disk: SimDisk, path: string): Uint8Array {
-  const file = disk.open(path);
-  try {
-    const bytes = new Uint8Array(disk.size(file));
-    disk.read(file, bytes, 0);
-    return bytes;
-  } finally {
-    disk.close(file);
-  }
 }
 
 function writeFile(disk: SimDisk, path: string, bytes: Uint8Array): void {
@@ -91,7 +81,7 @@ function files(disk: SimDisk): Map<string, Uint8Array> {
     if (!disk.exists(dir)) continue;
     for (const name of disk.list(dir)) {
       if (dir === DIR && name === "wal") continue;
-      all.set(`${dir}/${name}`, readFile(disk, `${dir}/${name}`));
+      all.set(`${dir}/${name}`, readWholeFile(disk, `${dir}/${name}`));
     }
   }
   return all;
@@ -115,7 +105,7 @@ function patch(disk: SimDisk, path: string, offset_bytes: number, data: Uint8Arr
 }
 
 function flipByte(disk: SimDisk, path: string, offset_bytes: number): void {
-  const byte = readFile(disk, path).subarray(offset_bytes, offset_bytes + 1);
+  const byte = readWholeFile(disk, path).subarray(offset_bytes, offset_bytes + 1);
   byte[0]! ^= 0x10;
   patch(disk, path, offset_bytes, byte);
 }
@@ -237,7 +227,7 @@ describe("verifyDataDir: healthy directories", () => {
   test("zeros after the newest segment's last record, or a torn header, are a torn tail too", () => {
     const disk = copyDisk(healthy);
     const newest = segmentPaths(disk).at(-1)!;
-    const size = readFile(disk, newest).length;
+    const size = readWholeFile(disk, newest).length;
     patch(disk, newest, size, new Uint8Array(700));
     const report = verify(disk);
     expect(report.error).toBeUndefined();
@@ -292,7 +282,7 @@ describe("verifyDataDir: data.db corruption", () => {
   for (const [name, damage, offset, reason] of cases) {
     test(`${name} → error at the right offset, as recovery reports it`, async () => {
       const disk = copyDisk(healthy);
-      const size = readFile(disk, DB).length;
+      const size = readWholeFile(disk, DB).length;
       damage(disk, size);
       const report = verify(disk);
       const expected_offset = offset < 0 ? size + offset : name === "bytes after the footer" ? size : offset;
@@ -379,7 +369,7 @@ describe("verifyDataDir: WAL corruption", () => {
     const disk = copyDisk(healthy);
     const paths = segmentPaths(disk);
     const last = paths.at(-1)!;
-    const bytes = readFile(disk, last);
+    const bytes = readWholeFile(disk, last);
     disk.unlink(last);
     const renamed = `${WAL_DIR}/00000000000000099999.wal`;
     writeFile(disk, renamed, bytes);
@@ -464,7 +454,7 @@ describe("verifyDataDir: garbage never crashes it, and it agrees with recovery",
       const disk = copyDisk(healthy);
       const paths = [...files(disk).keys()];
       const path = paths[randomInt(rng, paths.length)]!;
-      const size = readFile(disk, path).length;
+      const size = readWholeFile(disk, path).length;
       const at = randomInt(rng, Math.max(1, size));
       const kind = randomInt(rng, 4);
       if (kind === 0) flipByte(disk, path, Math.min(at, size - 1));

@@ -32,6 +32,7 @@ import { RealIo } from "../../src/engine/io/real_io.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
 import { verifyDataDir } from "../../src/engine/verify.ts";
 import { OP_DEL, OP_SET, parseSegmentName, segmentName } from "../../src/engine/wal/format.ts";
+import { readWholeFile } from "../engine/sim_host.ts";
 import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
 import { testSeed } from "../server/raw_client.ts";
 import type { FilesCase, FilesResult, Outcome } from "./hostile_files_worker.ts";
@@ -87,17 +88,6 @@ function startWorker(): Worker {
   return new Worker(new URL("./hostile_files_worker.ts", import.meta.url).href, { type: "module" });
 }
 
-function readAll(disk: SimDisk, file_path: string): Uint8Array {
-  const file = disk.open(file_path);
-  try {
-    const bytes = new Uint8Array(disk.size(file));
-    disk.read(file, bytes, 0);
-    return bytes;
-  } finally {
-    disk.close(file);
-  }
-}
-
 function segmentPaths(disk: SimDisk): string[] {
   return disk
     .list(WAL_DIR)
@@ -132,15 +122,15 @@ async function buildHealthy(): Promise<Healthy> {
     if (value !== null || existed) history.push([lsn, key, value]);
     if (i + 1 === CHECKPOINT_AFTER_WRITE) {
       const first = segmentPaths(disk)[0]!;
-      oldest = [first, readAll(disk, first)];
+      oldest = [first, readWholeFile(disk, first)];
       await host.checkpoint();
     }
   }
   await host.close();
   const files = new Map<string, Uint8Array>();
-  files.set(DB, readAll(disk, DB));
+  files.set(DB, readWholeFile(disk, DB));
   if (oldest !== undefined) files.set(oldest[0], oldest[1]);
-  for (const p of segmentPaths(disk)) files.set(p, readAll(disk, p));
+  for (const p of segmentPaths(disk)) files.set(p, readWholeFile(disk, p));
   const redo_lsn = new DataView(files.get(DB)!.buffer).getUint32(HEADER_OFFSET.redo_lsn, true);
   const last_lsn = history.at(-1)![0];
   expect(history.map(([lsn]) => lsn)).toEqual(Array.from({ length: history.length }, (_, i) => i + 1));

@@ -5,7 +5,7 @@ import type { InlineHost } from "../../../src/engine/host.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
 import type { SimDisk } from "../../../src/engine/io/sim_disk.ts";
 import { parseSegmentName } from "../../../src/engine/wal/format.ts";
-import { openSim, SEED, settle, text, utf8 } from "../sim_host.ts";
+import { openSim, readWholeFile, SEED, settle, text, utf8 } from "../sim_host.ts";
 
 const DATA_DB = "/data/data.db";
 const TMP = "/data/data.db.tmp";
@@ -18,17 +18,6 @@ function snapshotEntries(disk: SimDisk): Map<string, string> {
     entries.set(decoder.decode(bytes.subarray(ko, ko + kl)), decoder.decode(bytes.subarray(vo, vo + vl)));
   });
   return entries;
-}
-
-function fileBytes(disk: SimDisk, path: string): Uint8Array {
-  const file = disk.open(path);
-  try {
-    const bytes = new Uint8Array(disk.size(file));
-    disk.read(file, bytes, 0);
-    return bytes;
-  } finally {
-    disk.close(file);
-  }
 }
 
 /** Writes `count` random sets/dels over `keys` keys, applying them to `model`. */
@@ -134,12 +123,12 @@ describe("checkpoint", () => {
       const { host, engine, disk } = await openSim();
       await settle(host, engine.set(utf8("k"), utf8("v1")));
       await host.checkpoint();
-      const good = fileBytes(disk, DATA_DB);
+      const good = readWholeFile(disk, DATA_DB);
       await settle(host, engine.set(utf8("k"), utf8("v2")));
       disk.injectFault((call) => (call.op === op && call.path === path ? "EIO" : undefined));
       expect(() => host.checkpointer.run()).toThrow(IoError);
       disk.clearFaults();
-      expect(fileBytes(disk, DATA_DB)).toEqual(good);
+      expect(readWholeFile(disk, DATA_DB)).toEqual(good);
       expect(disk.exists(TMP)).toBe(false);
       expect(snapshotEntries(disk).get("k")).toBe("v1");
       // The next checkpoint succeeds.

@@ -14,21 +14,10 @@ import {
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { CorruptionError, IoError } from "../../../src/engine/errors.ts";
 import type { FileId, Io, OpenOptions } from "../../../src/engine/io/io.ts";
+import { prng } from "../../../src/engine/io/prng.ts";
 
 const SEED = Number(process.env.WALKV_SEED ?? 0x5eed);
 const PATH = "/data/data.db.tmp";
-
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** In-memory Io: files are growable byte arrays; counts calls so tests can check the write pattern. */
 class MemIo implements Io {

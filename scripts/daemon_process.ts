@@ -1,5 +1,5 @@
 /**
- * A `walkv serve` child process for the crash torture: started from source with Bun, ready once
+ * A `walkv serve` child process for the scripts (torture, soak, bench-daemon): started from source with Bun, ready once
  * its stdout has a line containing `ready` (an event), killed with SIGKILL or stopped with SIGTERM.
  * Its stderr (the daemon log: recovery, checkpoints) is kept for the report.
  *
@@ -10,8 +10,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-const BUN = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url));
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+const BUN = fileURLToPath(new URL("../node_modules/.bin/bun", import.meta.url));
+const MAIN = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
 /** Recovery and worker start take well under this; past it the start counts as failed. */
 const START_TIMEOUT_MS = 30_000;
 
