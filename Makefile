@@ -9,7 +9,7 @@ DATA ?= ./var/data
 SOCKET ?= ./var/walkv.sock
 DEMO_DATA ?= ./var/demo
 
-.PHONY: install run demo build check lint fmt typecheck test bench torture soak clean
+.PHONY: install run demo build check lint fmt typecheck test bench torture soak profile clean
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -58,6 +58,12 @@ torture: install
 # prints RSS, open fds, WAL size and latency over time and fails if any of them trends (scripts/soak.ts).
 soak: install
 	$(BUN) scripts/soak.ts $(SOAK_ARGS)
+
+# Profile: a daemon under load for ~25 s; perf stat, strace -c and perf record (JIT frames named) into
+# ./var/profile/<time>/: report.txt and flame.svg (scripts/profile.sh, docs/PROFILING.md). Needs root,
+# perf and strace. E.g. make profile PROFILE_ARGS="--pipeline 16 --read-ratio 1".
+profile: install
+	scripts/profile.sh $(PROFILE_ARGS)
 
 clean:
 	rm -rf dist var
