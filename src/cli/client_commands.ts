@@ -231,8 +231,13 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** The token in `path`, without a trailing newline. */
-function readTokenFile(path: string): string {
+/**
+ * The token in `path`, without a trailing newline; a UsageError naming --token-file if unreadable or empty.
+ *
+ * @example
+ * const token = readTokenFile("/etc/walkv/token");
+ */
+export function readTokenFile(path: string): string {
   let text: string;
   try {
     text = fs.readFileSync(path, "utf8");

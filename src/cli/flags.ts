@@ -14,13 +14,14 @@ export class UsageError extends Error {}
 export type Flag =
   | { readonly type: "string"; readonly help: string; readonly value_name?: string }
   | { readonly type: "integer"; readonly help: string; readonly min: number; readonly max: number }
+  | { readonly type: "number"; readonly help: string; readonly min: number; readonly max: number }
   | { readonly type: "enum"; readonly help: string; readonly values: readonly string[] }
   | { readonly type: "boolean"; readonly help: string };
 
 export type FlagSpec = Record<string, Flag>;
 
 export type FlagValues<S extends FlagSpec> = {
-  [K in keyof S]?: S[K] extends { type: "integer" }
+  [K in keyof S]?: S[K] extends { type: "integer" } | { type: "number" }
     ? number
     : S[K] extends { type: "boolean" }
       ? boolean
@@ -82,6 +83,14 @@ function convert(flag: Flag, raw: string | boolean, source: string): unknown {
     }
     return n;
   }
+  if (flag.type === "number") {
+    if (!/^(\d+\.?\d*|\.\d+)$/.test(text)) throw new UsageError(`${source}: "${text}" is not a number`);
+    const n = Number(text);
+    if (n < flag.min || n > flag.max) {
+      throw new UsageError(`${source}: ${text} is out of range [${flag.min}, ${flag.max}]`);
+    }
+    return n;
+  }
   if (flag.type === "enum" && !flag.values.includes(text)) {
     throw new UsageError(`${source}: "${text}" is not one of ${flag.values.join(", ")}`);
   }
@@ -98,7 +107,7 @@ export function flagsHelp(spec: FlagSpec): string {
           ? ""
           : flag.type === "enum"
             ? ` ${flag.values.join("|")}`
-            : flag.type === "integer"
+            : flag.type === "integer" || flag.type === "number"
               ? " N"
               : ` ${("value_name" in flag && flag.value_name) || "VALUE"}`;
       return `  ${`${flagName(key)}${arg}`.padEnd(36)} ${flag.help} [env ${envName(key)}]`;

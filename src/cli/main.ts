@@ -7,6 +7,7 @@
  * walkv set greeting hello --socket ./var/walkv.sock
  */
 import { WalkvError } from "../engine/errors.ts";
+import { BENCH_USAGE, bench } from "./bench.ts";
 import { CLIENT_COMMANDS, CLIENT_COMMANDS_HELP } from "./client_commands.ts";
 import { UsageError } from "./flags.ts";
 import { SERVE_USAGE, serve } from "./serve.ts";
@@ -20,6 +21,7 @@ usage: walkv COMMAND [args] [flags]
 commands:
   serve        run the daemon (walkv serve --help)
 ${CLIENT_COMMANDS_HELP}
+  bench        load a daemon with GETs and SETs; ops/s and latency (walkv bench --help)
   verify       check data.db and the WAL offline (walkv verify --help)
   help         this text
   --version    print the version
@@ -38,6 +40,7 @@ type Command = {
 const COMMANDS: Record<string, Command> = {
   serve: { usage: SERVE_USAGE, run: serve },
   ...CLIENT_COMMANDS,
+  bench: { usage: BENCH_USAGE, run: bench },
   verify: { usage: VERIFY_USAGE, run: verify },
 };
 
