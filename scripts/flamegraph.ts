@@ -3,7 +3,8 @@
  *
  * - `fold`: perf script text (fields `-F comm,tid,ip,sym,dso`, with call chains) → one line per
  *   distinct stack, `thread;outermost;…;innermost COUNT`. The thread name (comm) is the root frame.
- *   Frames perf could not name become `[dso]` (e.g. `[bun.exe]`), kernel frames get a `_[k]` suffix,
+ *   Frames perf could not name become `[dso]` (e.g. `[bun.exe]`; `[JIT]` for JIT code without a
+ *   perf map entry), kernel frames get a `_[k]` suffix,
  *   `+0x…` offsets are dropped and `;` in names becomes `:`. A run of unnamed frames of one dso is one
  *   frame (Bun ships without a symbol table, so its native frames would otherwise be long runs of
  *   `[bun.exe]`).
@@ -69,8 +70,11 @@ export function foldPerfScript(text: string): Map<string, number> {
   return folded;
 }
 
+/** The dso of JIT code: perf's own name for it, or the perf map that named (some of) it. */
+const JIT_DSO = /^\[JIT\] tid \d+$|\/perf-\d+\.map$/;
+
 function frameName(symbol: string, dso: string): string {
-  if (symbol === "[unknown]") return `[${clean(basename(dso))}]`;
+  if (symbol === "[unknown]") return JIT_DSO.test(dso) ? "[JIT]" : `[${clean(basename(dso))}]`;
   const name = clean(symbol.replace(/\+0x[0-9a-f]+$/, ""));
   return dso === "[kernel.kallsyms]" ? `${name}_[k]` : name;
 }

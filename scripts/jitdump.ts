@@ -7,20 +7,33 @@
  * `$BUN_JSC_jitDumpDirectory/jit-TID-PID.dump`. `perf inject --jit` ignores that file (it expects
  * `jit-PID.dump` and `perf record -k mono` from the start), but perf reads a perf map for any
  * anonymous executable mapping, so the code-load records are rewritten as one: `START SIZE name` per
- * line, hex. JSC frees and reuses JIT memory: a record that a later one overlaps is dropped (the map
- * describes the code as it was when the dump was read: profile first, convert after).
+ * line, hex. JSC frees and reuses JIT memory: a record that a later one overlaps is dropped. Some
+ * code reaches freed memory without a record of its own (seen: 2-3% of the regions after a few
+ * seconds of load), which would lend it a dead function's name; with `--live PID` (the process still
+ * running, right after the profile) each region's recorded code is compared with the process's
+ * memory and a region whose bytes mostly differ is dropped (its frames stay unnamed rather than
+ * misnamed). Inline-cache patching changes a few bytes of live code, hence "mostly".
  *
  * @example
- * node_modules/.bin/bun scripts/jitdump.ts /tmp/x/jit-4242-4240.dump > /tmp/perf-4240.map
+ * node_modules/.bin/bun scripts/jitdump.ts /tmp/x/jit-4242-4240.dump --live 4240 > /tmp/perf-4240.map
  */
+import * as fs from "node:fs";
+import { parseArgs } from "node:util";
 import { assert } from "../src/engine/errors.ts";
 
-/** One JIT code region: where it starts, how long it is, and JSC's name ("JSC-DFG: lock#EBEOC8"). */
+/**
+ * One JIT code region: where it starts, how long it is, JSC's name ("JSC-DFG: lock#EBEOC8") and
+ * the code bytes as they were when it was recorded.
+ */
 export interface JitSymbol {
   readonly start: number;
   readonly size_bytes: number;
   readonly name: string;
+  readonly code: Uint8Array;
 }
+
+/** A region whose live bytes match its recorded code less than this (0..1) was reused: dropped. */
+export const MIN_SAME_BYTES_SHARE = 0.5;
 
 const MAGIC = 0x4a695444; // "JiTD", little-endian
 const FILE_HEADER_BYTES = 40;
@@ -71,26 +84,79 @@ function codeLoad(bytes: Uint8Array, view: DataView, offset: number, record_byte
     throw new Error(`jitdump: unterminated name at byte ${name_start}`);
   }
   if (!Number.isSafeInteger(start + size_bytes)) throw new Error(`jitdump: bad address at byte ${offset}`);
+  if (name_end + 1 + size_bytes !== offset + record_bytes) {
+    throw new Error(`jitdump: code size ${size_bytes} does not fill the record at byte ${offset}`);
+  }
   const name = new TextDecoder().decode(bytes.subarray(name_start, name_end));
-  return { start, size_bytes, name };
+  return { start, size_bytes, name, code: bytes.subarray(name_end + 1, offset + record_bytes) };
 }
 
 /**
- * The perf map text for `symbols` (in file order): sorted by address; a record that any later one
- * overlaps is dropped (its code was freed); empty regions dropped; newlines in names become spaces.
+ * The symbols whose code still matches the live process's memory in at least MIN_SAME_BYTES_SHARE
+ * of its bytes. `readLive(start, size_bytes)` returns the process's bytes there, or null if they
+ * cannot be read (unmapped: dropped too).
  *
  * @example
- * perfMap([{ start: 0x1000, size_bytes: 32, name: "JSC-Baseline: f#AB" }]); // "1000 20 JSC-Baseline: f#AB\n"
+ * const live = keepLive(latestWithoutOverlaps(symbols), (start, size) => readProcessMemory(pid, start, size));
  */
-export function perfMap(symbols: readonly JitSymbol[]): string {
-  const kept = latestWithoutOverlaps(symbols);
+export function keepLive(
+  symbols: readonly JitSymbol[],
+  readLive: (start: number, size_bytes: number) => Uint8Array | null,
+): JitSymbol[] {
+  return symbols.filter((symbol) => {
+    const live = readLive(symbol.start, symbol.size_bytes);
+    if (live === null) return false;
+    assert(live.length === symbol.size_bytes, "readLive returns the whole region");
+    let same = 0;
+    for (let i = 0; i < live.length; i++) if (live[i] === symbol.code[i]) same++;
+    return same >= MIN_SAME_BYTES_SHARE * symbol.size_bytes;
+  });
+}
+
+/**
+ * Reads `size_bytes` of process `pid`'s memory at `start` (/proc/PID/mem: needs ptrace rights, e.g.
+ * root); null where nothing is mapped.
+ *
+ * @example
+ * readProcessMemory(4240, 0x7f1204b9c000, 384); // Uint8Array(384) or null
+ */
+export function readProcessMemory(pid: number, start: number, size_bytes: number): Uint8Array | null {
+  const fd = fs.openSync(`/proc/${pid}/mem`, "r");
+  try {
+    const bytes = new Uint8Array(size_bytes);
+    return fs.readSync(fd, bytes, 0, size_bytes, start) === size_bytes ? bytes : null;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EIO") return null; // an unmapped page
+    throw error;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The perf map text of regions sorted and disjoint (from latestWithoutOverlaps): one
+ * `START SIZE name` line each, hex; newlines in names become spaces.
+ *
+ * @example
+ * formatPerfMap([{ start: 0x1000, size_bytes: 32, name: "JSC-Baseline: f#AB", code }]); // "1000 20 JSC-Baseline: f#AB\n"
+ */
+export function formatPerfMap(kept: readonly JitSymbol[]): string {
+  for (let i = 1; i < kept.length; i++) {
+    assert(kept[i - 1]!.start + kept[i - 1]!.size_bytes <= kept[i]!.start, "perf map regions overlap");
+  }
   return kept
     .map((s) => `${s.start.toString(16)} ${s.size_bytes.toString(16)} ${oneLine(s.name)}\n`)
     .join("");
 }
 
-/** Newest first, each kept only if no newer record overlaps it; returned sorted by address. */
-function latestWithoutOverlaps(symbols: readonly JitSymbol[]): JitSymbol[] {
+/**
+ * The symbols that no later one overlaps (their code was not freed), sorted by address, without
+ * empty regions.
+ *
+ * @example
+ * latestWithoutOverlaps(parseJitDump(bytes)).length; // 1216
+ */
+export function latestWithoutOverlaps(symbols: readonly JitSymbol[]): JitSymbol[] {
   const kept: JitSymbol[] = [];
   const covered: Range[] = []; // what newer records occupy: sorted by start, disjoint, merged
   for (let i = symbols.length - 1; i >= 0; i--) {
@@ -102,11 +168,7 @@ function latestWithoutOverlaps(symbols: readonly JitSymbol[]): JitSymbol[] {
     if (next === undefined || next.start >= range.end) kept.push(symbol);
     cover(covered, at, range);
   }
-  kept.sort((a, b) => a.start - b.start);
-  for (let i = 1; i < kept.length; i++) {
-    assert(kept[i - 1]!.start + kept[i - 1]!.size_bytes <= kept[i]!.start, "perf map regions overlap");
-  }
-  return kept;
+  return kept.sort((a, b) => a.start - b.start);
 }
 
 /** A half-open address range. */
@@ -143,11 +205,24 @@ function oneLine(name: string): string {
   return name.replace(/[\r\n]/g, " ");
 }
 
+const USAGE = "usage: bun scripts/jitdump.ts JITDUMP_FILE [--live PID] > /tmp/perf-PID.map";
+
 if (import.meta.main) {
-  const path = process.argv[2];
-  if (path === undefined || process.argv.length !== 3) {
-    console.error("usage: bun scripts/jitdump.ts JITDUMP_FILE > /tmp/perf-PID.map");
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { live: { type: "string" } },
+  });
+  const pid = values.live === undefined ? undefined : Number(values.live);
+  if (positionals.length !== 1 || (pid !== undefined && !(Number.isInteger(pid) && pid > 0))) {
+    console.error(USAGE);
     process.exit(2);
   }
-  process.stdout.write(perfMap(parseJitDump(new Uint8Array(await Bun.file(path).arrayBuffer()))));
+  const symbols = latestWithoutOverlaps(
+    parseJitDump(new Uint8Array(await Bun.file(positionals[0]!).arrayBuffer())),
+  );
+  const kept =
+    pid === undefined ? symbols : keepLive(symbols, (start, size) => readProcessMemory(pid, start, size));
+  if (pid !== undefined)
+    console.error(`jitdump: ${symbols.length - kept.length} of ${symbols.length} regions reused: dropped`);
+  process.stdout.write(formatPerfMap(kept));
 }

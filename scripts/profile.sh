@@ -186,20 +186,21 @@ window stat perf stat -x, -o "$out/perf-stat.txt" -e raw_syscalls:sys_enter,task
 window strace strace_window
 window perf perf record -q -F "$frequency_hz" -g -p "$daemon_pid" -o "$out/perf.data" -- sleep "$window_s"
 
+# --- JIT names: JITDump -> perf map (perf reads /tmp/perf-PID.map for anonymous code), checked
+# against the live daemon's memory (so the daemon stops after this) ----------------------------------
 kill -TERM -- "-$load_pid" 2>/dev/null || true
 wait "$load_pid" 2>/dev/null || true
 load_pid=""
-kill -TERM "$daemon_pid"
-wait "$daemon_pid" || echo "profile.sh: the daemon exited with status $?" >&2
 pid=$daemon_pid
-daemon_pid=""
-
-# --- JIT names: JITDump -> perf map (perf reads /tmp/perf-PID.map for anonymous code) ------------
 perf_map=/tmp/perf-$pid.map
 dumps=("$work"/jit/jit-*.dump)
 ((${#dumps[@]} == 1)) || die "expected one JITDump in $work/jit, found: ${dumps[*]}"
-"$bun" scripts/jitdump.ts "${dumps[0]}" >"$perf_map"
+"$bun" scripts/jitdump.ts "${dumps[0]}" --live "$pid" >"$perf_map" 2>"$work/jitdump.log"
 cp "$perf_map" "$out/perf-$pid.map"
+kill -TERM "$daemon_pid"
+wait "$daemon_pid" || echo "profile.sh: the daemon exited with status $?" >&2
+daemon_pid=""
+
 perf script -F comm,tid,ip,sym,dso -i "$out/perf.data" 2>/dev/null |
   "$bun" scripts/flamegraph.ts fold >"$out/stacks.folded"
 "$bun" scripts/flamegraph.ts svg --title "walkv daemon, fsync $fsync; load: $load_label" \
@@ -254,6 +255,7 @@ strace_rows() { sed -n '/^------/,/^------/p' "$out/strace.txt" | grep -v '^----
   echo
   echo "== 3. CPU profile (perf record -g -F $frequency_hz) =="
   echo "load: $(rate perf)"
+  echo "JIT names: $(cat "$work/jitdump.log")"
   echo
   echo "samples by thread and object (JIT = JavaScript; bun.exe = runtime, interpreter, GC):"
   perf report -i "$out/perf.data" --no-children --sort comm,dso --stdio -g none 2>/dev/null |

@@ -36,6 +36,12 @@ describe("foldPerfScript", () => {
     ]);
   });
 
+  test("unnamed JIT frames are [JIT], whichever process they came from", () => {
+    const text =
+      "bun 7\n\t7f01 [unknown] (/tmp/perf-7.map)\n\t7f02 [unknown] ([JIT] tid 7)\n\t3 main (/x/bun)\n";
+    expect([...foldPerfScript(text)]).toEqual([["bun;main;[JIT]", 1]]);
+  });
+
   test("keeps a run of distinct named frames", () => {
     const folded = foldPerfScript("bun 7\n\t1 f (/x/bun.exe)\n\t2 f (/x/bun.exe)\n\t3 main (/x/bun.exe)\n");
     expect([...folded]).toEqual([["bun;main;f;f", 1]]);

@@ -1,5 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import { type JitSymbol, parseJitDump, perfMap } from "../../scripts/jitdump.ts";
+import {
+  formatPerfMap,
+  type JitSymbol,
+  keepLive,
+  latestWithoutOverlaps,
+  parseJitDump,
+} from "../../scripts/jitdump.ts";
+
+const perfMap = (symbols: readonly JitSymbol[]) => formatPerfMap(latestWithoutOverlaps(symbols));
 
 /** A JITDump file: the 40-byte header, then one record per entry (code loads, or other types). */
 function jitDump(records: Array<JitSymbol | { type: number; body_bytes: number }>): Uint8Array {
@@ -19,8 +27,7 @@ function jitDump(records: Array<JitSymbol | { type: number; body_bytes: number }
       return;
     }
     const name = new TextEncoder().encode(`${record.name}\0`);
-    const code_bytes = Math.min(record.size_bytes, 8); // the code copy; its length does not matter here
-    const total = 56 + name.length + code_bytes;
+    const total = 56 + name.length + record.size_bytes;
     const load = new DataView(new ArrayBuffer(56));
     load.setUint32(0, 0, true);
     load.setUint32(4, total, true);
@@ -31,13 +38,19 @@ function jitDump(records: Array<JitSymbol | { type: number; body_bytes: number }
     load.setBigUint64(32, BigInt(record.start), true);
     load.setBigUint64(40, BigInt(record.size_bytes), true);
     load.setBigUint64(48, BigInt(index), true);
-    parts.push(new Uint8Array(load.buffer), name, new Uint8Array(code_bytes));
+    parts.push(new Uint8Array(load.buffer), name, record.code);
   });
   return new Uint8Array(Buffer.concat(parts));
 }
 
-const A = { start: 0x7f0000001000, size_bytes: 0x80, name: "JSC-Baseline: get#AAAAAA" };
-const B = { start: 0x7f0000001080, size_bytes: 0x40, name: "JSC-Thunk: DefaultCall" };
+/** A symbol with `size_bytes` of made-up code (byte i = i * 7 + fill). */
+function symbol(start: number, size_bytes: number, name: string, fill = 0): JitSymbol {
+  const code = Uint8Array.from({ length: size_bytes }, (_, i) => (i * 7 + fill) & 0xff);
+  return { start, size_bytes, name, code };
+}
+
+const A = symbol(0x7f0000001000, 0x80, "JSC-Baseline: get#AAAAAA");
+const B = symbol(0x7f0000001080, 0x40, "JSC-Thunk: DefaultCall");
 
 describe("parseJitDump", () => {
   test("reads the code loads in file order and skips other record types", () => {
@@ -57,6 +70,9 @@ describe("parseJitDump", () => {
     const bytes = jitDump([A]);
     new DataView(bytes.buffer).setUint32(40 + 4, 8, true); // record size below its own header
     expect(() => parseJitDump(bytes)).toThrow(/bad record size at byte 40/);
+    const short = jitDump([A, B]);
+    new DataView(short.buffer).setBigUint64(40 + 40, 0x70n, true); // code size: not what the record holds
+    expect(() => parseJitDump(short)).toThrow(/code size 112 does not fill the record at byte 40/);
     const unterminated = jitDump([A]);
     unterminated.fill(0x41, 40 + 56); // name and code bytes: no NUL anywhere
     expect(() => parseJitDump(unterminated)).toThrow(/unterminated name at byte 96/);
@@ -71,14 +87,14 @@ describe("perfMap", () => {
   });
 
   test("a later record replaces the earlier ones it overlaps (JIT memory is reused)", () => {
-    const reused = { start: 0x7f0000001040, size_bytes: 0x60, name: "JSC-DFG: set#BBBBBB" };
+    const reused = symbol(0x7f0000001040, 0x60, "JSC-DFG: set#BBBBBB");
     expect(perfMap([A, B, reused])).toBe("7f0000001040 60 JSC-DFG: set#BBBBBB\n");
     expect(perfMap([reused, A])).toBe("7f0000001000 80 JSC-Baseline: get#AAAAAA\n");
   });
 
   test("drops empty regions and keeps names on one line", () => {
-    const empty = { start: 0x10, size_bytes: 0, name: "empty" };
-    const regex = { start: 0x20, size_bytes: 0x10, name: "JSC-YarrJIT: /a\nb/" };
+    const empty = symbol(0x10, 0, "empty");
+    const regex = symbol(0x20, 0x10, "JSC-YarrJIT: /a\nb/");
     expect(perfMap([empty, regex])).toBe("20 10 JSC-YarrJIT: /a b/\n");
   });
 
@@ -89,11 +105,7 @@ describe("perfMap", () => {
       state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
       return state % n;
     };
-    const symbols = Array.from({ length: 300 }, (_, i) => ({
-      start: next(4096),
-      size_bytes: 1 + next(64),
-      name: `f${i}`,
-    }));
+    const symbols = Array.from({ length: 300 }, (_, i) => symbol(next(4096), 1 + next(64), `f${i}`));
     const lines = perfMap(symbols).trimEnd().split("\n");
     const regions = lines.map((line) => {
       const [start, size, name] = line.split(" ");
@@ -124,5 +136,21 @@ describe("perfMap", () => {
       console.error(`perfMap randomised test failed with WALKV_SEED=${seed}`);
       throw error;
     }
+  });
+});
+
+describe("keepLive", () => {
+  /** Process memory: A's code as recorded but for 3 patched bytes, B's region reused by other code. */
+  const memory = new Map<number, Uint8Array>([
+    [A.start, Uint8Array.from(A.code, (byte, i) => (i % 40 === 0 ? byte ^ 0xff : byte))],
+    [B.start, symbol(B.start, B.size_bytes, "other", 3).code],
+  ]);
+
+  test("keeps a region whose code mostly matches, drops one reused by other code", () => {
+    expect(keepLive([A, B], (start) => memory.get(start) ?? null)).toEqual([A]);
+  });
+
+  test("drops a region the process no longer maps", () => {
+    expect(keepLive([A, B], () => null)).toEqual([]);
   });
 });
