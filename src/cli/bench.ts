@@ -14,8 +14,8 @@
 import { MsgpackWire } from "./bench/msgpack_wire.ts";
 import { type BenchSettings, benchReport, formatReport } from "./bench/report.ts";
 import { RespWire } from "./bench/resp_wire.ts";
-import { BenchConnectionError, runBench } from "./bench/runner.ts";
-import { WireError } from "./bench/wire.ts";
+import { BenchConnectionError, runBench, STALL_TIMEOUT_MS } from "./bench/runner.ts";
+import { MAX_RESPONSE_BYTES, WireError } from "./bench/wire.ts";
 import { MAX_KEYS } from "./bench/workload.ts";
 import { CLIENT_FLAGS, readTokenFile } from "./client_commands.ts";
 import { type FlagSpec, flagsHelp, parseFlags, UsageError } from "./flags.ts";
@@ -86,7 +86,7 @@ bytes for every SET.
 Prints a progress line on stderr every second; at the end, per op and overall: count, ops/s, latency
 p50/p99/p99.9/max (an HDR histogram, 3 significant digits, 1 µs to 60 s). Latency is from a batch's
 write to the read that completed each response. Limits: connections × pipeline × request bytes
-≤ ${MAX_SEND_BUFFER_BYTES / 1024 / 1024} MiB; responses ≤ 64 MiB.
+≤ ${MAX_SEND_BUFFER_BYTES / 1024 / 1024} MiB; responses ≤ ${MAX_RESPONSE_BYTES / 1024 / 1024} MiB; no response for ${STALL_TIMEOUT_MS / 1000} s fails the run (exit 4).
 Exit codes: 0 ok, 1 error responses (counted by code) or a broken stream, 2 usage, 4 cannot connect
 or a connection was lost.`;
 

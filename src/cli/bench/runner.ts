@@ -22,6 +22,8 @@ import { connectionQuota, connectionSeed, OP_NAMES, RequestStream } from "./work
 const ID_MAX = 0xffff_ffff;
 /** How often {@link RunOptions.on_progress} is called. */
 export const PROGRESS_INTERVAL_MS = 1000;
+/** A run in which no response arrives for this long fails (a hung server must not hang the bench). */
+export const STALL_TIMEOUT_MS = 30_000;
 
 /**
  * What to run; see {@link runBench}.
@@ -132,7 +134,8 @@ class Lane {
   private sent_ms = 0;
   private next_id = 1;
   private expected_id = 1;
-  private receive_buffer = new Uint8Array(64 * 1024);
+  /** Holds a response split over reads; grows on first need (10,000 idle lanes cost nothing). */
+  private receive_buffer = new Uint8Array(0);
   private received_bytes = 0;
   private finished = false;
 
@@ -231,7 +234,7 @@ class Lane {
     const needed = this.received_bytes + (to - from);
     if (needed > this.receive_buffer.length) {
       if (needed > MAX_RESPONSE_BYTES + 64 * 1024) throw new WireError("a response over the size limit");
-      const bigger = new Uint8Array(Math.max(needed, this.receive_buffer.length * 2));
+      const bigger = new Uint8Array(Math.max(needed, this.receive_buffer.length * 2, 4096));
       bigger.set(this.receive_buffer.subarray(0, this.received_bytes));
       this.receive_buffer = bigger;
     }
@@ -274,10 +277,15 @@ async function load(options: RunOptions, sockets: net.Socket[]): Promise<RunResu
   });
   run.start_ms = performance.now();
   if (options.duration_ms !== undefined) run.deadline_ms = run.start_ms + options.duration_ms;
-  const progress = setInterval(
-    () => options.on_progress?.(performance.now() - run.start_ms, run.completed),
-    PROGRESS_INTERVAL_MS,
-  );
+  let last = { completed: -1, at_ms: run.start_ms };
+  const progress = setInterval(() => {
+    const now_ms = performance.now();
+    if (run.completed !== last.completed) last = { completed: run.completed, at_ms: now_ms };
+    else if (now_ms - last.at_ms > STALL_TIMEOUT_MS) {
+      run.fail(new BenchConnectionError(`no response for ${STALL_TIMEOUT_MS / 1000} s`));
+    }
+    options.on_progress?.(now_ms - run.start_ms, run.completed);
+  }, PROGRESS_INTERVAL_MS);
   try {
     for (const lane of lanes) lane.start();
     const end_ms = await run.done;
