@@ -5,12 +5,15 @@
  *   distinct stack, `thread;outermost;…;innermost COUNT`. The thread name (comm) is the root frame.
  *   Frames perf could not name become `[dso]` (e.g. `[bun.exe]`; `[JIT]` for JIT code without a
  *   perf map entry), kernel frames get a `_[k]` suffix,
- *   `+0x…` offsets are dropped and `;` in names becomes `:`. A run of unnamed frames of one dso is one
+ *   `+0x…` offsets are dropped and `;` in names becomes `:`. A JavaScript function's frames are one
+ *   frame whatever JIT tier ran it: JSC's `JSC-Baseline: f#hash`, `JSC-DFG: f#hash` and
+ *   `JSC-FTL: f#hash` all fold to `js: f#hash` (report.txt keeps the tiers); JSC's other code
+ *   (`JSC-Thunk: …`, `JSC-InlineCache: …`, `JSC-YarrJIT: /regex/`) keeps its name. A run of unnamed frames of one dso is one
  *   frame (Bun ships without a symbol table, so its native frames would otherwise be long runs of
  *   `[bun.exe]`).
  * - `svg`: folded stacks → an SVG flame graph: one rectangle per frame, width ∝ samples, callers
  *   below callees, a `<title>` tooltip with the sample count and share. Colours by kind: JavaScript
- *   (JIT frames, named `JSC-<tier>: …`) green, kernel orange, unnamed grey, other native code red.
+ *   (`js: …`, `JSC-…`) green, kernel orange, unnamed grey, other native code red.
  *
  * @example
  * perf script -F comm,tid,ip,sym,dso -i perf.data | bun scripts/flamegraph.ts fold > stacks.folded
@@ -73,9 +76,12 @@ export function foldPerfScript(text: string): Map<string, number> {
 /** The dso of JIT code: perf's own name for it, or the perf map that named (some of) it. */
 const JIT_DSO = /^\[JIT\] tid \d+$|\/perf-\d+\.map$/;
 
+/** JSC's names of compiled JavaScript functions: the tier, then the function. */
+const JS_TIER = /^JSC-(?:Baseline|DFG|FTL): /;
+
 function frameName(symbol: string, dso: string): string {
   if (symbol === "[unknown]") return JIT_DSO.test(dso) ? "[JIT]" : `[${clean(basename(dso))}]`;
-  const name = clean(symbol.replace(/\+0x[0-9a-f]+$/, ""));
+  const name = clean(symbol.replace(/\+0x[0-9a-f]+$/, "").replace(JS_TIER, "js: "));
   return dso === "[kernel.kallsyms]" ? `${name}_[k]` : name;
 }
 
@@ -154,7 +160,9 @@ export interface FlameGraphOptions {
 
 const FRAME_HEIGHT_PX = 16;
 const FONT_SIZE_PX = 12;
-const CHAR_WIDTH_PX = FONT_SIZE_PX * 0.59;
+const TITLE_FONT_SIZE_PX = 16;
+/** Average glyph width of Verdana-like fonts, per pixel of font size. */
+const CHAR_WIDTH_PER_FONT_PX = 0.59;
 const MARGIN_PX = 10;
 const TITLE_HEIGHT_PX = 36;
 /** Frames narrower than this are not drawn (their samples still count in their callers). */
@@ -191,7 +199,7 @@ export function renderFlameGraph(folded: ReadonlyMap<string, number>, options: F
     `<svg version="1.1" xmlns="http://www.w3.org/2000/svg" width="${width_px}" height="${height_px}" ` +
       `viewBox="0 0 ${width_px} ${height_px}" font-family="Verdana, sans-serif" font-size="${FONT_SIZE_PX}">`,
     `<rect x="0" y="0" width="${width_px}" height="${height_px}" fill="#f8f8f8"/>`,
-    `<text x="${width_px / 2}" y="22" text-anchor="middle" font-size="16">${escapeXml(options.title)}</text>`,
+    `<text x="${MARGIN_PX}" y="22" font-size="${TITLE_FONT_SIZE_PX}">${escapeXml(fitLabel(options.title, width_px - 2 * MARGIN_PX, TITLE_FONT_SIZE_PX))}</text>`,
     ...rects,
     "</svg>",
     "",
@@ -201,7 +209,7 @@ export function renderFlameGraph(folded: ReadonlyMap<string, number>, options: F
 function frameSvg(node: Node, total: number, x_px: number, y_px: number, w_px: number): string {
   const share = ((100 * node.samples) / total).toFixed(2);
   const tooltip = `${node.name} (${node.samples} samples, ${share}%)`;
-  const label = fitLabel(node.name, w_px);
+  const label = fitLabel(node.name, w_px, FONT_SIZE_PX);
   const text =
     label === ""
       ? ""
@@ -212,9 +220,9 @@ function frameSvg(node: Node, total: number, x_px: number, y_px: number, w_px: n
   );
 }
 
-/** The name cut to fit `w_px` ("…" marks a cut); "" when not even 3 characters fit. */
-function fitLabel(name: string, w_px: number): string {
-  const fits = Math.floor((w_px - 6) / CHAR_WIDTH_PX);
+/** The text cut to fit `w_px` at `font_px` ("…" marks a cut); "" when not even 3 characters fit. */
+function fitLabel(name: string, w_px: number, font_px: number): string {
+  const fits = Math.floor((w_px - 6) / (font_px * CHAR_WIDTH_PER_FONT_PX));
   if (fits < 3) return "";
   return name.length <= fits ? name : `${name.slice(0, fits - 1)}…`;
 }
@@ -222,7 +230,8 @@ function fitLabel(name: string, w_px: number): string {
 function colorOf(name: string): string {
   const hash = [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
   const vary = hash % 40;
-  if (name.startsWith("JSC-")) return `rgb(${60 + vary},${170 + vary},${60 + vary})`;
+  if (name.startsWith("js: ")) return `rgb(${60 + vary},${170 + vary},${60 + vary})`;
+  if (name.startsWith("JSC-")) return `rgb(${40 + vary},${140 + vary},${90 + vary})`;
   if (name.endsWith("_[k]")) return `rgb(230,${130 + vary},${30 + vary})`;
   if (name.startsWith("[")) return `rgb(${170 + vary},${170 + vary},${170 + vary})`;
   return `rgb(220,${60 + vary * 2},${50 + vary})`;

@@ -101,6 +101,7 @@ out=${out:-./var/profile/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
+load_average=$(cut -d' ' -f1-3 /proc/loadavg) # before we add to it: a busy machine makes figures noisy
 work=$(mktemp -d "${TMPDIR:-/tmp}/walkv-profile-XXXXXX")
 daemon_pid=""
 load_pid=""
@@ -138,6 +139,7 @@ command=${command//\{resp\}/$resp_socket}
 command=${command//\{seconds\}/$load_s}
 load_label=${command//$root\//}
 load_label=${load_label//$work/\$TMP}
+load_label=${load_label//\"/}
 setsid bash -c "$command" >"$out/load.log" 2>&1 </dev/null &
 load_pid=$!
 sleep "$warmup_s"
@@ -222,7 +224,7 @@ strace_rows() { sed -n '/^------/,/^------/p' "$out/strace.txt" | grep -v '^----
 
 {
   echo "walkv profile, $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')," \
-    "bun $("$bun" --version), nproc $(nproc)"
+    "bun $("$bun" --version), nproc $(nproc), load average before start $load_average"
   echo "daemon: fsync $fsync, --checkpoint-interval 0 ${serve_args}"
   echo "load:   $load_label"
   echo "windows of $window_s s after $warmup_s s of warm-up"

@@ -16,8 +16,8 @@ const PERF_SCRIPT = `Worker 101
 \t           891f5 start_thread (/usr/lib/x86_64-linux-gnu/libc.so.6)
 
 Worker 101 
-\t    7f00000010f0 JSC-FTL: findSlot#DDsB5Z (/tmp/perf-100.map)
-\t    7f0000001085 JSC-FTL: set#CemPuJ (/tmp/perf-100.map)
+\t    7f00000010f0 JSC-DFG: findSlot#DDsB5Z (/tmp/perf-100.map)
+\t    7f0000001085 JSC-Baseline: set#CemPuJ (/tmp/perf-100.map)
 \t         187f5c4 [unknown] (/opt/bun/bin/bun.exe)
 \t           891f5 start_thread (/usr/lib/x86_64-linux-gnu/libc.so.6)
 
@@ -28,12 +28,18 @@ Bun Pool 0 102
 `;
 
 describe("foldPerfScript", () => {
-  test("folds stacks root first, merges equal stacks, names unnamed frames by dso", () => {
+  test("folds stacks root first, merges equal stacks and a function's JIT tiers, names unnamed frames by dso", () => {
     const folded = foldPerfScript(PERF_SCRIPT);
     expect([...folded]).toEqual([
-      ["Worker;start_thread;[bun.exe];JSC-FTL: set#CemPuJ;JSC-FTL: findSlot#DDsB5Z", 2],
+      ["Worker;start_thread;[bun.exe];js: set#CemPuJ;js: findSlot#DDsB5Z", 2],
       ["Bun Pool 0;__send:x;do_syscall_64_[k];_raw_spin_unlock_irqrestore_[k]", 1],
     ]);
+  });
+
+  test("JSC code other than a function's keeps its name", () => {
+    const text =
+      "bun 7\n\t7f01 JSC-Thunk: CallTrampoline (/tmp/perf-7.map)\n\t7f02 JSC-FTL: run#AB (/tmp/perf-7.map)\n";
+    expect([...foldPerfScript(text)]).toEqual([["bun;js: run#AB;JSC-Thunk: CallTrampoline", 1]]);
   });
 
   test("unnamed JIT frames are [JIT], whichever process they came from", () => {
@@ -102,6 +108,11 @@ describe("renderFlameGraph", () => {
     expect(frame("f").x).toBeCloseTo(frame("main").x, 1);
     expect(frame("g").x).toBeCloseTo(frame("f").x + frame("f").w, 0);
     expect(frame("g").x + frame("g").w).toBeLessThanOrEqual(frame("main").x + frame("main").w + 0.1);
+  });
+
+  test("a title too long for the width is cut", () => {
+    const long = renderFlameGraph(folded, { title: "x".repeat(500), width_px: 200 });
+    expect(long).toMatch(/>x{10,20}…<\/text>/);
   });
 
   test("escapes the title and names; is one well-formed svg element", () => {
