@@ -59,7 +59,7 @@ torture: install
 soak: install
 	$(BUN) scripts/soak.ts $(SOAK_ARGS)
 
-# Profile: a daemon under load for ~25 s; perf stat, strace -c and perf record (JIT frames named) into
+# Profile: a daemon under load for ~30 s; perf stat, strace -c and perf record (JIT frames named) into
 # ./var/profile/<time>/: report.txt and flame.svg (scripts/profile.sh, docs/PROFILING.md). Needs root,
 # perf and strace. E.g. make profile PROFILE_ARGS="--pipeline 16 --read-ratio 1".
 profile: install

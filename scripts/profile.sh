@@ -31,7 +31,7 @@ usage: scripts/profile.sh [options]        (make profile PROFILE_ARGS="...")
 
 Needs perf and strace, and permission to attach to the daemon (root, or perf_event_paranoid <= 1
 and ptrace allowed). Example, RESP with redis-benchmark:
-  scripts/profile.sh --load 'redis-benchmark -s {resp} -t get,set -n 100000000 -c 50 -P 16 -q'
+  scripts/profile.sh --load 'redis-benchmark -s {resp} -t set -r 100000 -n 100000000 -c 50 -P 16 -q'
 EOF
 }
 
@@ -55,7 +55,7 @@ die() {
 
 # integer NAME VALUE MIN MAX: VALUE is an integer in [MIN, MAX], or the script exits 2.
 integer() {
-  [[ $2 =~ ^[0-9]+$ ]] && (($2 >= $3 && $2 <= $4)) || die "$1: an integer from $3 to $4, got '$2'"
+  [[ $2 =~ ^[0-9]{1,9}$ ]] && ((10#$2 >= $3 && 10#$2 <= $4)) || die "$1: an integer from $3 to $4, got '$2'"
 }
 
 while (($# > 0)); do
