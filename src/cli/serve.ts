@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import { availableParallelism } from "node:os";
 import { engineConfig } from "../engine/config.ts";
-import { type HttpListen, type ServerConfig, serverConfig } from "../server/config.ts";
+import { type ListenAddress, type ServerConfig, serverConfig } from "../server/config.ts";
 import { runDaemon } from "../server/daemon.ts";
 import { type FlagSpec, type FlagValues, flagsHelp, parseFlags, UsageError } from "./flags.ts";
 
@@ -71,6 +71,12 @@ export const SERVE_FLAGS = {
     value_name: "HOST:PORT|PATH",
   },
   http_allow_public: { type: "boolean", help: "allow a non-loopback --http address" },
+  resp: {
+    type: "string",
+    help: "also serve RESP2 (Redis protocol) on a Unix socket PATH or HOST:PORT (loopback)",
+    value_name: "PATH|HOST:PORT",
+  },
+  resp_allow_public: { type: "boolean", help: "allow a non-loopback --resp address" },
   repair_wal: {
     type: "boolean",
     help: "cut the WAL at the first corrupt record instead of refusing to start",
@@ -119,8 +125,10 @@ export function serveConfig(argv: string[], env: Record<string, string | undefin
     ...(v.max_output_bytes !== undefined && { max_output_bytes: v.max_output_bytes }),
     ...(v.shutdown_timeout !== undefined && { shutdown_timeout_ms: v.shutdown_timeout * 1000 }),
     auth_token: v.auth_token_file === undefined ? undefined : readToken(v.auth_token_file),
-    http: v.http === undefined ? undefined : parseHttp(v.http),
+    http: v.http === undefined ? undefined : parseListen("--http", v.http),
     http_allow_public: v.http_allow_public ?? false,
+    resp: v.resp === undefined ? undefined : parseListen("--resp", v.resp),
+    resp_allow_public: v.resp_allow_public ?? false,
   });
 }
 
@@ -168,12 +176,13 @@ function readToken(path: string): string {
   return token;
 }
 
-function parseHttp(text: string): HttpListen {
+/** `HOST:PORT` (`[::1]:PORT` for IPv6) or a Unix socket path (anything with a `/`). */
+function parseListen(flag: string, text: string): ListenAddress {
   if (text.includes("/")) return { path: text };
   const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
   const port = Number(match?.[2]);
   if (match === null || port > 65535)
-    throw new UsageError(`--http: "${text}" is not HOST:PORT or a socket PATH`);
+    throw new UsageError(`${flag}: "${text}" is not HOST:PORT or a socket PATH`);
   return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
 }
 

@@ -66,6 +66,8 @@ export interface WriteResult {
   readonly lsn: number;
   /** For a single DEL: whether the key held a value. True otherwise. */
   readonly existed: boolean;
+  /** DEL entries whose key held a value just before this write (a key listed twice counts twice). */
+  readonly removed: number;
 }
 
 export interface EngineOptions {
@@ -182,22 +184,26 @@ export class Engine {
 
   /**
    * Applies a batch of SET/DEL entries as one WAL record. Resolves when the record is visible, with
-   * its LSN and, for a single DEL, whether the key held a value. A DEL of an absent key writes
-   * nothing: its `lsn` is then the version it observed (0 if the key never existed).
+   * its LSN, for a single DEL whether the key held a value, and how many DEL entries removed a value.
+   * A single DEL of an absent key writes nothing: its `lsn` is then the version it observed (0 if the
+   * key never existed).
    * Throws TooLargeError or InvalidError before changing anything; rejects with UnavailableError
    * if the WAL refuses or fails the write (then nothing of it is visible, now or after a restart).
    */
   async write(entries: readonly WalEntry[]): Promise<WriteResult> {
     const size_bytes = this.checkBatch(entries);
     const hashes = entries.map((e) => hashKey(e.key));
-    const shards = [...new Set(hashes.map((h) => this.table.shardOf(h)))].sort((a, b) => a - b);
+    const per_shard = keysPerShard(hashes, this.table);
+    const shards = [...per_shard.keys()].sort((a, b) => a - b);
     const versions = this.newVersions(entries);
     let lsn = 0;
     let epoch = 0;
     let existed = true;
+    let removed = 0;
     let finalize: boolean[] = [];
     for (const shard of shards) this.table.lockShard(shard);
     try {
+      removed = this.countHeld(entries, hashes);
       if (entries.length === 1 && entries[0]!.op === OP_DEL) {
         const head = this.table.headRef(entries[0]!.key, hashes[0]!);
         existed = head !== 0 && !this.table.isTombstone(head);
@@ -209,7 +215,7 @@ export class Engine {
         }
       }
       if (versions.length > 0) {
-        for (const shard of shards) this.table.reserveSlots(shard, countIn(shard, hashes, this.table));
+        for (const shard of shards) this.table.reserveSlots(shard, per_shard.get(shard)!);
         lsn = this.wal.reserve(size_bytes);
         epoch = this.wal.reserved_epoch;
         try {
@@ -227,7 +233,18 @@ export class Engine {
     }
     if (lsn > 0) await this.visibility.wait(lsn, epoch);
     for (let i = 0; i < finalize.length; i++) if (finalize[i]) this.finalize(entries[i]!.key, hashes[i]!);
-    return { lsn, existed };
+    return { lsn, existed, removed };
+  }
+
+  /** DEL entries whose key holds a value now (the caller holds their shards' mutexes). */
+  private countHeld(entries: readonly WalEntry[], hashes: readonly number[]): number {
+    let held = 0;
+    for (let i = 0; i < entries.length; i++) {
+      if (entries[i]!.op !== OP_DEL) continue;
+      const head = this.table.headRef(entries[i]!.key, hashes[i]!);
+      if (head !== 0 && !this.table.isTombstone(head)) held++;
+    }
+    return held;
   }
 
   /** Simulation: settle writes whose LSN became visible. */
@@ -296,8 +313,12 @@ export class Engine {
   }
 }
 
-function countIn(shard: number, hashes: readonly number[], table: Table): number {
-  let n = 0;
-  for (const h of hashes) if (table.shardOf(h) === shard) n++;
-  return n;
+/** How many of `hashes` fall in each shard (one pass: a batch of n keys costs O(n), not O(n²)). */
+function keysPerShard(hashes: readonly number[], table: Table): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const h of hashes) {
+    const shard = table.shardOf(h);
+    counts.set(shard, (counts.get(shard) ?? 0) + 1);
+  }
+  return counts;
 }

@@ -6,10 +6,14 @@
  * @example
  * const config = serverConfig({ engine: engineConfig({ data_dir }), socket_path: "./var/walkv.sock" });
  */
+import { isLoopback } from "../admin/http.ts";
 import type { EngineConfig } from "../engine/config.ts";
 import { InvalidError } from "../engine/errors.ts";
 
-export type HttpListen = { readonly host: string; readonly port: number } | { readonly path: string };
+export type TcpAddress = { readonly host: string; readonly port: number };
+/** Where a listener listens: a TCP address or a Unix socket path. */
+export type ListenAddress = TcpAddress | { readonly path: string };
+export type HttpListen = ListenAddress;
 
 export interface ServerConfig {
   readonly engine: EngineConfig;
@@ -33,6 +37,10 @@ export interface ServerConfig {
   readonly http: HttpListen | undefined;
   /** Allow a non-loopback admin HTTP address. */
   readonly http_allow_public: boolean;
+  /** The RESP2 listener (docs/resp.md), a Unix socket (mode `socket_mode`) or TCP; off when undefined. */
+  readonly resp: ListenAddress | undefined;
+  /** Allow a non-loopback RESP address. */
+  readonly resp_allow_public: boolean;
   /** A shutdown waits at most this long for in-flight requests. Default 30 s. */
   readonly shutdown_timeout_ms: number;
 }
@@ -60,6 +68,8 @@ export function serverConfig(
     auth_token: undefined,
     http: undefined,
     http_allow_public: false,
+    resp: undefined,
+    resp_allow_public: false,
     ...partial,
     max_frame_bytes,
     max_output_bytes: partial.max_output_bytes ?? 2 * max_frame_bytes,
@@ -78,7 +88,24 @@ export function serverConfig(
   if (config.max_frame_bytes < config.engine.max_key_bytes + 64) {
     throw new InvalidError("max_frame_bytes must hold at least one key");
   }
+  checkResp(config);
   return config;
+}
+
+/** A RESP address must be loopback (RESP has no TLS) unless `resp_allow_public`, and not the main socket. */
+function checkResp(config: ServerConfig): void {
+  const resp = config.resp;
+  if (resp === undefined) return;
+  if ("host" in resp) {
+    integer("resp port", resp.port, 0, 65535);
+    if (!isLoopback(resp.host) && !config.resp_allow_public) {
+      throw new InvalidError(
+        `--resp ${resp.host}: not a loopback address; add --resp-allow-public to serve it anyway`,
+      );
+    }
+  } else if (resp.path === "" || resp.path === config.socket_path) {
+    throw new InvalidError(`--resp ${resp.path}: needs a socket path of its own`);
+  }
 }
 
 function integer(name: string, value: number, min: number, max: number): void {

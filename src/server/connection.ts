@@ -1,39 +1,75 @@
 /**
- * One client connection: framing (4-byte big-endian length + one msgpack value), pipelining with
- * responses in request order, and the per-connection limits.
+ * One client connection, whatever its protocol: pipelining with responses in request order, the
+ * order of effects, backpressure, the per-connection limits and a graceful end. The wire format is a
+ * {@link Protocol} (msgpack frames: msgpack_protocol.ts; RESP2: resp_protocol.ts).
  *
- * - A frame whose length is 0 or over `max_frame_bytes` gets `[0, 2, message]` and the connection is
- *   closed (the stream can no longer be trusted to be in step).
  * - Requests are executed as soon as they are read; reads answer at once, writes when durable. All
  *   responses ready in one event-loop turn leave in one socket write.
+ * - A read (any request the protocol says must follow writes) waits until this connection's earlier
+ *   writes are complete, and everything after a waiting request waits behind it.
  * - More than `max_inflight_requests` unanswered requests pause reading (TCP-style backpressure on
  *   the client); more than `max_output_bytes` of unread replies cut the connection off.
+ * - A {@link Final} from the protocol (a malformed stream, an over-limit request, QUIT) is sent after
+ *   every earlier request's response; then the connection ends.
  *
  * @example
- * server.on("connection", (socket) => new Connection(socket, context));
+ * server.on("connection", (socket) => new Connection(socket, new MsgpackProtocol(ctx), ctx, onClose));
  */
 import type { Socket } from "node:net";
-import { MsgWriter } from "./msgpack.ts";
-import {
-  CODE_TOO_LARGE,
-  execute,
-  mustFollowWrites,
-  type ParsedRequest,
-  parseRequest,
-  type Session,
-  type WorkerContext,
-  writeResponse,
-} from "./ops.ts";
+import type { WorkerContext } from "./ops.ts";
 
-const FRAME_HEADER_BYTES = 4;
+/** Where responses are encoded: a growable byte buffer (MsgWriter, RespWriter). */
+export interface OutputWriter {
+  readonly length: number;
+  /** Appends bytes that are already encoded. */
+  raw(bytes: Uint8Array): void;
+  /** The bytes written so far, as a copy, and resets to empty. */
+  take(): Uint8Array;
+}
+
+/** The last bytes a connection sends (after every earlier response) before it ends. */
+export class Final {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+/** A wire protocol: splits requests off the input, runs them, encodes their responses. */
+export interface Protocol<Request> {
+  /**
+   * The next whole request in `bytes[start, end)`, undefined if more bytes are needed, or a
+   * {@link Final}: the connection answers it and ends. Must refuse (Final) before an incomplete
+   * request could pass its size limit, so input stays bounded. The request may keep views of
+   * `bytes`: input bytes are never overwritten.
+   */
+  next(bytes: Uint8Array, start: number, end: number): Request | Final | undefined;
+  /**
+   * Set by every `next`: where unread input starts (after the request returned, or after bytes the
+   * protocol skipped, such as empty lines, when it returned undefined).
+   */
+  readonly next_start: number;
+  /** True if `request` must not run before the connection's earlier writes complete. */
+  mustFollowWrites(request: Request): boolean;
+  /**
+   * Runs `request`. Answers at once into `out` and returns undefined, or returns a promise of the
+   * encoded response (a write). Never throws: failures are responses.
+   */
+  execute(request: Request, out: OutputWriter): Promise<Uint8Array> | undefined;
+  /** A fresh output buffer of this protocol. */
+  writer(initial_bytes: number): OutputWriter;
+}
+
 /** Sent responses whose slots are dropped at once from the response queue. */
 const QUEUE_COMPACT_AFTER = 1024;
 /** How long an ended connection waits for the client to close its side. */
 const LINGER_MS = 2000;
+/** Initial size of the output buffer (it grows to what one event-loop turn sends). */
+const OUT_INITIAL_BYTES = 16 * 1024;
+/** Initial size of the buffer that holds responses queued behind a pending write. */
+const SCRATCH_INITIAL_BYTES = 256;
 
-export class Connection {
-  private readonly session: Session;
-  private readonly out = new MsgWriter();
+export class Connection<Request> {
+  private readonly out: OutputWriter;
+  /** Encodes answers that must wait in the queue (a write before them is pending). */
+  private scratch: OutputWriter | undefined;
   /** Responses not yet sent, in request order: encoded bytes, or a pending write. */
   private readonly queue: Array<Uint8Array | undefined> = [];
   private queue_head = 0;
@@ -41,24 +77,24 @@ export class Connection {
   private queue_base = 0;
   private inflight = 0;
   /** Requests waiting for this connection's earlier writes. */
-  private readonly deferred: ParsedRequest[] = [];
+  private readonly deferred: Request[] = [];
   private queued_bytes = 0;
   private flush_scheduled = false;
   private closed = false;
   /** Ending: replies are flushed, further input is read and dropped until the client closes. */
   private discarding = false;
   private paused = false;
-  /** Bytes received and not yet consumed as whole frames. */
-  private pending: Uint8Array = new Uint8Array(0);
-  /** The `[0, 2, msg]` answer to a refused frame: sent after every earlier request's response. */
-  private refusal: Uint8Array | undefined;
+  private readonly input = new InputBuffer();
+  /** The protocol's last words: sent after every earlier request's response, then the end. */
+  private final: Uint8Array | undefined;
 
   constructor(
     private readonly socket: Socket,
+    private readonly protocol: Protocol<Request>,
     private readonly ctx: WorkerContext,
     private readonly onClose: (cut_off: boolean) => void,
   ) {
-    this.session = { authenticated: ctx.config.auth_token === undefined };
+    this.out = protocol.writer(OUT_INITIAL_BYTES);
     socket.on("data", (chunk: Uint8Array) => this.receive(chunk));
     socket.on("drain", () => this.checkOutput());
     socket.on("error", () => this.close(false));
@@ -77,24 +113,22 @@ export class Connection {
   }
 
   private receive(chunk: Uint8Array): void {
-    if (this.discarding || this.refusal !== undefined) return;
-    let bytes = this.pending.length === 0 ? chunk : concat(this.pending, chunk);
-    let pos = 0;
-    while (!this.closed && bytes.length - pos >= FRAME_HEADER_BYTES) {
-      const length =
-        ((bytes[pos]! << 24) | (bytes[pos + 1]! << 16) | (bytes[pos + 2]! << 8) | bytes[pos + 3]!) >>> 0;
-      if (length === 0 || length > this.ctx.config.max_frame_bytes) {
-        this.refuseFrame(length);
+    if (this.discarding || this.final !== undefined) return;
+    const input = this.input;
+    input.append(chunk);
+    while (!this.closed && input.start < input.end) {
+      const before = input.start;
+      const request = this.protocol.next(input.bytes, input.start, input.end);
+      if (request instanceof Final) {
+        this.finish(request.bytes);
         return;
       }
-      if (bytes.length - pos - FRAME_HEADER_BYTES < length) break;
-      const frame = bytes.subarray(pos + FRAME_HEADER_BYTES, pos + FRAME_HEADER_BYTES + length);
-      pos += FRAME_HEADER_BYTES + length;
-      this.request(frame);
+      input.consumeTo(this.protocol.next_start); // past skipped bytes even without a request
+      if (request === undefined) break;
+      if (input.start === before) throw new Error("the protocol returned a request of no bytes");
+      this.request(request);
     }
-    bytes = bytes.subarray(pos);
-    // Keep a partial frame as a copy: the socket's chunk may be reused by the runtime.
-    this.pending = bytes.length === 0 ? new Uint8Array(0) : bytes.slice();
+    input.release();
     this.flush();
     if (this.inflight + this.deferred.length >= this.ctx.config.max_inflight_requests && !this.paused) {
       this.paused = true;
@@ -107,21 +141,16 @@ export class Connection {
    * connection's writes in order); a read waits until the writes sent before it are complete, and
    * everything after a waiting request waits behind it.
    */
-  private request(frame: Uint8Array): void {
-    const direct = this.queue_head === this.queue.length;
-    const writer = direct ? this.out : new MsgWriter(256);
-    const request = parseRequest(this.ctx, frame, writer);
-    if (request === undefined) {
-      if (!direct) this.enqueue(writer.take());
-    } else if (this.deferred.length > 0 || (this.inflight > 0 && mustFollowWrites(request))) {
+  private request(request: Request): void {
+    if (this.deferred.length > 0 || (this.inflight > 0 && this.protocol.mustFollowWrites(request))) {
       this.deferred.push(request);
     } else this.run(request);
   }
 
-  private run(request: ParsedRequest): void {
+  private run(request: Request): void {
     const direct = this.queue_head === this.queue.length;
-    const writer = direct ? this.out : new MsgWriter(256);
-    const pending = execute(this.ctx, this.session, request, writer);
+    const writer = direct ? this.out : this.scratchWriter();
+    const pending = this.protocol.execute(request, writer);
     if (pending === undefined) {
       if (!direct) this.enqueue(writer.take());
       return;
@@ -130,13 +159,21 @@ export class Connection {
     const slot = this.queue_base + this.queue.length; // absolute: survives compaction
     this.queue.push(undefined);
     this.inflight++;
-    pending.then((bytes) => {
-      this.inflight--;
-      this.queue[slot - this.queue_base] = bytes;
-      this.queued_bytes += bytes.length;
-      if (this.inflight === 0) this.runDeferred();
-      this.scheduleFlush();
-    });
+    pending.then((bytes) => this.complete(slot, bytes));
+  }
+
+  private scratchWriter(): OutputWriter {
+    if (this.scratch === undefined) this.scratch = this.protocol.writer(SCRATCH_INITIAL_BYTES);
+    return this.scratch;
+  }
+
+  /** A pending write's response arrived: it takes its slot; waiting requests may run now. */
+  private complete(slot: number, bytes: Uint8Array): void {
+    this.inflight--;
+    this.queue[slot - this.queue_base] = bytes;
+    this.queued_bytes += bytes.length;
+    if (this.inflight === 0) this.runDeferred();
+    this.scheduleFlush();
   }
 
   /** Runs the waiting requests, in order, until one must wait again. */
@@ -144,7 +181,7 @@ export class Connection {
     let i = 0;
     while (i < this.deferred.length && !this.closed) {
       const request = this.deferred[i]!;
-      if (this.inflight > 0 && mustFollowWrites(request)) break;
+      if (this.inflight > 0 && this.protocol.mustFollowWrites(request)) break;
       this.run(request);
       i++;
     }
@@ -184,32 +221,35 @@ export class Connection {
     this.flushOut();
     const waiting = this.inflight + this.deferred.length;
     if (this.paused && !this.closed && waiting < this.ctx.config.max_inflight_requests / 2) {
-      if (this.socket.readableFlowing === false && !this.draining()) {
+      if (this.socket.readableFlowing === false && !this.ctx.draining()) {
         this.paused = false;
         this.socket.resume();
       }
     }
-    this.sendRefusal();
-    if (this.draining() && this.inflight === 0 && this.deferred.length === 0) this.endWhenFlushed();
+    this.sendFinal();
+    if (this.ctx.draining() && this.idle()) this.endWhenFlushed();
   }
 
-  /** After a refused frame: once every earlier request is answered, the refusal, then the end. */
-  private sendRefusal(): void {
-    if (this.refusal === undefined || !this.idle() || this.queue_head !== this.queue.length) return;
-    this.out.raw(this.refusal);
-    this.refusal = undefined;
+  /** Stops reading requests: `bytes` go out after every earlier response, then the connection ends. */
+  private finish(bytes: Uint8Array): void {
+    this.final = bytes;
+    this.input.clear();
+    this.flush();
+  }
+
+  private sendFinal(): void {
+    if (this.final === undefined || !this.idle() || this.queue_head !== this.queue.length) return;
+    this.out.raw(this.final);
+    this.final = undefined;
     this.flushOut();
     this.endWhenFlushed();
   }
 
   /**
-   * Ends the socket; the connection counts as closed once every reply is handed to the kernel.
-   * Not on 'close': a paused socket never reads the peer's end, so 'close' may never come.
-   */
-  /**
    * Ends the connection once every reply is flushed, then keeps reading (and discarding) until the
    * client closes its side or LINGER_MS pass: closing a socket with unread input makes the kernel
-   * send a reset, which can destroy replies the client has not read yet.
+   * send a reset, which can destroy replies the client has not read yet. The connection counts as
+   * closed on 'close', which the linger timer guarantees.
    */
   private endWhenFlushed(): void {
     if (this.discarding) return;
@@ -217,10 +257,6 @@ export class Connection {
     this.socket.end();
     this.socket.resume();
     setTimeout(() => this.socket.destroy(), LINGER_MS).unref?.();
-  }
-
-  private draining(): boolean {
-    return this.ctx.draining();
   }
 
   private flushOut(): void {
@@ -238,30 +274,69 @@ export class Connection {
     }
   }
 
-  private refuseFrame(length: number): void {
-    const w = new MsgWriter(128);
-    const reason =
-      length === 0
-        ? "empty frame"
-        : `frame of ${length} bytes is over the limit of ${this.ctx.config.max_frame_bytes}`;
-    writeResponse(w, 0, CODE_TOO_LARGE, `${reason}; closing the connection`);
-    // Earlier requests may still be pending (writes, reads behind them): they are answered first.
-    this.refusal = w.take();
-    this.pending = new Uint8Array(0);
-    this.flush();
-  }
-
   private close(cut_off: boolean): void {
     if (this.closed) return;
     this.closed = true;
-    this.pending = new Uint8Array(0);
+    this.input.clear();
     this.onClose(cut_off);
   }
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The bytes received and not yet consumed as whole requests: `bytes[start, end)`. A chunk is used as
+ * it is while it holds whole requests; a partial request is copied into a buffer of our own that
+ * grows by doubling (amortised O(n) for a large request arriving in many chunks).
+ *
+ * Bytes, once appended, are never overwritten: a buffer is only ever appended to past `end` or
+ * replaced by a new one. So a request may keep views of its bytes (waiting requests, keys of pending
+ * writes) for as long as it needs them.
+ */
+class InputBuffer {
+  bytes: Uint8Array = EMPTY;
+  start = 0;
+  end = 0;
+  /** `bytes` is our own buffer (not a chunk of the runtime's): it may be appended to. */
+  private owned = false;
+
+  append(chunk: Uint8Array): void {
+    if (this.start === this.end) {
+      this.bytes = chunk;
+      this.start = 0;
+      this.end = chunk.length;
+      this.owned = false;
+      return;
+    }
+    if (!this.owned || this.end + chunk.length > this.bytes.length) {
+      const kept = this.end - this.start;
+      const grown = new Uint8Array(Math.max(2 * kept, kept + chunk.length));
+      grown.set(this.bytes.subarray(this.start, this.end));
+      this.bytes = grown;
+      this.start = 0;
+      this.end = kept;
+      this.owned = true;
+    }
+    this.bytes.set(chunk, this.end);
+    this.end += chunk.length;
+  }
+
+  consumeTo(position: number): void {
+    if (position < this.start || position > this.end) {
+      throw new Error(`protocol consumed to ${position}, outside [${this.start}, ${this.end}]`);
+    }
+    this.start = position;
+  }
+
+  /** Drops the buffer once everything in it is consumed (its memory goes with its last view). */
+  release(): void {
+    if (this.start === this.end) this.clear();
+  }
+
+  clear(): void {
+    this.bytes = EMPTY;
+    this.start = 0;
+    this.end = 0;
+    this.owned = false;
+  }
 }

@@ -1,15 +1,17 @@
 /**
  * The daemon's main thread: it opens the engine (recovery, WAL writer and checkpointer workers),
- * starts the I/O workers on one listening Unix socket, serves admin HTTP if asked, and supervises:
+ * starts the I/O workers on one listening Unix socket (msgpack) and, with `--resp`, a second one
+ * (RESP2, a Unix socket or loopback TCP), serves admin HTTP if asked, and supervises:
  *
  * - fail fast: if any worker dies, log why and exit 70 (systemd restarts walkv and recovery runs); it
  *   never runs on with a lock possibly held by a dead worker;
  * - SIGTERM/SIGINT: stop accepting, let in-flight requests finish (at most `shutdown_timeout_ms`),
  *   make the WAL durable, write a final checkpoint, remove the socket file, exit 0.
  *
- * The socket is bound by I/O worker 0 (a listener on the main thread would accept connections
- * too), in a private 0700 directory, chmod'ed, then renamed into place: it is never reachable with
- * a wider mode than asked. Under systemd socket activation (`LISTEN_FDS`), fd 3 is used as is.
+ * Sockets are bound by I/O worker 0 (a listener on the main thread would accept connections
+ * too); a Unix socket in a private 0700 directory, chmod'ed, then renamed into place: it is never
+ * reachable with a wider mode than asked. Under systemd socket activation (`LISTEN_FDS`), fd 3 is
+ * used as is for the msgpack socket; the RESP socket is bound as usual.
  *
  * @example
  * const code = await runDaemon(config, { log: console.error });
@@ -17,8 +19,10 @@
  */
 import * as fs from "node:fs";
 import { type AdminServer, checkHttpListen, startAdminHttp } from "../admin/http.ts";
+import { InvalidError } from "../engine/errors.ts";
 import { openEngine } from "../engine/host.ts";
 import type { ServerConfig } from "./config.ts";
+import type { ListenerInit } from "./io_worker.ts";
 import { createMetricsBuffer, Metrics } from "./metrics.ts";
 import { acquirePidFile, type PidFile } from "./pid_file.ts";
 
@@ -61,11 +65,24 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
     pid_file.release();
     throw error;
   }
-  const workers = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, fatal);
+  const started = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, fatal);
+  if ("error" in started) {
+    stopping = true;
+    for (const w of started.workers) w.terminate();
+    removeSockets(config, options.inherited_fd === undefined);
+    await admin?.close();
+    await host.close();
+    pid_file.release();
+    throw new InvalidError(started.error);
+  }
+  const workers = started.workers;
   let terminating = false;
   const where =
     options.inherited_fd === undefined ? config.socket_path : `inherited fd ${options.inherited_fd}`;
-  const line = `walkv ready: listening on ${where} (${config.workers} workers, fsync ${config.engine.fsync}, data ${config.engine.data_dir})`;
+  const resp = config.resp;
+  const resp_where =
+    resp === undefined ? "" : `, RESP on ${"path" in resp ? resp.path : `${resp.host}:${started.resp_port}`}`;
+  const line = `walkv ready: listening on ${where}${resp_where} (${config.workers} workers, fsync ${config.engine.fsync}, data ${config.engine.data_dir})`;
   log(line);
   options.onReady?.(line);
   return await new Promise<number>((resolve) => {
@@ -103,33 +120,58 @@ async function shutdown(
   for (const w of workers) w.terminate();
   await admin?.close();
   await host.close();
-  if (bound_socket) fs.rmSync(config.socket_path, { force: true });
+  removeSockets(config, bound_socket);
   pid_file.release();
   log("shutdown complete: WAL durable, final checkpoint written");
 }
 
+/** Removes the socket files this daemon bound (not an inherited one). */
+function removeSockets(config: ServerConfig, bound_socket: boolean): void {
+  if (bound_socket) fs.rmSync(config.socket_path, { force: true });
+  if (config.resp !== undefined && "path" in config.resp) fs.rmSync(config.resp.path, { force: true });
+}
+
+/**
+ * Starts the I/O workers one by one: worker 0 binds the sockets, the others listen on its fds.
+ * Resolves with the workers and the RESP TCP port, or with an error if a socket could not be bound
+ * (the workers started so far are returned to be terminated).
+ */
 async function startWorkers(
   config: ServerConfig,
   shared: unknown,
   metrics: SharedArrayBuffer,
   inherited_fd: number | undefined,
   fatal: (why: string) => void,
-): Promise<Worker[]> {
+): Promise<{ workers: Worker[]; resp_port: number } | { workers: Worker[]; error: string }> {
   const url = new URL("./io_worker.ts", import.meta.url).href;
   const workers: Worker[] = [];
-  let fd = inherited_fd;
+  const started_unix_ms = Date.now();
+  let main: ListenerInit =
+    inherited_fd === undefined
+      ? { fd: undefined, bind: { path: config.socket_path, mode: config.socket_mode }, port: 0 }
+      : { fd: inherited_fd, bind: undefined, port: 0 };
+  let resp: ListenerInit | undefined =
+    config.resp === undefined
+      ? undefined
+      : {
+          fd: undefined,
+          bind: "path" in config.resp ? { path: config.resp.path, mode: config.socket_mode } : config.resp,
+          port: 0,
+        };
   for (let i = 0; i < config.workers; i++) {
     const worker = new Worker(url, { type: "module" });
+    workers.push(worker);
     worker.addEventListener("error", (event) =>
       fatal(`I/O worker ${i} died: ${(event as ErrorEvent).message}`),
     );
     worker.addEventListener("close", () => fatal(`I/O worker ${i} exited`));
-    const bind = fd === undefined ? { path: config.socket_path, mode: config.socket_mode } : undefined;
-    const reply = await ask(worker, { shared, config, metrics, worker_index: i, fd, bind }, "ready");
-    fd ??= reply.fd as number;
-    workers.push(worker);
+    const init = { shared, config, metrics, worker_index: i, started_unix_ms, main, resp };
+    const reply = await ask(worker, init, "ready");
+    if (typeof reply.error === "string") return { workers, error: reply.error };
+    main = reply.main as ListenerInit;
+    resp = reply.resp as ListenerInit | undefined;
   }
-  return workers;
+  return { workers, resp_port: resp?.port ?? 0 };
 }
 
 /** Posts `message` and resolves with the first reply that has `key` set. */

@@ -1,50 +1,77 @@
 /**
- * Worker entry point of an I/O worker. Receives `{ shared, config, metrics, worker_index, fd }`,
- * attaches an Engine to the shared table, and accepts connections on the listening socket `fd`
- * (bound once, shared by every I/O worker). Answers `{ ready: true }` once listening.
- * On `{ drain: true }` it stops accepting, lets every connection finish its in-flight requests,
- * and answers `{ drained: true }`.
+ * Worker entry point of an I/O worker. Receives `{ shared, config, metrics, worker_index, started_unix_ms,
+ * main, resp }`, attaches an Engine to the shared table, and accepts connections on the listening
+ * sockets: `main` speaks msgpack (protocol v1), `resp` (if configured) RESP2. Each socket is bound
+ * once, by worker 0, and shared by every I/O worker through its fd. Answers `{ ready: true, main,
+ * resp }` (the fds and the RESP TCP port) once listening, or `{ ready: true, error }` if a socket
+ * could not be bound. On `{ drain: true }` it stops accepting, lets every connection finish its
+ * in-flight requests, and answers `{ drained: true }`.
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
 import { crashPoint } from "../engine/crash_points.ts";
 import { Engine, type EngineShared } from "../engine/engine.ts";
 import { requestCheckpoint } from "../engine/host.ts";
-import type { ServerConfig } from "./config.ts";
-import { Connection } from "./connection.ts";
+import type { ServerConfig, TcpAddress } from "./config.ts";
+import { Connection, type Protocol } from "./connection.ts";
 import { Metrics } from "./metrics.ts";
-import { MsgWriter } from "./msgpack.ts";
-import { CODE_UNAVAILABLE, type WorkerContext, writeResponse } from "./ops.ts";
+import { MsgpackProtocol, msgpackRefusal } from "./msgpack_protocol.ts";
+import { SetCoalescer, type WorkerContext } from "./ops.ts";
+import { RespProtocol, respRefusal } from "./resp_protocol.ts";
 
 declare const self: Worker;
+
+/** A listening socket: an fd to share (every worker but 0), or an address to bind (worker 0). */
+export interface ListenerInit {
+  readonly fd: number | undefined;
+  /** Unix socket path and mode, or a TCP address; only when `fd` is undefined. */
+  readonly bind: { readonly path: string; readonly mode: number } | TcpAddress | undefined;
+  /** The bound TCP port (0 for a Unix socket); known once worker 0 bound it. */
+  readonly port: number;
+}
 
 interface Init {
   readonly shared: EngineShared;
   readonly config: ServerConfig;
   readonly metrics: SharedArrayBuffer;
   readonly worker_index: number;
-  /** The listening socket, or undefined for worker 0, which binds `bind` and reports its fd. */
-  readonly fd: number | undefined;
-  readonly bind: { readonly path: string; readonly mode: number } | undefined;
+  readonly started_unix_ms: number;
+  readonly main: ListenerInit;
+  readonly resp: ListenerInit | undefined;
 }
 
+/** A wire protocol as a listener serves it. */
+interface Wire {
+  readonly name: string;
+  readonly create: (ctx: WorkerContext) => Protocol<unknown>;
+  /** The message that refuses a connection (too many, shutting down) before it closes. */
+  readonly refusal: (reason: string) => Uint8Array;
+}
+
+const MSGPACK: Wire = { name: "socket", create: (ctx) => new MsgpackProtocol(ctx), refusal: msgpackRefusal };
+const RESP: Wire = { name: "RESP socket", create: (ctx) => new RespProtocol(ctx), refusal: respRefusal };
+
 let draining = false;
-const connections = new Set<Connection>();
-let server: net.Server | undefined;
+const connections = new Set<Connection<unknown>>();
+const servers: net.Server[] = [];
+let resp_tcp_port = 0;
 
 self.onmessage = (event: MessageEvent) => {
   const message = event.data as Partial<Init> & { drain?: boolean };
   if (message.drain) return drain();
-  start(message as Init);
+  start(message as Init).then(
+    (reply) => self.postMessage({ ready: true, ...reply }),
+    (error: Error) => self.postMessage({ ready: true, error: error.message }),
+  );
 };
 
-function start(init: Init): void {
+async function start(init: Init): Promise<{ main: ListenerInit; resp: ListenerInit | undefined }> {
   const engine = new Engine(init.shared);
   const metrics = new Metrics(init.metrics, init.worker_index);
-  const config = init.config;
   const ctx: WorkerContext = {
     engine,
-    config,
+    sets: new SetCoalescer(engine),
+    config: init.config,
     metrics,
     checkpoint: async () => {
       const status = await requestCheckpoint(engine.wal, engine.control);
@@ -52,21 +79,51 @@ function start(init: Init): void {
     },
     serverStats: () => ({ connections: metrics.openConnections(), ops: opCounts(metrics) }),
     draining: () => draining,
+    started_unix_ms: init.started_unix_ms,
+    resp_tcp_port: () => resp_tcp_port,
   };
-  server = net.createServer({ pauseOnConnect: false }, (socket) => accept(socket, ctx));
-  server.on("error", (error) => {
-    throw new Error(`I/O worker ${init.worker_index}: listening socket failed: ${error.message}`);
+  const main = await listen(init.worker_index, init.main, MSGPACK, ctx);
+  const resp = init.resp === undefined ? undefined : await listen(init.worker_index, init.resp, RESP, ctx);
+  resp_tcp_port = resp?.port ?? 0;
+  return { main, resp };
+}
+
+/** Listens on `init`'s fd, or binds its address; resolves with the fd and port to share. */
+function listen(
+  worker_index: number,
+  init: ListenerInit,
+  wire: Wire,
+  ctx: WorkerContext,
+): Promise<ListenerInit> {
+  const bind = init.bind;
+  const tcp = init.port > 0 || (bind !== undefined && "host" in bind);
+  const server = net.createServer({ pauseOnConnect: false }, (socket) => accept(socket, ctx, wire, tcp));
+  servers.push(server);
+  return new Promise((resolve, reject) => {
+    const failed = (error: Error) => reject(new Error(`${wire.name}: cannot listen: ${error.message}`));
+    server.once("error", failed);
+    const listening = () => {
+      server.off("error", failed);
+      server.on("error", (error) => {
+        throw new Error(`I/O worker ${worker_index}: listening ${wire.name} failed: ${error.message}`);
+      });
+      const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : init.port;
+      resolve({ fd, bind: undefined, port });
+    };
+    if (init.fd !== undefined) server.listen({ fd: init.fd }, listening);
+    else if (bind === undefined) failed(new Error("neither an fd nor an address to bind"));
+    else if ("host" in bind) server.listen({ host: bind.host, port: bind.port }, listening);
+    else bindPrivately(server, bind.path, bind.mode, listening);
   });
-  if (init.fd !== undefined)
-    server.listen({ fd: init.fd }, () => self.postMessage({ ready: true, fd: init.fd }));
-  else bindPrivately(server, init.bind!.path, init.bind!.mode);
 }
 
 /**
  * Binds the socket in a fresh 0700 directory next to `path`, sets its mode, then renames it into
- * place: it is never reachable with a wider mode than `mode`. Refuses if a live daemon answers there.
+ * place: it is never reachable with a wider mode than `mode`.
  */
-function bindPrivately(listener: net.Server, path: string, mode: number): void {
+function bindPrivately(listener: net.Server, path: string, mode: number, listening: () => void): void {
   const dir = path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const private_dir = fs.mkdtempSync(`${dir}/.walkv-bind-`);
@@ -78,22 +135,20 @@ function bindPrivately(listener: net.Server, path: string, mode: number): void {
     } finally {
       fs.rmSync(private_dir, { recursive: true, force: true });
     }
-    const fd = (listener as unknown as { _handle: { fd: number } })._handle.fd;
-    self.postMessage({ ready: true, fd });
+    listening();
   });
 }
 
-function accept(socket: net.Socket, ctx: WorkerContext): void {
+function accept(socket: net.Socket, ctx: WorkerContext, wire: Wire, tcp: boolean): void {
   crashPoint("io-worker-accept");
   if (draining || !ctx.metrics.tryOpenConnection(ctx.config.max_connections)) {
-    const w = new MsgWriter(128);
     const reason = draining ? "shutting down" : `too many connections (limit ${ctx.config.max_connections})`;
-    writeResponse(w, 0, CODE_UNAVAILABLE, reason);
     socket.on("error", () => {});
-    socket.end(w.take());
+    socket.end(wire.refusal(reason));
     return;
   }
-  const connection = new Connection(socket, ctx, (cut_off) => {
+  if (tcp) socket.setNoDelay(true);
+  const connection = new Connection(socket, wire.create(ctx), ctx, (cut_off) => {
     connections.delete(connection);
     ctx.metrics.closeConnection(cut_off);
     if (draining) reportIfDrained();
@@ -103,7 +158,7 @@ function accept(socket: net.Socket, ctx: WorkerContext): void {
 
 function drain(): void {
   draining = true;
-  server?.close();
+  for (const server of servers) server.close();
   for (const c of connections) c.drainAndEnd();
   reportIfDrained();
 }

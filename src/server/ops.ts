@@ -1,21 +1,25 @@
 /**
- * Protocol v1 operations (docs/protocol.md): decodes one request frame, runs it on the engine, and
- * encodes its response `[id, code, result]`. Reads answer at once; writes answer when durable.
+ * The operations of walkv, shared by both wire protocols (msgpack, docs/protocol.md, in
+ * msgpack_protocol.ts; RESP2, docs/resp.md, in resp_commands.ts): limit checks, the engine calls,
+ * authentication, and the error → code classification. Protocols decode requests into byte strings,
+ * call these, and encode the outcome their own way; the semantics (what is checked, in which order,
+ * what changes) are defined once, here.
+ *
+ * Keys and values passed to the write ops may be views of a connection's input: input bytes are never
+ * overwritten once read (see connection.ts), so a view stays valid until the write resolves.
  *
  * @example
- * const request = parseRequest(context, frame, out); // undefined: a bad envelope, answered in `out`
- * const pending = request && execute(context, session, request, out);
- * // undefined: the response is already in `out`; else a promise of the encoded response bytes
+ * const key = checkKey(ctx, key_bytes);          // RequestError(CODE_TOO_LARGE) over the limit
+ * const value = ctx.engine.get(key);             // reads: the engine directly
+ * await deleteKeys(ctx, [k1, k2]);               // → how many held a value; one WAL record
  */
 
-import type { Engine } from "../engine/engine.ts";
+import type { Engine, WriteResult } from "../engine/engine.ts";
 import { InvalidError, TooLargeError, WalkvError } from "../engine/errors.ts";
-import { OP_SET } from "../engine/wal/format.ts";
-import type { WalEntry } from "../engine/wal/record.ts";
+import { OP_DEL, OP_SET, RECORD_HEADER_SIZE_BYTES } from "../engine/wal/format.ts";
+import { entrySizeBytes, type WalEntry } from "../engine/wal/record.ts";
 import type { ServerConfig } from "./config.ts";
 import { type Metrics, OPS, type OpName } from "./metrics.ts";
-import { MsgReader, MsgWriter } from "./msgpack.ts";
-import { packr } from "./pack.ts";
 
 export const CODE_OK = 0;
 export const CODE_BAD_REQUEST = 1;
@@ -26,6 +30,8 @@ export const CODE_AUTH_REQUIRED = 4;
 /** What every connection of a worker shares. */
 export interface WorkerContext {
   readonly engine: Engine;
+  /** Every write of this worker goes through it (see {@link SetCoalescer}). */
+  readonly sets: SetCoalescer;
   readonly config: ServerConfig;
   readonly metrics: Metrics;
   /** Runs a checkpoint and resolves with `{lsn, bytes, ms}`. */
@@ -34,6 +40,10 @@ export interface WorkerContext {
   readonly serverStats: () => Record<string, unknown>;
   /** True once the daemon is shutting down: connections finish what they have, then end. */
   readonly draining: () => boolean;
+  /** When the daemon started (Unix ms): uptime for RESP `INFO`. */
+  readonly started_unix_ms: number;
+  /** The RESP listener's TCP port, 0 when it is a Unix socket or off (RESP `INFO`). */
+  readonly resp_tcp_port: () => number;
 }
 
 /** Per-connection protocol state. */
@@ -41,8 +51,13 @@ export interface Session {
   authenticated: boolean;
 }
 
-/** A request that failed validation: answered with `code` and `message`. */
-class RequestError extends Error {
+/** A session as a new connection starts it: authenticated unless a token is configured. */
+export function newSession(ctx: WorkerContext): Session {
+  return { authenticated: ctx.config.auth_token === undefined };
+}
+
+/** A request that failed validation: answered with `code` and `message`; nothing changed. */
+export class RequestError extends Error {
   constructor(
     readonly code: number,
     message: string,
@@ -52,254 +67,160 @@ class RequestError extends Error {
 }
 
 const OP_INDEX = new Map<string, number>(OPS.map((name, i) => [name, i]));
-const OTHER = OPS.indexOf("other");
+/** Metric index of unknown and protocol-only requests. */
+export const OP_OTHER = OPS.indexOf("other");
 
-/** A request whose envelope `[id, op, ...args]` was decoded; `reader` is positioned at the args. */
-export interface ParsedRequest {
-  readonly id: number;
-  readonly op: string;
-  readonly op_index: number;
-  readonly argc: number;
-  readonly reader: MsgReader;
-  readonly started_ms: number;
+/** The metric index of `name`, or {@link OP_OTHER} for a name that is not an op. */
+export function opIndex(name: string): number {
+  return OP_INDEX.get(name) ?? OP_OTHER;
 }
 
-/** Ops that only read: on a connection they wait for the writes sent before them. */
-const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
-
-/** True if `request` must not run before the connection's earlier writes complete. */
-export function mustFollowWrites(request: ParsedRequest): boolean {
-  return READS.has(request.op) || request.op_index === OTHER;
+/** Records one finished request in the worker's metrics. */
+export function recordOp(ctx: WorkerContext, op_index: number, started_ms: number, failed: boolean): void {
+  ctx.metrics.record(op_index, (performance.now() - started_ms) * 1000, failed);
 }
 
-/**
- * Decodes the envelope of a frame. A malformed one is answered in `out` with code 1 and the frame's
- * id (0 if unreadable); then undefined is returned.
- */
-export function parseRequest(
-  ctx: WorkerContext,
-  frame: Uint8Array,
-  out: MsgWriter,
-): ParsedRequest | undefined {
-  const started_ms = performance.now();
-  const reader = new MsgReader(frame, 0, frame.length);
-  const argc = reader.arrayHeader() - 2;
-  const id = argc >= 0 ? reader.uint() : -1;
-  const op = id >= 0 ? reader.string() : undefined;
-  if (argc < 0 || id < 0 || op === undefined) {
-    writeResponse(
-      out,
-      Math.max(0, id),
-      CODE_BAD_REQUEST,
-      "request must be an array [id, op, ...args] with id a uint32 and op a string",
-    );
-    ctx.metrics.record(OTHER, elapsedUs(started_ms), true);
-    return undefined;
+// ------------------------------------------------------------------------------------- limits
+
+/** `key` if it is within `--max-key-bytes`; else RequestError(CODE_TOO_LARGE). */
+export function checkKey(ctx: WorkerContext, key: Uint8Array): Uint8Array {
+  const limit = ctx.config.engine.max_key_bytes;
+  if (key.length > limit) {
+    throw new RequestError(CODE_TOO_LARGE, `key of ${key.length} bytes is over the limit of ${limit}`);
   }
-  const op_index = OP_INDEX.get(op) ?? OTHER;
-  if (hasTrailingBytes(reader, argc)) {
-    writeResponse(
-      out,
-      id,
-      CODE_BAD_REQUEST,
-      "a frame must hold exactly one msgpack value: bytes after the request",
-    );
-    ctx.metrics.record(op_index, elapsedUs(started_ms), true);
-    return undefined;
+  return key;
+}
+
+/** `value` (stored bytes) if it is within `--max-value-bytes`; else RequestError(CODE_TOO_LARGE). */
+export function checkValue(ctx: WorkerContext, value: Uint8Array): Uint8Array {
+  checkValueSize(ctx, value.length);
+  return value;
+}
+
+/** Throws RequestError(CODE_TOO_LARGE) if a value stored as `size_bytes` is over `--max-value-bytes`. */
+export function checkValueSize(ctx: WorkerContext, size_bytes: number): void {
+  const limit = ctx.config.engine.max_value_bytes;
+  if (size_bytes > limit) {
+    throw new RequestError(CODE_TOO_LARGE, `value of ${size_bytes} bytes is over the limit of ${limit}`);
   }
-  return { id, op, op_index, argc, reader, started_ms };
+}
+
+// ------------------------------------------------------------------------------------- writes
+
+/** A SET entry of a batch, its key and value checked. */
+export function setEntry(ctx: WorkerContext, key: Uint8Array, value: Uint8Array): WalEntry {
+  return { op: OP_SET, key: checkKey(ctx, key), value: checkValue(ctx, value), expiry_unix_ms: 0 };
+}
+
+/** Sets one key; resolves once visible (durable with fsync `always`). */
+export function setValue(ctx: WorkerContext, key: Uint8Array, value: Uint8Array): Promise<unknown> {
+  return ctx.sets.add(setEntry(ctx, key, value));
+}
+
+/** Applies `entries` as one WAL record: all or nothing, visible at once. */
+export function writeAll(ctx: WorkerContext, entries: readonly WalEntry[]): Promise<unknown> {
+  if (entries.length === 0) throw new RequestError(CODE_BAD_REQUEST, "a write needs at least one key");
+  ctx.sets.flush();
+  return ctx.engine.write(entries);
 }
 
 /**
- * True if the frame has bytes after the request's `argc` arguments. A malformed argument gives
- * false: the op itself reports it, with a precise message.
+ * Deletes `keys` (distinct) as one WAL record; resolves with how many held a value. One key takes
+ * the engine's fast path (nothing is written for an absent key).
  */
-function hasTrailingBytes(r: MsgReader, argc: number): boolean {
-  const probe = new MsgReader(r.bytes, r.pos, r.end);
-  for (let i = 0; i < argc; i++) if (!probe.skip()) return false;
-  return !probe.atEnd();
+export async function deleteKeys(ctx: WorkerContext, keys: readonly Uint8Array[]): Promise<number> {
+  for (const key of keys) checkKey(ctx, key);
+  ctx.sets.flush();
+  if (keys.length === 1) return (await ctx.engine.del(keys[0]!)) ? 1 : 0;
+  const entries = keys.map((key): WalEntry => ({ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 }));
+  return (await ctx.engine.write(entries)).removed;
 }
 
+/** Most SETs coalesced into one record (a bound on a batch's latency and memory besides its bytes). */
+export const COALESCE_MAX_ENTRIES = 1024;
+
 /**
- * Runs one request. Sync ops write their response into `out` and return undefined; writes return a
- * promise of their encoded response (the caller keeps responses in request order).
+ * Coalesces the single-key SETs that one I/O worker receives in one event-loop turn, from every
+ * connection, into one WAL record: the engine's cost per write (locks, LSN, visibility wait) is
+ * paid once per batch instead of once per SET, as pipelined and concurrent SETs arrive together.
+ *
+ * Semantics are unchanged: each SET was validated alone before it joined; the batch's SETs take
+ * effect at one instant, in arrival order (a later SET of a key wins), which is a valid order for
+ * concurrent requests and keeps each connection's order. Every other write calls {@link flush}
+ * first, so writes reach the engine — and get their LSNs — in the order they were received. A
+ * batch is flushed at the end of the turn (setImmediate), or at once when it reaches
+ * COALESCE_MAX_ENTRIES or the record limit (`max_batch_bytes`). If its write fails, every SET in
+ * it fails with that error (nothing of it is visible).
+ *
+ * @example
+ * const sets = new SetCoalescer(engine);
+ * await sets.add({ op: OP_SET, key, value, expiry_unix_ms: 0 }); // visible (durable with fsync always)
  */
-export function execute(
+export class SetCoalescer {
+  private entries: WalEntry[] = [];
+  private size_bytes = RECORD_HEADER_SIZE_BYTES;
+  /** The promise every SET of the open batch gets, and how to settle it. */
+  private batch:
+    | { promise: Promise<WriteResult>; resolve: (r: WriteResult) => void; reject: (e: unknown) => void }
+    | undefined;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly schedule: (flush: () => void) => void = (flush) => setImmediate(flush),
+  ) {}
+
+  /** Adds one validated SET entry; resolves once its batch is visible. */
+  add(entry: WalEntry): Promise<WriteResult> {
+    if (entry.op !== OP_SET) throw new Error("SetCoalescer takes SET entries only");
+    const entry_bytes = entrySizeBytes(entry);
+    const full =
+      this.entries.length >= COALESCE_MAX_ENTRIES ||
+      this.size_bytes + entry_bytes > this.engine.config.max_batch_bytes;
+    if (full) this.flush();
+    if (this.batch === undefined) {
+      let resolve!: (r: WriteResult) => void;
+      let reject!: (e: unknown) => void;
+      const promise = new Promise<WriteResult>((yes, no) => {
+        resolve = yes;
+        reject = no;
+      });
+      this.batch = { promise, resolve, reject };
+      this.schedule(() => this.flush());
+    }
+    this.entries.push(entry);
+    this.size_bytes += entry_bytes;
+    return this.batch.promise;
+  }
+
+  /** Issues the open batch to the engine now (its LSN is taken here). */
+  flush(): void {
+    const batch = this.batch;
+    if (batch === undefined) return;
+    const entries = this.entries;
+    this.entries = [];
+    this.size_bytes = RECORD_HEADER_SIZE_BYTES;
+    this.batch = undefined;
+    this.engine.write(entries).then(batch.resolve, batch.reject); // async: failures are rejections
+  }
+}
+
+// ------------------------------------------------------------------------------------- auth
+
+export type AuthOutcome = "ok" | "wrong" | "not_configured";
+
+/**
+ * Checks `given` against `--auth-token-file`'s token (constant time in the token's length). A right
+ * token authenticates the session; a wrong one takes a previous authentication back.
+ */
+export function authenticate(
   ctx: WorkerContext,
   session: Session,
-  request: ParsedRequest,
-  out: MsgWriter,
-): Promise<Uint8Array> | undefined {
-  const { id, op, op_index, started_ms } = request;
-  try {
-    if (!session.authenticated && op !== "auth") {
-      throw new RequestError(CODE_AUTH_REQUIRED, 'authentication required: send [id, "auth", token] first');
-    }
-    const result = run(ctx, session, op, request.reader, request.argc);
-    if (result instanceof Promise) return settle(ctx, id, op_index, started_ms, result);
-    writeResponse(out, id, CODE_OK, result, ctx.config.max_frame_bytes);
-    ctx.metrics.record(op_index, elapsedUs(started_ms), false);
-  } catch (error) {
-    writeError(out, id, error);
-    ctx.metrics.record(op_index, elapsedUs(started_ms), true);
-  }
-  return undefined;
-}
-
-function settle(
-  ctx: WorkerContext,
-  id: number,
-  op_index: number,
-  started: number,
-  result: Promise<Result>,
-): Promise<Uint8Array> {
-  return result.then(
-    (value) => {
-      ctx.metrics.record(op_index, elapsedUs(started), false);
-      const w = new MsgWriter(64);
-      writeResponse(w, id, CODE_OK, value, ctx.config.max_frame_bytes);
-      return w.take();
-    },
-    (error: unknown) => {
-      ctx.metrics.record(op_index, elapsedUs(started), true);
-      const w = new MsgWriter(256);
-      writeError(w, id, error);
-      return w.take();
-    },
-  );
-}
-
-/** A result: raw msgpack bytes (a stored value), an array of them (mget), or a plain JS value. */
-type Result = RawValue | Array<RawValue | undefined> | string | boolean | null | Record<string, unknown>;
-
-class RawValue {
-  constructor(readonly bytes: Uint8Array) {}
-}
-
-function run(
-  ctx: WorkerContext,
-  session: Session,
-  op: string,
-  r: MsgReader,
-  argc: number,
-): Result | Promise<Result> {
-  const e = ctx.engine;
-  switch (op) {
-    case "ping":
-      arity(op, argc, 0, 0);
-      return "pong";
-    case "get": {
-      arity(op, argc, 1, 1);
-      const value = e.get(key(ctx, r));
-      return value === undefined ? null : new RawValue(value);
-    }
-    case "exists":
-      arity(op, argc, 1, 1);
-      return e.exists(key(ctx, r));
-    case "set": {
-      arity(op, argc, 2, 3);
-      const k = key(ctx, r).slice(); // kept until the write is durable: not a view of the frame
-      const v = value(ctx, r);
-      if (argc === 3) options(r);
-      return e.set(k, v).then(() => true);
-    }
-    case "del":
-      arity(op, argc, 1, 1);
-      return e.del(key(ctx, r).slice());
-    case "mget": {
-      arity(op, argc, 1, 1);
-      const n = r.arrayHeader();
-      if (n < 0) throw new RequestError(CODE_BAD_REQUEST, "mget takes an array of keys");
-      const keys: Uint8Array[] = [];
-      for (let i = 0; i < n; i++) keys.push(key(ctx, r));
-      return e.mget(keys).map((v) => (v === undefined ? undefined : new RawValue(v)));
-    }
-    case "mset":
-      arity(op, argc, 1, 1);
-      return e.write(pairs(ctx, r)).then(() => true);
-    case "stats":
-      arity(op, argc, 0, 0);
-      return { ...e.stats(), ...ctx.serverStats() } as Record<string, unknown>;
-    case "checkpoint":
-      arity(op, argc, 0, 0);
-      return ctx.checkpoint();
-    case "auth":
-      return authenticate(ctx, session, r, argc);
-    default:
-      throw new RequestError(CODE_BAD_REQUEST, `unknown op "${op.slice(0, 64)}"`);
-  }
-}
-
-function arity(op: string, argc: number, min: number, max: number): void {
-  if (argc < min || argc > max) {
-    const want = min === max ? `${min}` : `${min} to ${max}`;
-    throw new RequestError(
-      CODE_BAD_REQUEST,
-      `${op} takes ${want} argument${max === 1 ? "" : "s"}, got ${argc}`,
-    );
-  }
-}
-
-/** A key: msgpack str or bin, compared as bytes. Copied out of the frame. */
-function key(ctx: WorkerContext, r: MsgReader): Uint8Array {
-  const bytes = r.bytesOrString();
-  if (bytes === undefined) throw new RequestError(CODE_BAD_REQUEST, "a key must be a msgpack str or bin");
-  if (bytes.length > ctx.config.engine.max_key_bytes) {
-    throw new RequestError(
-      CODE_TOO_LARGE,
-      `key of ${bytes.length} bytes is over the limit of ${ctx.config.engine.max_key_bytes}`,
-    );
-  }
-  return bytes;
-}
-
-/** A value: exactly one msgpack value, kept as its encoded bytes. */
-function value(ctx: WorkerContext, r: MsgReader): Uint8Array {
-  const start = r.pos;
-  if (!r.skip()) throw new RequestError(CODE_BAD_REQUEST, "a value must be one well-formed msgpack value");
-  const bytes = r.bytes.subarray(start, r.pos);
-  if (bytes.length > ctx.config.engine.max_value_bytes) {
-    throw new RequestError(
-      CODE_TOO_LARGE,
-      `value of ${bytes.length} bytes is over the limit of ${ctx.config.engine.max_value_bytes}`,
-    );
-  }
-  return bytes;
-}
-
-/** `set` options: reserved for conditional and expiring writes; only an empty map (or nil) for now. */
-function options(r: MsgReader): void {
-  if (r.nil()) return;
-  const n = r.mapHeader();
-  if (n !== 0) throw new RequestError(CODE_BAD_REQUEST, "set options are reserved: pass an empty map or nil");
-}
-
-function pairs(ctx: WorkerContext, r: MsgReader): WalEntry[] {
-  const n = r.arrayHeader();
-  if (n < 2 || n % 2 !== 0)
-    throw new RequestError(
-      CODE_BAD_REQUEST,
-      "mset takes an array [k1, v1, k2, v2, …] with at least one pair",
-    );
-  const entries: WalEntry[] = [];
-  for (let i = 0; i < n; i += 2) {
-    entries.push({ op: OP_SET, key: key(ctx, r).slice(), value: value(ctx, r), expiry_unix_ms: 0 });
-  }
-  return entries;
-}
-
-function authenticate(ctx: WorkerContext, session: Session, r: MsgReader, argc: number): boolean {
-  arity("auth", argc, 1, 1);
+  given: Uint8Array | undefined,
+): AuthOutcome {
   const token = ctx.config.auth_token;
-  if (token === undefined)
-    throw new RequestError(CODE_BAD_REQUEST, "auth: no token is configured on this server");
-  const given = r.bytesOrString();
-  if (given === undefined || !sameBytes(given, new TextEncoder().encode(token))) {
-    session.authenticated = false;
-    throw new RequestError(CODE_AUTH_REQUIRED, "auth: wrong token");
-  }
-  session.authenticated = true;
-  return true;
+  if (token === undefined) return "not_configured";
+  session.authenticated = given !== undefined && sameBytes(given, new TextEncoder().encode(token));
+  return session.authenticated ? "ok" : "wrong";
 }
 
 /** Constant-time comparison (time depends on the lengths only). */
@@ -309,63 +230,15 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-/**
- * Writes one response frame `[id, code, result]`. A response over the frame limit is replaced by
- * `[id, 2, message]`.
- */
-export function writeResponse(
-  w: MsgWriter,
-  id: number,
-  code: number,
-  result: Result,
-  max_frame_bytes = Infinity,
-): void {
-  const start = w.beginFrame();
-  w.arrayHeader(3);
-  w.uint(id);
-  w.uint(code);
-  writeResult(w, result);
-  const body_bytes = w.endFrame(start);
-  if (body_bytes <= max_frame_bytes) return;
-  w.truncate(start);
-  writeResponse(
-    w,
-    id,
-    CODE_TOO_LARGE,
-    `response of ${body_bytes} bytes is over the frame limit of ${max_frame_bytes}`,
-  );
-}
-
-function writeResult(w: MsgWriter, result: Result): void {
-  if (result instanceof RawValue) w.raw(result.bytes);
-  else if (result === null) w.nil();
-  else if (typeof result === "boolean") w.bool(result);
-  else if (typeof result === "string") w.string(result);
-  else if (Array.isArray(result)) {
-    w.arrayHeader(result.length);
-    for (const v of result) {
-      if (v === undefined) w.nil();
-      else w.raw(v.bytes);
-    }
-  } else w.raw(packr.pack(result));
-}
+// ------------------------------------------------------------------------------------- errors
 
 /** Maps an error onto a response code and a human-readable message. */
-export function writeError(w: MsgWriter, id: number, error: unknown): void {
-  const [code, message] = classify(error);
-  writeResponse(w, id, code, message);
-}
-
-function classify(error: unknown): [number, string] {
+export function classify(error: unknown): [number, string] {
   if (error instanceof RequestError) return [error.code, error.message];
   if (error instanceof TooLargeError) return [CODE_TOO_LARGE, error.message];
   if (error instanceof InvalidError) return [CODE_BAD_REQUEST, error.message];
   if (error instanceof WalkvError && error.code === "unavailable") return [CODE_UNAVAILABLE, error.message];
   return [CODE_UNAVAILABLE, `internal error: ${error instanceof Error ? error.message : String(error)}`];
-}
-
-function elapsedUs(started: number): number {
-  return (performance.now() - started) * 1000;
 }
 
 export type { OpName };

@@ -127,7 +127,22 @@ describe("writes", () => {
     const l1 = await settle(host, engine.set(utf8("k"), utf8("v")));
     const del = engine.write([{ op: OP_DEL, key: utf8("k"), value: undefined, expiry_unix_ms: 0 }]);
     host.step();
-    expect(await del).toEqual({ lsn: l1 + 1, existed: true });
+    expect(await del).toEqual({ lsn: l1 + 1, existed: true, removed: 1 });
+  });
+
+  test("write() counts the DEL entries that removed a value", async () => {
+    const { host, engine } = await openSim();
+    await settle(host, engine.set(utf8("a"), utf8("1")));
+    await settle(host, engine.set(utf8("b"), utf8("2")));
+    const del = (key: string) =>
+      ({ op: OP_DEL, key: utf8(key), value: undefined, expiry_unix_ms: 0 }) as const;
+    const first = engine.write([del("a"), del("absent"), del("b")]);
+    host.step();
+    expect((await first).removed).toBe(2);
+    const again = engine.write([del("a"), del("b")]);
+    host.step();
+    expect((await again).removed).toBe(0);
+    expect(engine.exists(utf8("a")) || engine.exists(utf8("b"))).toBe(false);
   });
 
   test("mset is atomically visible: all old before the writer step, all new after", async () => {

@@ -71,7 +71,13 @@ const f64_scratch = new Float64Array(1);
 const f64_scratch_bytes = new Uint8Array(f64_scratch.buffer);
 assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "walkv requires a little-endian host");
 
-function entrySizeBytes(entry: WalEntry): number {
+/**
+ * Bytes `entry` adds to its record (the record header is RECORD_HEADER_SIZE_BYTES more).
+ *
+ * @example
+ * RECORD_HEADER_SIZE_BYTES + entrySizeBytes(entry) === encodedRecordSize([entry]);
+ */
+export function entrySizeBytes(entry: WalEntry): number {
   const expiry_bytes = entry.expiry_unix_ms === 0 ? 0 : ENTRY_EXPIRY_SIZE_BYTES;
   return ENTRY_HEADER_SIZE_BYTES + expiry_bytes + entry.key.length + (entry.value?.length ?? 0);
 }

@@ -1,0 +1,345 @@
+/**
+ * Protocol v1 (docs/protocol.md) as a {@link Protocol} of a Connection: frames of a 4-byte big-endian
+ * length and one msgpack value; requests `[id, op, ...args]`, responses `[id, code, result]`. The ops
+ * themselves (limits, engine calls, auth) are ops.ts's; this module decodes and encodes.
+ *
+ * - A frame whose length is 0 or over `max_frame_bytes` gets `[0, 2, message]` and the connection is
+ *   closed (the stream can no longer be trusted to be in step).
+ * - A body that is not a well-formed envelope gets code 1 with the request's id (0 if unreadable).
+ *
+ * @example
+ * new Connection(socket, new MsgpackProtocol(ctx), ctx, onClose);
+ */
+
+import type { WalEntry } from "../engine/wal/record.ts";
+import { Final, type OutputWriter, type Protocol } from "./connection.ts";
+import { MsgReader, MsgWriter } from "./msgpack.ts";
+import {
+  authenticate,
+  CODE_AUTH_REQUIRED,
+  CODE_BAD_REQUEST,
+  CODE_OK,
+  CODE_TOO_LARGE,
+  CODE_UNAVAILABLE,
+  checkKey,
+  classify,
+  deleteKeys,
+  newSession,
+  OP_OTHER,
+  opIndex,
+  RequestError,
+  recordOp,
+  type Session,
+  setEntry,
+  setValue,
+  type WorkerContext,
+  writeAll,
+} from "./ops.ts";
+import { packr } from "./pack.ts";
+
+const FRAME_HEADER_BYTES = 4;
+
+/** A request whose envelope `[id, op, ...args]` was decoded; `reader` is positioned at the args. */
+export interface ParsedRequest {
+  readonly id: number;
+  readonly op: string;
+  readonly op_index: number;
+  readonly argc: number;
+  readonly reader: MsgReader;
+  readonly started_ms: number;
+  /** Set if the envelope is malformed: the request is answered with code 1 and this message. */
+  readonly bad: string | undefined;
+}
+
+/** Ops that only read: on a connection they wait for the writes sent before them. */
+const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
+
+export class MsgpackProtocol implements Protocol<ParsedRequest> {
+  next_start = 0;
+  private readonly session: Session;
+
+  constructor(private readonly ctx: WorkerContext) {
+    this.session = newSession(ctx);
+  }
+
+  next(bytes: Uint8Array, start: number, end: number): ParsedRequest | Final | undefined {
+    this.next_start = start;
+    if (end - start < FRAME_HEADER_BYTES) return undefined;
+    const length =
+      ((bytes[start]! << 24) | (bytes[start + 1]! << 16) | (bytes[start + 2]! << 8) | bytes[start + 3]!) >>>
+      0;
+    const max = this.ctx.config.max_frame_bytes;
+    if (length === 0 || length > max) {
+      const reason = length === 0 ? "empty frame" : `frame of ${length} bytes is over the limit of ${max}`;
+      return new Final(responseBytes(0, CODE_TOO_LARGE, `${reason}; closing the connection`));
+    }
+    const body = start + FRAME_HEADER_BYTES;
+    if (end - body < length) return undefined;
+    this.next_start = body + length;
+    return parseRequest(bytes, body, body + length);
+  }
+
+  /** A malformed envelope is answered at once, in order; reads and unknown ops follow writes. */
+  mustFollowWrites(request: ParsedRequest): boolean {
+    if (request.bad !== undefined) return false;
+    return READS.has(request.op) || request.op_index === OP_OTHER;
+  }
+
+  execute(request: ParsedRequest, out: OutputWriter): Promise<Uint8Array> | undefined {
+    return execute(this.ctx, this.session, request, out as MsgWriter);
+  }
+
+  writer(initial_bytes: number): MsgWriter {
+    return new MsgWriter(initial_bytes);
+  }
+}
+
+/** The answer that refuses a connection (too many, shutting down): `[0, 3, reason]`. */
+export function msgpackRefusal(reason: string): Uint8Array {
+  return responseBytes(0, CODE_UNAVAILABLE, reason);
+}
+
+/** Decodes the envelope of the frame body `bytes[start, end)`. */
+function parseRequest(bytes: Uint8Array, start: number, end: number): ParsedRequest {
+  const started_ms = performance.now();
+  const reader = new MsgReader(bytes, start, end);
+  const argc = reader.arrayHeader() - 2;
+  const id = argc >= 0 ? reader.uint() : -1;
+  const op = id >= 0 ? reader.string() : undefined;
+  if (argc < 0 || id < 0 || op === undefined) {
+    const bad = "request must be an array [id, op, ...args] with id a uint32 and op a string";
+    return { id: Math.max(0, id), op: "", op_index: OP_OTHER, argc: 0, reader, started_ms, bad };
+  }
+  const op_index = opIndex(op);
+  const bad = hasTrailingBytes(reader, argc)
+    ? "a frame must hold exactly one msgpack value: bytes after the request"
+    : undefined;
+  return { id, op, op_index, argc, reader, started_ms, bad };
+}
+
+/**
+ * True if the frame has bytes after the request's `argc` arguments. A malformed argument gives
+ * false: the op itself reports it, with a precise message.
+ */
+function hasTrailingBytes(r: MsgReader, argc: number): boolean {
+  const probe = new MsgReader(r.bytes, r.pos, r.end);
+  for (let i = 0; i < argc; i++) if (!probe.skip()) return false;
+  return !probe.atEnd();
+}
+
+/**
+ * Runs one request. Sync ops write their response into `out` and return undefined; writes return a
+ * promise of their encoded response (the connection keeps responses in request order).
+ */
+function execute(
+  ctx: WorkerContext,
+  session: Session,
+  request: ParsedRequest,
+  out: MsgWriter,
+): Promise<Uint8Array> | undefined {
+  const { id, op, op_index, started_ms } = request;
+  try {
+    if (request.bad !== undefined) throw new RequestError(CODE_BAD_REQUEST, request.bad);
+    if (!session.authenticated && op !== "auth") {
+      throw new RequestError(CODE_AUTH_REQUIRED, 'authentication required: send [id, "auth", token] first');
+    }
+    const result = run(ctx, session, op, request.reader, request.argc);
+    if (result instanceof Promise) return settle(ctx, id, op_index, started_ms, result);
+    writeResponse(out, id, CODE_OK, result, ctx.config.max_frame_bytes);
+    recordOp(ctx, op_index, started_ms, false);
+  } catch (error) {
+    writeError(out, id, error);
+    recordOp(ctx, op_index, started_ms, true);
+  }
+  return undefined;
+}
+
+function settle(
+  ctx: WorkerContext,
+  id: number,
+  op_index: number,
+  started_ms: number,
+  result: Promise<Result>,
+): Promise<Uint8Array> {
+  return result.then(
+    (value) => {
+      recordOp(ctx, op_index, started_ms, false);
+      const w = new MsgWriter(64);
+      writeResponse(w, id, CODE_OK, value, ctx.config.max_frame_bytes);
+      return w.take();
+    },
+    (error: unknown) => {
+      recordOp(ctx, op_index, started_ms, true);
+      const w = new MsgWriter(256);
+      writeError(w, id, error);
+      return w.take();
+    },
+  );
+}
+
+/** A result: raw msgpack bytes (a stored value), an array of them (mget), or a plain JS value. */
+type Result = RawValue | Array<RawValue | undefined> | string | boolean | null | Record<string, unknown>;
+
+class RawValue {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+function run(
+  ctx: WorkerContext,
+  session: Session,
+  op: string,
+  r: MsgReader,
+  argc: number,
+): Result | Promise<Result> {
+  const e = ctx.engine;
+  switch (op) {
+    case "ping":
+      arity(op, argc, 0, 0);
+      return "pong";
+    case "get": {
+      arity(op, argc, 1, 1);
+      const value = e.get(key(ctx, r));
+      return value === undefined ? null : new RawValue(value);
+    }
+    case "exists":
+      arity(op, argc, 1, 1);
+      return e.exists(key(ctx, r));
+    case "set": {
+      arity(op, argc, 2, 3);
+      const k = key(ctx, r);
+      const v = value(r);
+      if (argc === 3) options(r);
+      return setValue(ctx, k, v).then(() => true);
+    }
+    case "del":
+      arity(op, argc, 1, 1);
+      return deleteKeys(ctx, [key(ctx, r)]).then((removed) => removed === 1);
+    case "mget": {
+      arity(op, argc, 1, 1);
+      const n = r.arrayHeader();
+      if (n < 0) throw new RequestError(CODE_BAD_REQUEST, "mget takes an array of keys");
+      const keys: Uint8Array[] = [];
+      for (let i = 0; i < n; i++) keys.push(key(ctx, r));
+      return e.mget(keys).map((v) => (v === undefined ? undefined : new RawValue(v)));
+    }
+    case "mset":
+      arity(op, argc, 1, 1);
+      return writeAll(ctx, pairs(ctx, r)).then(() => true);
+    case "stats":
+      arity(op, argc, 0, 0);
+      return { ...e.stats(), ...ctx.serverStats() } as Record<string, unknown>;
+    case "checkpoint":
+      arity(op, argc, 0, 0);
+      return ctx.checkpoint();
+    case "auth":
+      return auth(ctx, session, r, argc);
+    default:
+      throw new RequestError(CODE_BAD_REQUEST, `unknown op "${op.slice(0, 64)}"`);
+  }
+}
+
+function arity(op: string, argc: number, min: number, max: number): void {
+  if (argc < min || argc > max) {
+    const want = min === max ? `${min}` : `${min} to ${max}`;
+    throw new RequestError(
+      CODE_BAD_REQUEST,
+      `${op} takes ${want} argument${max === 1 ? "" : "s"}, got ${argc}`,
+    );
+  }
+}
+
+/** A key: msgpack str or bin, compared as bytes (a view of the frame). */
+function key(ctx: WorkerContext, r: MsgReader): Uint8Array {
+  const bytes = r.bytesOrString();
+  if (bytes === undefined) throw new RequestError(CODE_BAD_REQUEST, "a key must be a msgpack str or bin");
+  return checkKey(ctx, bytes);
+}
+
+/** A value: exactly one msgpack value, kept as its encoded bytes. */
+function value(r: MsgReader): Uint8Array {
+  const start = r.pos;
+  if (!r.skip()) throw new RequestError(CODE_BAD_REQUEST, "a value must be one well-formed msgpack value");
+  return r.bytes.subarray(start, r.pos);
+}
+
+/** `set` options: reserved for conditional and expiring writes; only an empty map (or nil) for now. */
+function options(r: MsgReader): void {
+  if (r.nil()) return;
+  const n = r.mapHeader();
+  if (n !== 0) throw new RequestError(CODE_BAD_REQUEST, "set options are reserved: pass an empty map or nil");
+}
+
+function pairs(ctx: WorkerContext, r: MsgReader): WalEntry[] {
+  const n = r.arrayHeader();
+  if (n < 2 || n % 2 !== 0)
+    throw new RequestError(
+      CODE_BAD_REQUEST,
+      "mset takes an array [k1, v1, k2, v2, …] with at least one pair",
+    );
+  const entries: WalEntry[] = [];
+  for (let i = 0; i < n; i += 2) entries.push(setEntry(ctx, key(ctx, r), value(r)));
+  return entries;
+}
+
+function auth(ctx: WorkerContext, session: Session, r: MsgReader, argc: number): boolean {
+  arity("auth", argc, 1, 1);
+  const outcome = authenticate(ctx, session, r.bytesOrString());
+  if (outcome === "not_configured")
+    throw new RequestError(CODE_BAD_REQUEST, "auth: no token is configured on this server");
+  if (outcome === "wrong") throw new RequestError(CODE_AUTH_REQUIRED, "auth: wrong token");
+  return true;
+}
+
+/** One response frame, as bytes. */
+function responseBytes(id: number, code: number, result: Result): Uint8Array {
+  const w = new MsgWriter(128);
+  writeResponse(w, id, code, result);
+  return w.take();
+}
+
+/**
+ * Writes one response frame `[id, code, result]`. A response over the frame limit is replaced by
+ * `[id, 2, message]`.
+ */
+function writeResponse(
+  w: MsgWriter,
+  id: number,
+  code: number,
+  result: Result,
+  max_frame_bytes = Infinity,
+): void {
+  const start = w.beginFrame();
+  w.arrayHeader(3);
+  w.uint(id);
+  w.uint(code);
+  writeResult(w, result);
+  const body_bytes = w.endFrame(start);
+  if (body_bytes <= max_frame_bytes) return;
+  w.truncate(start);
+  writeResponse(
+    w,
+    id,
+    CODE_TOO_LARGE,
+    `response of ${body_bytes} bytes is over the frame limit of ${max_frame_bytes}`,
+  );
+}
+
+function writeResult(w: MsgWriter, result: Result): void {
+  if (result instanceof RawValue) w.raw(result.bytes);
+  else if (result === null) w.nil();
+  else if (typeof result === "boolean") w.bool(result);
+  else if (typeof result === "string") w.string(result);
+  else if (Array.isArray(result)) {
+    w.arrayHeader(result.length);
+    for (const v of result) {
+      if (v === undefined) w.nil();
+      else w.raw(v.bytes);
+    }
+  } else w.raw(packr.pack(result));
+}
+
+/** Maps an error onto a response code and a human-readable message. */
+function writeError(w: MsgWriter, id: number, error: unknown): void {
+  const [code, message] = classify(error);
+  writeResponse(w, id, code, message);
+}

@@ -1,0 +1,123 @@
+/**
+ * RESP2 (docs/resp.md) as a {@link Protocol} of a Connection: the same connection machinery, store,
+ * limits and metrics as the msgpack protocol, with Redis's request and reply encoding.
+ *
+ * - next: RespReader finds the request; its name is matched on bytes (resp_commands.ts); arguments
+ *   are views of the input. A malformed stream is answered `-ERR Protocol error: …` and closed; QUIT
+ *   is answered `+OK` after every earlier reply, then closed.
+ * - execute: unknown command, arity, then authentication are checked (Redis's order), then the
+ *   command runs; reads answer at once, writes when durable. Failures are `-CODE message` replies.
+ *
+ * @example
+ * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
+ */
+import { Final, type OutputWriter, type Protocol } from "./connection.ts";
+import { newSession, OP_OTHER, recordOp, type WorkerContext } from "./ops.ts";
+import { findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
+import { READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
+import { RespRequest } from "./resp_request.ts";
+import { REPLY_OK, RespError, RespWriter, replyBytes, respErrorText } from "./resp_writer.ts";
+
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+/** Connections started by this worker: HELLO's `id`. */
+let connections_started = 0;
+
+export class RespProtocol implements Protocol<RespRequest> {
+  next_start = 0;
+  private readonly reader: RespReader;
+  private readonly state: RespSession;
+
+  constructor(private readonly ctx: WorkerContext) {
+    this.reader = new RespReader(ctx.config.max_frame_bytes);
+    this.state = { ctx, session: newSession(ctx), connection_id: ++connections_started };
+  }
+
+  next(bytes: Uint8Array, start: number, end: number): RespRequest | Final | undefined {
+    const r = this.reader;
+    const status = r.read(bytes, start, end);
+    this.next_start = r.next_start;
+    if (status === READ_INCOMPLETE) return undefined;
+    if (status === READ_MALFORMED) return new Final(errorBytes(`ERR Protocol error: ${r.error}`));
+    const started_ms = performance.now();
+    const command = findCommand(bytes, r.starts[0]!, r.ends[0]!);
+    if (command === QUIT) {
+      recordOp(this.ctx, QUIT.op_index, started_ms, false);
+      return new Final(REPLY_OK);
+    }
+    const offsets = new Array<number>(2 * r.argc);
+    for (let i = 0; i < r.argc; i++) {
+      offsets[2 * i] = r.starts[i]!;
+      offsets[2 * i + 1] = r.ends[i]!;
+    }
+    return new RespRequest(command, bytes, offsets, started_ms);
+  }
+
+  /** Only writes run before the connection's earlier writes complete. */
+  mustFollowWrites(request: RespRequest): boolean {
+    return request.command === undefined || !request.command.writes;
+  }
+
+  execute(request: RespRequest, out: OutputWriter): Promise<Uint8Array> | undefined {
+    const w = out as RespWriter;
+    const mark = w.length;
+    const { ctx } = this;
+    try {
+      const command = this.admit(request);
+      const pending = command.run(this.state, request, w);
+      if (pending === undefined) {
+        recordOp(ctx, command.op_index, request.started_ms, false);
+        return undefined;
+      }
+      return pending.then(
+        (result) => {
+          recordOp(ctx, command.op_index, request.started_ms, false);
+          return command.reply(result);
+        },
+        (error: unknown) => {
+          recordOp(ctx, command.op_index, request.started_ms, true);
+          return errorBytes(respErrorText(error));
+        },
+      );
+    } catch (error) {
+      w.truncate(mark);
+      w.error(respErrorText(error));
+      recordOp(ctx, request.command?.op_index ?? OP_OTHER, request.started_ms, true);
+      return undefined;
+    }
+  }
+
+  writer(initial_bytes: number): RespWriter {
+    return new RespWriter(initial_bytes);
+  }
+
+  /** The request's command if it is known, has the right arity and may run now; else throws. */
+  private admit(request: RespRequest): RespCommand {
+    const command = request.command;
+    if (command === undefined) throw new RespError(unknownCommand(request));
+    const argc = request.count + 1;
+    if (command.arity >= 0 ? argc !== command.arity : argc < -command.arity) {
+      throw new RespError(`ERR wrong number of arguments for '${command.name}' command`);
+    }
+    if (!this.state.session.authenticated && !command.before_auth) {
+      throw new RespError("NOAUTH Authentication required.");
+    }
+    return command;
+  }
+}
+
+/** Redis's wording: `ERR unknown command 'x', with args beginning with: 'a' 'b' ` (128 bytes each at most). */
+function unknownCommand(request: RespRequest): string {
+  const shown = (bytes: Uint8Array) => utf8.decode(bytes.subarray(0, 128));
+  let args = "";
+  for (let i = 0; i < request.count && args.length < 128; i++) args += `'${shown(request.view(i))}' `;
+  return `ERR unknown command '${shown(request.name())}', with args beginning with: ${args}`;
+}
+
+function errorBytes(text: string): Uint8Array {
+  return replyBytes((w) => w.error(text));
+}
+
+/** The reply that refuses a connection (too many, shutting down): `-ERR reason`. */
+export function respRefusal(reason: string): Uint8Array {
+  return errorBytes(`ERR ${reason}`);
+}

@@ -1,0 +1,181 @@
+/**
+ * The RESP2 request reader: finds the next whole request in a byte buffer without decoding anything
+ * (no strings, no copies). A request is a multibulk `*<n>\r\n` followed by n bulk strings
+ * `$<len>\r\n<bytes>\r\n`, or an inline command: one line (ending in `\n`, an `\r` before it is
+ * dropped) split on spaces and tabs; quotes are not interpreted. Empty requests (`*0`, `*-1`, a
+ * blank line) are skipped, as Redis does.
+ *
+ * Limits (docs/LIMITS.md): a multibulk request is at most `max_request_bytes` (`--max-frame-bytes`)
+ * and {@link RESP_MAX_ARGUMENTS} arguments; an inline line at most {@link RESP_MAX_INLINE_BYTES}. A
+ * request is refused as soon as its declared sizes pass a limit, before its bytes arrive, so what a
+ * connection buffers stays bounded. A malformed stream is {@link READ_MALFORMED} with the reason in
+ * `error` (Redis answers `-ERR Protocol error: <reason>` and closes the connection).
+ *
+ * @example
+ * const reader = new RespReader(64 * 1024 * 1024);
+ * if (reader.read(bytes, 0, bytes.length) === READ_REQUEST) {
+ *   // arguments: bytes[reader.starts[i], reader.ends[i]) for i < reader.argc; next at reader.next_start
+ * }
+ */
+
+/** Most arguments in one request (Redis's limit too). */
+export const RESP_MAX_ARGUMENTS = 1024 * 1024;
+/** Longest inline command line, `\r\n` included (Redis's limit too). */
+export const RESP_MAX_INLINE_BYTES = 64 * 1024;
+/** Most digits of a `*<count>` or `$<length>` (more can never be a valid size). */
+const MAX_DIGITS = 15;
+
+/** More bytes are needed; `next_start` may have moved past skipped empty requests. */
+export const READ_INCOMPLETE = 0;
+/** A request: `argc` arguments in `starts`/`ends`; the next one starts at `next_start`. */
+export const READ_REQUEST = 1;
+/** The stream is not RESP (or over a limit): `error` says why; the connection must close. */
+export const READ_MALFORMED = 2;
+/** Internal: an empty request was skipped. */
+const READ_EMPTY = 3;
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SPACE = 0x20;
+const TAB = 0x09;
+const STAR = 0x2a;
+const DOLLAR = 0x24;
+const MINUS = 0x2d;
+const ZERO = 0x30;
+const NINE = 0x39;
+
+/** {@link RespReader.number} results that are not a number (below any number of MAX_DIGITS digits). */
+const NUMBER_INCOMPLETE = -1e16;
+const NUMBER_MALFORMED = -2e16;
+
+export class RespReader {
+  /** Arguments of the last request read: `[starts[i], ends[i])` for `i < argc`. */
+  argc = 0;
+  readonly starts: number[] = [];
+  readonly ends: number[] = [];
+  /** Where unread input starts after the last call. */
+  next_start = 0;
+  /** Why the stream was refused ({@link READ_MALFORMED}). */
+  error = "";
+  /** Position after the line of the last {@link number}. */
+  private cursor = 0;
+
+  constructor(private readonly max_request_bytes: number) {
+    if (!Number.isSafeInteger(max_request_bytes) || max_request_bytes < 16) {
+      throw new Error(`RespReader: max_request_bytes ${max_request_bytes} is not an integer ≥ 16`);
+    }
+  }
+
+  /** Reads the next request in `bytes[start, end)`: READ_REQUEST, READ_INCOMPLETE or READ_MALFORMED. */
+  read(bytes: Uint8Array, start: number, end: number): number {
+    if (start < 0 || end > bytes.length || start > end) {
+      throw new Error(`RespReader.read: range [${start}, ${end}) outside ${bytes.length} bytes`);
+    }
+    this.next_start = start;
+    while (this.next_start < end) {
+      const pos = this.next_start;
+      const status = bytes[pos] === STAR ? this.multibulk(bytes, pos, end) : this.inline(bytes, pos, end);
+      if (status !== READ_EMPTY) return status;
+    }
+    return READ_INCOMPLETE;
+  }
+
+  private multibulk(bytes: Uint8Array, start: number, end: number): number {
+    const count = this.number(bytes, start + 1, end);
+    if (count === NUMBER_INCOMPLETE) return READ_INCOMPLETE;
+    if (count === NUMBER_MALFORMED || count > RESP_MAX_ARGUMENTS)
+      return this.fail("invalid multibulk length");
+    let pos = this.cursor;
+    if (count <= 0) {
+      this.next_start = pos;
+      return READ_EMPTY;
+    }
+    this.argc = 0;
+    for (let i = 0; i < count; i++) {
+      if (pos >= end) return READ_INCOMPLETE;
+      if (bytes[pos] !== DOLLAR) return this.fail(`expected '$', got '${printable(bytes[pos]!)}'`);
+      const length = this.number(bytes, pos + 1, end);
+      if (length === NUMBER_INCOMPLETE) return READ_INCOMPLETE;
+      if (length < 0) return this.fail("invalid bulk length");
+      const payload = this.cursor;
+      const after = payload + length + 2;
+      if (after - start > this.max_request_bytes) {
+        return this.fail(`request over the limit of ${this.max_request_bytes} bytes (--max-frame-bytes)`);
+      }
+      if (after > end) return READ_INCOMPLETE;
+      if (bytes[after - 2] !== CR || bytes[after - 1] !== LF) {
+        return this.fail("expected CRLF after a bulk string");
+      }
+      this.push(payload, payload + length);
+      pos = after;
+    }
+    this.next_start = pos;
+    return READ_REQUEST;
+  }
+
+  private inline(bytes: Uint8Array, start: number, end: number): number {
+    const window_end = Math.min(end, start + RESP_MAX_INLINE_BYTES);
+    const found = bytes.subarray(start, window_end).indexOf(LF);
+    if (found < 0) {
+      return window_end - start >= RESP_MAX_INLINE_BYTES
+        ? this.fail("too big inline request")
+        : READ_INCOMPLETE;
+    }
+    const newline = start + found;
+    let line_end = newline;
+    if (line_end > start && bytes[line_end - 1] === CR) line_end--;
+    this.argc = 0;
+    let pos = start;
+    while (pos < line_end) {
+      while (pos < line_end && isBlank(bytes[pos]!)) pos++;
+      const word = pos;
+      while (pos < line_end && !isBlank(bytes[pos]!)) pos++;
+      if (pos > word) this.push(word, pos);
+    }
+    this.next_start = newline + 1;
+    return this.argc === 0 ? READ_EMPTY : READ_REQUEST;
+  }
+
+  /**
+   * The number on the line at `pos` (an optional `-`, then digits, then `\r\n`); sets `cursor` after
+   * the line. NUMBER_INCOMPLETE if the line is not all there yet, NUMBER_MALFORMED if it is not one.
+   */
+  private number(bytes: Uint8Array, pos: number, end: number): number {
+    let i = pos;
+    const negative = i < end && bytes[i] === MINUS;
+    if (negative) i++;
+    let value = 0;
+    const digits_start = i;
+    while (i < end && bytes[i]! >= ZERO && bytes[i]! <= NINE) {
+      if (i - digits_start >= MAX_DIGITS) return NUMBER_MALFORMED;
+      value = value * 10 + (bytes[i]! - ZERO);
+      i++;
+    }
+    if (i >= end) return NUMBER_INCOMPLETE;
+    if (bytes[i] !== CR || i === digits_start) return NUMBER_MALFORMED;
+    if (i + 1 >= end) return NUMBER_INCOMPLETE;
+    if (bytes[i + 1] !== LF) return NUMBER_MALFORMED;
+    this.cursor = i + 2;
+    return negative ? -value : value;
+  }
+
+  private push(start: number, end: number): void {
+    this.starts[this.argc] = start;
+    this.ends[this.argc] = end;
+    this.argc++;
+  }
+
+  private fail(reason: string): number {
+    this.error = reason;
+    return READ_MALFORMED;
+  }
+}
+
+function isBlank(b: number): boolean {
+  return b === SPACE || b === TAB;
+}
+
+/** A byte as Redis shows it in protocol errors: itself if printable, else `\xNN`. */
+function printable(b: number): string {
+  return b >= 0x21 && b <= 0x7e ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`;
+}

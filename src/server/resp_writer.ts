@@ -1,0 +1,178 @@
+/**
+ * Appends RESP2 replies to one growable buffer (a connection's output): simple strings, errors,
+ * integers, bulk strings, nil, arrays. Numbers are written as ASCII digits directly, without strings.
+ * Also how failures read in RESP: {@link RespError} (its own code) and {@link respErrorText}.
+ *
+ * @example
+ * const w = new RespWriter(1024);
+ * w.arrayHeader(2); w.bulk(value); w.nil();
+ * socket.write(w.take());
+ */
+
+import { Buffer } from "node:buffer";
+import { CODE_AUTH_REQUIRED, CODE_UNAVAILABLE, classify } from "./ops.ts";
+import { COPY_LOOP_MAX_BYTES } from "./resp_values.ts";
+
+const CR = 0x0d;
+const LF = 0x0a;
+const ZERO = 0x30;
+const encoder = new TextEncoder();
+
+export class RespWriter {
+  private buffer: Uint8Array;
+  length = 0;
+
+  constructor(initial_bytes: number) {
+    if (!Number.isSafeInteger(initial_bytes) || initial_bytes < 1) {
+      throw new Error(`RespWriter: initial_bytes ${initial_bytes} is not a positive integer`);
+    }
+    this.buffer = new Uint8Array(initial_bytes);
+  }
+
+  /** The bytes written so far, as a copy, and resets to empty. */
+  take(): Uint8Array {
+    // A Buffer: node:net would otherwise wrap a plain Uint8Array in one on every write.
+    const out = Buffer.allocUnsafe(this.length);
+    out.set(this.buffer.subarray(0, this.length));
+    this.length = 0;
+    return out;
+  }
+
+  /** Drops everything written after `length` (a failed command's partial reply). */
+  truncate(length: number): void {
+    this.length = Math.min(this.length, length);
+  }
+
+  /** Appends bytes that already are RESP (a constant reply). */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buffer.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+
+  /** `+text\r\n`; `text` is ASCII without CR or LF. */
+  simple(text: string): void {
+    this.byte(0x2b);
+    this.ascii(text);
+    this.crlf();
+  }
+
+  /** `-text\r\n`: `text` starts with the error code (`ERR`, `WRONGTYPE`…); CR and LF become spaces. */
+  error(text: string): void {
+    this.byte(0x2d);
+    this.raw(encoder.encode(text.replace(/[\r\n]/g, " ")));
+    this.crlf();
+  }
+
+  /** `:n\r\n` for a safe integer. */
+  integer(n: number): void {
+    if (!Number.isSafeInteger(n)) throw new Error(`RespWriter.integer: ${n} is not a safe integer`);
+    this.byte(0x3a);
+    if (n < 0) this.byte(0x2d);
+    this.decimal(Math.abs(n));
+    this.crlf();
+  }
+
+  /** `$len\r\n` + `bytes[start, end)` + `\r\n`. */
+  bulk(bytes: Uint8Array, start = 0, end = bytes.length): void {
+    const n = end - start;
+    this.ensure(n + 16);
+    this.buffer[this.length++] = 0x24;
+    this.decimal(n);
+    this.crlf();
+    const buffer = this.buffer;
+    const at = this.length;
+    // A loop of its own for short payloads: `subarray` on a value fresh from the engine costs ≈ 0.4 µs,
+    // and a loop shared with other array kinds (engine/bytes.ts) is compiled for all of them.
+    if (n <= COPY_LOOP_MAX_BYTES) for (let i = 0; i < n; i++) buffer[at + i] = bytes[start + i]!;
+    else buffer.set(bytes.subarray(start, end), at);
+    this.length += n;
+    this.crlf();
+  }
+
+  /** A bulk string of `text`'s UTF-8 bytes. */
+  bulkString(text: string): void {
+    this.bulk(encoder.encode(text));
+  }
+
+  /** The nil bulk string `$-1\r\n`. */
+  nil(): void {
+    this.raw(NIL);
+  }
+
+  /** `*n\r\n`: n elements follow. */
+  arrayHeader(n: number): void {
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`RespWriter.arrayHeader: bad count ${n}`);
+    this.byte(0x2a);
+    this.decimal(n);
+    this.crlf();
+  }
+
+  /** The nil array `*-1\r\n`. */
+  arrayHeaderNil(): void {
+    this.raw(NIL_ARRAY);
+  }
+
+  /** A non-negative safe integer in decimal. */
+  private decimal(n: number): void {
+    let digits = 1;
+    for (let p = 10; p <= n; p *= 10) digits++;
+    this.ensure(digits);
+    let i = this.length + digits;
+    do {
+      this.buffer[--i] = ZERO + (n % 10);
+      n = Math.floor(n / 10);
+    } while (n > 0);
+    this.length += digits;
+  }
+
+  private ascii(text: string): void {
+    this.ensure(text.length);
+    for (let i = 0; i < text.length; i++) this.buffer[this.length++] = text.charCodeAt(i) & 0x7f;
+  }
+
+  private crlf(): void {
+    this.ensure(2);
+    this.buffer[this.length++] = CR;
+    this.buffer[this.length++] = LF;
+  }
+
+  private byte(b: number): void {
+    this.ensure(1);
+    this.buffer[this.length++] = b;
+  }
+
+  private ensure(n: number): void {
+    if (this.length + n <= this.buffer.length) return;
+    const bigger = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n));
+    bigger.set(this.buffer.subarray(0, this.length));
+    this.buffer = bigger;
+  }
+}
+
+const NIL = encoder.encode("$-1\r\n");
+const NIL_ARRAY = encoder.encode("*-1\r\n");
+
+/** A constant reply, encoded once: `+OK\r\n`. */
+export const REPLY_OK = encoder.encode("+OK\r\n");
+
+/** The encoded bytes of one reply written by `write` (for replies of pending writes and finals). */
+export function replyBytes(write: (w: RespWriter) => void): Uint8Array {
+  const w = new RespWriter(64);
+  write(w);
+  return w.take();
+}
+
+/** A failure answered with `-<message>`; the message starts with its error code (WRONGTYPE…). */
+export class RespError extends Error {}
+
+/**
+ * The `-...` text of any failure: a RespError as it is; an ops.ts failure by its code (NOAUTH for
+ * auth required, UNAVAILABLE for unavailable, ERR otherwise) and message.
+ */
+export function respErrorText(error: unknown): string {
+  if (error instanceof RespError) return error.message;
+  const [code, message] = classify(error);
+  if (code === CODE_AUTH_REQUIRED) return "NOAUTH Authentication required.";
+  return `${code === CODE_UNAVAILABLE ? "UNAVAILABLE" : "ERR"} ${message}`;
+}
