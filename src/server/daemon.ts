@@ -76,16 +76,15 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
     throw new InvalidError(started.error);
   }
   const workers = started.workers;
-  let terminating = false;
   const where =
     options.inherited_fd === undefined ? config.socket_path : `inherited fd ${options.inherited_fd}`;
   const resp = config.resp;
   const resp_where =
     resp === undefined ? "" : `, RESP on ${"path" in resp ? resp.path : `${resp.host}:${started.resp_port}`}`;
   const line = `walkv ready: listening on ${where}${resp_where} (${config.workers} workers, fsync ${config.engine.fsync}, data ${config.engine.data_dir})`;
-  log(line);
-  options.onReady?.(line);
-  return await new Promise<number>((resolve) => {
+  // Signal handlers before the ready line: whoever waits for it may send SIGTERM at once.
+  const exited = new Promise<number>((resolve) => {
+    let terminating = false;
     const stop = async (signal: string) => {
       if (terminating) return;
       terminating = true;
@@ -98,6 +97,9 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
   });
+  log(line);
+  options.onReady?.(line);
+  return await exited;
 }
 
 async function shutdown(

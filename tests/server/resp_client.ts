@@ -1,0 +1,219 @@
+/**
+ * Test helpers for the RESP listener: a deliberately raw RESP2 client (independent of the server's
+ * reader and writer) that sends arbitrary bytes and parses replies in order, and a runner for the
+ * real `redis-cli`. Tests fail loudly when redis-cli or redis-benchmark is missing.
+ *
+ * @example
+ * const c = await RespClient.connect({ path: socket_path });
+ * expect(await c.call("SET", "k", "v")).toBe("OK");
+ * expect(text(await c.call("GET", "k"))).toBe("v");
+ * const { stdout } = await redisCli(["-s", socket_path, "--no-raw", "PING"]); // "PONG\n"
+ */
+import * as net from "node:net";
+
+/** An error reply `-CODE message`. */
+export class ErrorReply {
+  constructor(readonly message: string) {}
+}
+
+/** A decoded reply: simple string, error, integer, bulk (null for nil), array (null for nil). */
+export type Reply = string | ErrorReply | number | Uint8Array | null | Reply[];
+
+/** Upper bound on how long one reply is awaited before the test fails instead of hanging. */
+const READ_TIMEOUT_MS = 20_000;
+const encoder = new TextEncoder();
+
+type Waiter = { resolve: (reply: Reply) => void; reject: (error: Error) => void };
+
+export class RespClient {
+  private buffered: Uint8Array = new Uint8Array(0);
+  private readonly replies: Reply[] = [];
+  private readonly waiters: Waiter[] = [];
+  private ended = false;
+  /** Resolves once the server closed the connection (or it failed). */
+  readonly closed: Promise<void>;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on("data", (chunk: Uint8Array) => this.receive(chunk));
+    socket.on("error", () => {});
+    this.closed = new Promise((resolve) =>
+      socket.on("close", () => {
+        this.ended = true;
+        for (const w of this.waiters.splice(0)) w.reject(new Error("connection closed"));
+        resolve();
+      }),
+    );
+  }
+
+  /** Connects to a Unix socket `path` or to `host:port`. */
+  static connect(to: { path: string } | { host: string; port: number }): Promise<RespClient> {
+    return new Promise((resolve, reject) => {
+      const socket = "path" in to ? net.createConnection(to.path) : net.createConnection(to.port, to.host);
+      socket.once("error", reject);
+      socket.once("connect", () => {
+        socket.off("error", reject);
+        resolve(new RespClient(socket));
+      });
+    });
+  }
+
+  /** Writes raw bytes (or text). */
+  sendRaw(bytes: Uint8Array | string): void {
+    this.socket.write(typeof bytes === "string" ? encoder.encode(bytes) : bytes);
+  }
+
+  /** Sends one command as a multibulk and resolves with its reply. */
+  async call(...args: Array<string | Uint8Array>): Promise<Reply> {
+    this.sendRaw(command(...args));
+    return await this.next();
+  }
+
+  /** The next reply. Rejects if the connection closes first. */
+  next(): Promise<Reply> {
+    if (this.replies.length > 0) return Promise.resolve(this.replies.shift()!);
+    if (this.ended) return Promise.reject(new Error("connection closed"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no reply in time")), READ_TIMEOUT_MS);
+      this.waiters.push({
+        resolve: (reply) => {
+          clearTimeout(timer);
+          resolve(reply);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+    });
+  }
+
+  /** Every reply until the server closes the connection. */
+  async rest(): Promise<Reply[]> {
+    await this.closed;
+    return this.replies.splice(0);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private receive(chunk: Uint8Array): void {
+    const bytes = new Uint8Array(this.buffered.length + chunk.length);
+    bytes.set(this.buffered);
+    bytes.set(chunk, this.buffered.length);
+    let pos = 0;
+    for (;;) {
+      const parsed = parseReply(bytes, pos);
+      if (parsed === undefined) break;
+      pos = parsed.end;
+      const waiter = this.waiters.shift();
+      if (waiter === undefined) this.replies.push(parsed.reply);
+      else waiter.resolve(parsed.reply);
+    }
+    this.buffered = bytes.slice(pos);
+  }
+}
+
+/** One command as a RESP multibulk. */
+export function command(...args: Array<string | Uint8Array>): Uint8Array {
+  const parts: Uint8Array[] = [encoder.encode(`*${args.length}\r\n`)];
+  for (const arg of args) {
+    const bytes = typeof arg === "string" ? encoder.encode(arg) : arg;
+    parts.push(encoder.encode(`$${bytes.length}\r\n`), bytes, encoder.encode("\r\n"));
+  }
+  return concatBytes(parts);
+}
+
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A bulk reply as text (UTF-8). */
+export function text(reply: Reply): string {
+  if (!(reply instanceof Uint8Array)) throw new Error(`not a bulk string: ${JSON.stringify(reply)}`);
+  return new TextDecoder().decode(reply);
+}
+
+/** Parses one reply at `pos`; undefined if incomplete. */
+function parseReply(bytes: Uint8Array, pos: number): { reply: Reply; end: number } | undefined {
+  const line_end = lineEnd(bytes, pos);
+  if (line_end < 0) return undefined;
+  const line = new TextDecoder().decode(bytes.subarray(pos + 1, line_end));
+  const after = line_end + 2;
+  switch (bytes[pos]) {
+    case 0x2b: // +
+      return { reply: line, end: after };
+    case 0x2d: // -
+      return { reply: new ErrorReply(line), end: after };
+    case 0x3a: // :
+      return { reply: Number(line), end: after };
+    case 0x24: {
+      // $
+      const n = Number(line);
+      if (n < 0) return { reply: null, end: after };
+      if (bytes.length < after + n + 2) return undefined;
+      return { reply: bytes.slice(after, after + n), end: after + n + 2 };
+    }
+    case 0x2a: {
+      // *
+      const n = Number(line);
+      if (n < 0) return { reply: null, end: after };
+      const items: Reply[] = [];
+      let at = after;
+      for (let i = 0; i < n; i++) {
+        const item = parseReply(bytes, at);
+        if (item === undefined) return undefined;
+        items.push(item.reply);
+        at = item.end;
+      }
+      return { reply: items, end: at };
+    }
+    default:
+      throw new Error(`not a RESP reply: byte ${bytes[pos]} at ${pos}`);
+  }
+}
+
+function lineEnd(bytes: Uint8Array, pos: number): number {
+  for (let i = pos; i + 1 < bytes.length; i++) if (bytes[i] === 0x0d && bytes[i + 1] === 0x0a) return i;
+  return -1;
+}
+
+/** The path of `name`, or an error saying it must be installed (the tests never skip). */
+export function requireTool(name: "redis-cli" | "redis-benchmark"): string {
+  const path = Bun.which(name);
+  if (path === null) {
+    throw new Error(
+      `${name} is not installed: the RESP tests drive walkv with it (apt-get install redis-tools)`,
+    );
+  }
+  return path;
+}
+
+/** Runs redis-cli with `args` (and `stdin`, for -x); resolves with its output and exit code. */
+export async function redisCli(
+  args: readonly string[],
+  stdin?: Uint8Array,
+): Promise<{ stdout: string; bytes: Uint8Array; stderr: string; code: number }> {
+  const proc = Bun.spawn([requireTool("redis-cli"), ...args], {
+    stdin: stdin === undefined ? "ignore" : "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (stdin !== undefined) {
+    const sink = proc.stdin as import("bun").FileSink;
+    sink.write(stdin);
+    await sink.end();
+  }
+  const [bytes, stderr, code] = await Promise.all([
+    new Response(proc.stdout).bytes(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { stdout: new TextDecoder().decode(bytes), bytes, stderr, code };
+}
