@@ -84,11 +84,16 @@ export function recordOp(ctx: WorkerContext, op_index: number, started_ms: numbe
 
 /** `key` if it is within `--max-key-bytes`; else RequestError(CODE_TOO_LARGE). */
 export function checkKey(ctx: WorkerContext, key: Uint8Array): Uint8Array {
-  const limit = ctx.config.engine.max_key_bytes;
-  if (key.length > limit) {
-    throw new RequestError(CODE_TOO_LARGE, `key of ${key.length} bytes is over the limit of ${limit}`);
-  }
+  checkKeySize(ctx, key.length);
   return key;
+}
+
+/** Throws RequestError(CODE_TOO_LARGE) if a key of `size_bytes` is over `--max-key-bytes`. */
+export function checkKeySize(ctx: WorkerContext, size_bytes: number): void {
+  const limit = ctx.config.engine.max_key_bytes;
+  if (size_bytes > limit) {
+    throw new RequestError(CODE_TOO_LARGE, `key of ${size_bytes} bytes is over the limit of ${limit}`);
+  }
 }
 
 /** `value` (stored bytes) if it is within `--max-value-bytes`; else RequestError(CODE_TOO_LARGE). */

@@ -16,6 +16,7 @@ import { VERSION } from "../cli/version.ts";
 import {
   authenticate,
   checkKey,
+  checkKeySize,
   checkValueSize,
   deleteKeys,
   opIndex,
@@ -110,7 +111,7 @@ function distinct(keys: Uint8Array[]): Uint8Array[] {
 }
 
 function exists(s: RespSession, request: RespRequest, out: RespWriter): undefined {
-  for (let i = 0; i < request.count; i++) checkKey(s.ctx, scratchKey(request, i));
+  for (let i = 0; i < request.count; i++) checkKeySize(s.ctx, request.length(i));
   let count = 0;
   for (let i = 0; i < request.count; i++) if (s.ctx.engine.exists(scratchKey(request, i))) count++;
   out.integer(count);

@@ -22,6 +22,8 @@
 export const RESP_MAX_ARGUMENTS = 1024 * 1024;
 /** Longest inline command line, `\r\n` included (Redis's limit too). */
 export const RESP_MAX_INLINE_BYTES = 64 * 1024;
+/** Argument offsets kept between requests; a larger request's are dropped after it. */
+const KEEP_ARGUMENT_SLOTS = 1024;
 /** Most digits of a `*<count>` or `$<length>` (more can never be a valid size). */
 const MAX_DIGITS = 15;
 
@@ -72,6 +74,11 @@ export class RespReader {
       throw new Error(`RespReader.read: range [${start}, ${end}) outside ${bytes.length} bytes`);
     }
     this.next_start = start;
+    if (this.starts.length > KEEP_ARGUMENT_SLOTS) {
+      // A huge request is over: do not keep its offsets for the rest of the connection's life.
+      this.starts.length = 0;
+      this.ends.length = 0;
+    }
     while (this.next_start < end) {
       const pos = this.next_start;
       const status = bytes[pos] === STAR ? this.multibulk(bytes, pos, end) : this.inline(bytes, pos, end);

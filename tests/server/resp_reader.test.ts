@@ -157,6 +157,17 @@ describe("RespReader", () => {
     }
   });
 
+  test("a request of many arguments does not keep its offsets for the next ones", () => {
+    const reader = new RespReader(1024 * 1024);
+    const many = command(...Array.from({ length: 5000 }, () => ""));
+    expect(reader.read(many, 0, many.length)).toBe(READ_REQUEST);
+    expect(reader.argc).toBe(5000);
+    const ping = command("PING");
+    expect(reader.read(ping, 0, ping.length)).toBe(READ_REQUEST);
+    expect(reader.starts.length).toBe(1);
+    expect(args(reader, ping)).toEqual(["PING"]);
+  });
+
   test("reads only inside [start, end) of a larger buffer", () => {
     const bytes = encoder.encode("garbage*1\r\n$4\r\nPING\r\ngarbage");
     const reader = new RespReader(MAX_REQUEST_BYTES);
