@@ -1,7 +1,8 @@
 /**
  * Soak test (`make soak`, not in CI): one daemon under a steady mixed load with periodic checkpoints
- * for `--minutes` (default 10). Every `--sample-s` seconds it records the daemon's RSS, open file
- * descriptors, WAL and data.db size, ops/s and client-side latency p50/p99, prints a table, and at
+ * for `--minutes` (default 10). Every `--sample-s` seconds it records the daemon's RSS, the arena's
+ * reserved and live bytes (`stats`), open file descriptors, WAL and data.db size, ops/s and
+ * client-side latency p50/p99, prints a table, and at
  * the end checks that resource use is flat: after the first third (warm-up), RSS grows less than
  * 20 %, open fds stay within ±16, the WAL stays under 2 × (checkpoint threshold + segment), and p99 latency
  * does not more than double. Exits 1 with the reason if anything trends.
@@ -9,6 +10,7 @@
  * @example
  * node_modules/.bin/bun scripts/soak.ts --minutes 10
  * node_modules/.bin/bun scripts/soak.ts --minutes 1 --sample-s 5   # a quick look
+ * node_modules/.bin/bun scripts/soak.ts --minutes 4 --checkpoint-interval-s 0 --checkpoint-wal-mb 100000  # no checkpoints
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -24,17 +26,21 @@ const { values } = parseArgs({
     fsync: { type: "string", default: "everysec" },
     clients: { type: "string", default: "8" },
     keys: { type: "string", default: "50000" },
+    "checkpoint-interval-s": { type: "string", default: "30" },
+    "checkpoint-wal-mb": { type: "string", default: "16" },
   },
 });
 const duration_ms = Number(values.minutes) * 60_000;
 const sample_ms = Number(values["sample-s"]) * 1000;
 const KEYS = Number(values.keys);
-const CHECKPOINT_WAL_MB = 16;
+const CHECKPOINT_WAL_MB = Number(values["checkpoint-wal-mb"]);
 const SEGMENT_MIB = 16;
 
 interface Sample {
   t_s: number;
   rss_mib: number;
+  arena_reserved_mib: number;
+  arena_live_mib: number;
   fds: number;
   wal_mib: number;
   data_db_mib: number;
@@ -53,7 +59,7 @@ const daemon = await DaemonProcess.start([
   "--fsync",
   values.fsync!,
   "--checkpoint-interval",
-  "30",
+  values["checkpoint-interval-s"]!,
   "--checkpoint-wal-mb",
   String(CHECKPOINT_WAL_MB),
   "--wal-segment-bytes",
@@ -97,10 +103,10 @@ const samples: Sample[] = [];
 const started = performance.now();
 while (performance.now() - started < duration_ms) {
   await Bun.sleep(sample_ms); // the sampling period itself, not a synchronisation
-  samples.push(sample((performance.now() - started) / 1000));
+  samples.push(await sample((performance.now() - started) / 1000));
   const s = samples[samples.length - 1]!;
   console.error(
-    `t=${s.t_s.toFixed(0)}s rss=${s.rss_mib.toFixed(0)}MiB fds=${s.fds} wal=${s.wal_mib.toFixed(1)}MiB ` +
+    `t=${s.t_s.toFixed(0)}s rss=${s.rss_mib.toFixed(0)}MiB arena=${s.arena_reserved_mib.toFixed(0)}/${s.arena_live_mib.toFixed(0)}MiB fds=${s.fds} wal=${s.wal_mib.toFixed(1)}MiB ` +
       `data.db=${s.data_db_mib.toFixed(1)}MiB ${s.ops_per_s.toFixed(0)} ops/s p50=${s.p50_ms.toFixed(2)} p99=${s.p99_ms.toFixed(2)}ms`,
   );
 }
@@ -109,11 +115,13 @@ await Promise.all(lanes);
 await Promise.all(clients.map((c) => c.close()));
 const exit = await daemon.stop();
 
-console.log("\n| t (s) | RSS (MiB) | open fds | WAL (MiB) | data.db (MiB) | ops/s | p50 (ms) | p99 (ms) |");
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log(
+  "\n| t (s) | RSS (MiB) | arena reserved / live (MiB) | open fds | WAL (MiB) | data.db (MiB) | ops/s | p50 (ms) | p99 (ms) |",
+);
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const s of samples) {
   console.log(
-    `| ${s.t_s.toFixed(0)} | ${s.rss_mib.toFixed(0)} | ${s.fds} | ${s.wal_mib.toFixed(1)} | ${s.data_db_mib.toFixed(1)} | ` +
+    `| ${s.t_s.toFixed(0)} | ${s.rss_mib.toFixed(0)} | ${s.arena_reserved_mib.toFixed(0)} / ${s.arena_live_mib.toFixed(0)} | ${s.fds} | ${s.wal_mib.toFixed(1)} | ${s.data_db_mib.toFixed(1)} | ` +
       `${s.ops_per_s.toFixed(0)} | ${s.p50_ms.toFixed(2)} | ${s.p99_ms.toFixed(2)} |`,
   );
 }
@@ -123,7 +131,8 @@ fs.rmSync(dir, { recursive: true, force: true });
 console.log(problems.length === 0 ? "\nflat: no resource trends" : `\nNOT FLAT:\n- ${problems.join("\n- ")}`);
 process.exit(problems.length === 0 ? 0 : 1);
 
-function sample(t_s: number): Sample {
+async function sample(t_s: number): Promise<Sample> {
+  const memory = ((await clients[0]!.stats()) as { memory: Record<string, number> }).memory;
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
   const rss_kib = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
   const wal_bytes = fs
@@ -134,6 +143,8 @@ function sample(t_s: number): Sample {
   const result = {
     t_s,
     rss_mib: rss_kib / 1024,
+    arena_reserved_mib: memory.arena_reserved_bytes! / 2 ** 20,
+    arena_live_mib: memory.arena_live_bytes! / 2 ** 20,
     fds: fs.readdirSync(`/proc/${pid}/fd`).length,
     wal_mib: wal_bytes / 2 ** 20,
     data_db_mib: data_db / 2 ** 20,
@@ -155,6 +166,8 @@ function flatness(all: Sample[]): string[] {
   const max = (xs: Sample[], f: (s: Sample) => number) => Math.max(...xs.map(f));
   const problems: string[] = [];
   if (max(last, (s) => s.rss_mib) > 1.2 * max(middle, (s) => s.rss_mib)) problems.push("RSS grows");
+  if (max(last, (s) => s.arena_reserved_mib) > max(middle, (s) => s.arena_reserved_mib))
+    problems.push("the arena grows");
   if (Math.abs(max(last, (s) => s.fds) - max(middle, (s) => s.fds)) > 16) problems.push("open fds change");
   if (max(all, (s) => s.wal_mib) > 2 * (CHECKPOINT_WAL_MB + SEGMENT_MIB))
     problems.push("the WAL is not bounded by checkpoints");

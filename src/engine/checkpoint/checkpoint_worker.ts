@@ -2,11 +2,13 @@
  * Worker entry point of the checkpointer. Receives `{ shared }`, answers `{ ready: true }`, then runs
  * a checkpoint whenever one is requested (the `checkpoint` op, the WAL writer past
  * `checkpoint_wal_bytes`) or `checkpoint_interval_ms` has passed. When the host raises the stop flag
- * it writes a final checkpoint and answers `{ exited: true }`.
+ * it writes a final checkpoint and answers `{ exited: true }`. The loop never returns to the event
+ * loop, so each checkpoint ends with a full garbage collection (gc_pacer.ts explains why).
  */
 import { Arena } from "../arena.ts";
 import { EngineControl } from "../control.ts";
 import type { EngineShared } from "../engine.ts";
+import { collectGarbage } from "../gc_pacer.ts";
 import { makeDurable } from "../host.ts";
 import { RealIo } from "../io/real_io.ts";
 import { Table } from "../table.ts";
@@ -38,17 +40,22 @@ self.onmessage = (event: MessageEvent) => {
       log(`checkpoint failed: ${error instanceof Error ? error.message : String(error)}`);
       control.publishCheckpoint(undefined);
     }
+    collectGarbage();
   };
   self.postMessage({ ready: true });
   let last_ms = Date.now();
+  // The request sequence already served: a request made while a checkpoint runs is not lost, it
+  // starts the next one at once.
+  let served_seq = wal.checkpointSeq();
   while (!control.stopRequested()) {
-    const seq = wal.checkpointSeq();
     const interval_ms = config.checkpoint_interval_ms;
     const due_in_ms = interval_ms === 0 ? POLL_MS : Math.max(0, last_ms + interval_ms - Date.now());
-    wal.waitCheckpointRequest(seq, Math.min(POLL_MS, due_in_ms));
+    wal.waitCheckpointRequest(served_seq, Math.min(POLL_MS, due_in_ms));
     if (control.stopRequested()) break;
+    const seq = wal.checkpointSeq();
     const timer_due = interval_ms > 0 && Date.now() - last_ms >= interval_ms;
-    if (wal.checkpointSeq() === seq && !timer_due) continue;
+    if (seq === served_seq && !timer_due) continue;
+    served_seq = seq;
     runOnce();
     last_ms = Date.now();
   }
