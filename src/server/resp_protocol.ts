@@ -19,6 +19,7 @@ import { RespRequest } from "./resp_request.ts";
 import { REPLY_OK, RespError, RespWriter, replyBytes, respErrorText } from "./resp_writer.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
+const MIN_SLAB_BYTES = 4096;
 /** Connections started by this worker: HELLO's `id`. */
 let connections_started = 0;
 
@@ -86,8 +87,9 @@ export class RespProtocol implements Protocol<RespRequest> {
     }
   }
 
+  /** Its buffers are slabs handed out by views (see RespWriter): small ones would be replaced often. */
   writer(initial_bytes: number): RespWriter {
-    return new RespWriter(initial_bytes);
+    return new RespWriter(Math.max(initial_bytes, MIN_SLAB_BYTES));
   }
 
   /** The request's command if it is known, has the right arity and may run now; else throws. */

@@ -1,6 +1,6 @@
 /**
- * Appends RESP2 replies to one growable buffer (a connection's output): simple strings, errors,
- * integers, bulk strings, nil, arrays. Numbers are written as ASCII digits directly, without strings.
+ * Appends RESP2 replies to a connection's output buffer: simple strings, errors, integers, bulk
+ * strings, nil, arrays. Numbers are written as ASCII digits directly, without strings.
  * Also how failures read in RESP: {@link RespError} (its own code) and {@link respErrorText}.
  *
  * @example
@@ -19,35 +19,44 @@ const ZERO = 0x30;
 const encoder = new TextEncoder();
 
 export class RespWriter {
+  /**
+   * A Buffer (node:net would wrap a plain Uint8Array in one on every write). Replies are appended at
+   * `end`; `take` hands out `[start, end)` as a view and moves `start` on: bytes handed out are never
+   * written again, and a full buffer is replaced by a new one, not reused.
+   */
   private buffer: Uint8Array;
-  length = 0;
+  private start = 0;
+  private end = 0;
 
-  constructor(initial_bytes: number) {
-    if (!Number.isSafeInteger(initial_bytes) || initial_bytes < 1) {
-      throw new Error(`RespWriter: initial_bytes ${initial_bytes} is not a positive integer`);
+  constructor(private readonly slab_bytes: number) {
+    if (!Number.isSafeInteger(slab_bytes) || slab_bytes < 1) {
+      throw new Error(`RespWriter: slab_bytes ${slab_bytes} is not a positive integer`);
     }
-    this.buffer = new Uint8Array(initial_bytes);
+    this.buffer = Buffer.allocUnsafeSlow(slab_bytes);
   }
 
-  /** The bytes written so far, as a copy, and resets to empty. */
+  /** Bytes written since the last {@link take}. */
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  /** The bytes written since the last take (a view, never overwritten), and resets to empty. */
   take(): Uint8Array {
-    // A Buffer: node:net would otherwise wrap a plain Uint8Array in one on every write.
-    const out = Buffer.allocUnsafe(this.length);
-    out.set(this.buffer.subarray(0, this.length));
-    this.length = 0;
+    const out = this.buffer.subarray(this.start, this.end);
+    this.start = this.end;
     return out;
   }
 
-  /** Drops everything written after `length` (a failed command's partial reply). */
+  /** Drops everything written after the first `length` bytes since the last take (a failed reply). */
   truncate(length: number): void {
-    this.length = Math.min(this.length, length);
+    this.end = Math.min(this.end, this.start + length);
   }
 
   /** Appends bytes that already are RESP (a constant reply). */
   raw(bytes: Uint8Array): void {
     this.ensure(bytes.length);
-    this.buffer.set(bytes, this.length);
-    this.length += bytes.length;
+    this.buffer.set(bytes, this.end);
+    this.end += bytes.length;
   }
 
   /** `+text\r\n`; `text` is ASCII without CR or LF. */
@@ -77,16 +86,16 @@ export class RespWriter {
   bulk(bytes: Uint8Array, start = 0, end = bytes.length): void {
     const n = end - start;
     this.ensure(n + 16);
-    this.buffer[this.length++] = 0x24;
+    this.buffer[this.end++] = 0x24;
     this.decimal(n);
     this.crlf();
     const buffer = this.buffer;
-    const at = this.length;
+    const at = this.end;
     // A loop of its own for short payloads: `subarray` on a value fresh from the engine costs ≈ 0.4 µs,
     // and a loop shared with other array kinds (engine/bytes.ts) is compiled for all of them.
     if (n <= COPY_LOOP_MAX_BYTES) for (let i = 0; i < n; i++) buffer[at + i] = bytes[start + i]!;
     else buffer.set(bytes.subarray(start, end), at);
-    this.length += n;
+    this.end += n;
     this.crlf();
   }
 
@@ -118,35 +127,38 @@ export class RespWriter {
     let digits = 1;
     for (let p = 10; p <= n; p *= 10) digits++;
     this.ensure(digits);
-    let i = this.length + digits;
+    let i = this.end + digits;
     do {
       this.buffer[--i] = ZERO + (n % 10);
       n = Math.floor(n / 10);
     } while (n > 0);
-    this.length += digits;
+    this.end += digits;
   }
 
   private ascii(text: string): void {
     this.ensure(text.length);
-    for (let i = 0; i < text.length; i++) this.buffer[this.length++] = text.charCodeAt(i) & 0x7f;
+    for (let i = 0; i < text.length; i++) this.buffer[this.end++] = text.charCodeAt(i) & 0x7f;
   }
 
   private crlf(): void {
     this.ensure(2);
-    this.buffer[this.length++] = CR;
-    this.buffer[this.length++] = LF;
+    this.buffer[this.end++] = CR;
+    this.buffer[this.end++] = LF;
   }
 
   private byte(b: number): void {
     this.ensure(1);
-    this.buffer[this.length++] = b;
+    this.buffer[this.end++] = b;
   }
 
   private ensure(n: number): void {
-    if (this.length + n <= this.buffer.length) return;
-    const bigger = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n));
-    bigger.set(this.buffer.subarray(0, this.length));
-    this.buffer = bigger;
+    if (this.end + n <= this.buffer.length) return;
+    const pending = this.end - this.start;
+    const next = Buffer.allocUnsafeSlow(Math.max(this.slab_bytes, 2 * (pending + n)));
+    next.set(this.buffer.subarray(this.start, this.end));
+    this.buffer = next;
+    this.start = 0;
+    this.end = pending;
   }
 }
 
