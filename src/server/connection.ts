@@ -42,6 +42,11 @@ export interface Protocol<Request> {
    */
   next(bytes: Uint8Array, start: number, end: number): Request | Final | undefined;
   /**
+   * A request that must outlive the next call of `next` (it waits behind earlier writes): itself,
+   * or a copy if `next` reuses its request objects.
+   */
+  retain(request: Request): Request;
+  /**
    * Set by every `next`: where unread input starts (after the request returned, or after bytes the
    * protocol skipped, such as empty lines, when it returned undefined).
    */
@@ -143,7 +148,7 @@ export class Connection<Request> {
    */
   private request(request: Request): void {
     if (this.deferred.length > 0 || (this.inflight > 0 && this.protocol.mustFollowWrites(request))) {
-      this.deferred.push(request);
+      this.deferred.push(this.protocol.retain(request));
     } else this.run(request);
   }
 

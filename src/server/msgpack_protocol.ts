@@ -79,6 +79,11 @@ export class MsgpackProtocol implements Protocol<ParsedRequest> {
     return parseRequest(bytes, body, body + length);
   }
 
+  /** Every request is a new object: kept as it is. */
+  retain(request: ParsedRequest): ParsedRequest {
+    return request;
+  }
+
   /** A malformed envelope is answered at once, in order; reads and unknown ops follow writes. */
   mustFollowWrites(request: ParsedRequest): boolean {
     if (request.bad !== undefined) return false;

@@ -27,6 +27,8 @@ export class RespProtocol implements Protocol<RespRequest> {
   next_start = 0;
   private readonly reader: RespReader;
   private readonly state: RespSession;
+  /** The request `next` returns, reused (see RespRequest.load). */
+  private readonly request = new RespRequest();
 
   constructor(private readonly ctx: WorkerContext) {
     this.reader = new RespReader(ctx.config.max_frame_bytes);
@@ -45,12 +47,12 @@ export class RespProtocol implements Protocol<RespRequest> {
       recordOp(this.ctx, QUIT.op_index, started_ms, false);
       return new Final(REPLY_OK);
     }
-    const offsets = new Array<number>(2 * r.argc);
-    for (let i = 0; i < r.argc; i++) {
-      offsets[2 * i] = r.starts[i]!;
-      offsets[2 * i + 1] = r.ends[i]!;
-    }
-    return new RespRequest(command, bytes, offsets, started_ms);
+    return this.request.load(command, bytes, r, started_ms);
+  }
+
+  /** `next` reuses one request object: one that waits gets a copy of its own. */
+  retain(request: RespRequest): RespRequest {
+    return request.clone();
   }
 
   /** Only writes run before the connection's earlier writes complete. */
@@ -62,27 +64,28 @@ export class RespProtocol implements Protocol<RespRequest> {
     const w = out as RespWriter;
     const mark = w.length;
     const { ctx } = this;
+    const started_ms = request.started_ms; // the request object is reused once this returns
     try {
       const command = this.admit(request);
       const pending = command.run(this.state, request, w);
       if (pending === undefined) {
-        recordOp(ctx, command.op_index, request.started_ms, false);
+        recordOp(ctx, command.op_index, started_ms, false);
         return undefined;
       }
       return pending.then(
         (result) => {
-          recordOp(ctx, command.op_index, request.started_ms, false);
+          recordOp(ctx, command.op_index, started_ms, false);
           return command.reply(result);
         },
         (error: unknown) => {
-          recordOp(ctx, command.op_index, request.started_ms, true);
+          recordOp(ctx, command.op_index, started_ms, true);
           return errorBytes(respErrorText(error));
         },
       );
     } catch (error) {
       w.truncate(mark);
       w.error(respErrorText(error));
-      recordOp(ctx, request.command?.op_index ?? OP_OTHER, request.started_ms, true);
+      recordOp(ctx, request.command?.op_index ?? OP_OTHER, started_ms, true);
       return undefined;
     }
   }

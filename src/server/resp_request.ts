@@ -6,36 +6,61 @@
  * overwritten (connection.ts), so the offsets stay valid while the request waits.
  *
  * @example
- * const request = new RespRequest(command, bytes, [name_start, name_end, key_start, key_end], now);
- * request.count;              // 1 argument after the name
+ * const request = new RespRequest().load(command, bytes, reader, performance.now());
+ * request.count;              // arguments after the name
  * engine.get(scratchKey(request, 0));
+ * waiting.push(request.clone()); // to keep it past the next load
  */
 import { copyBytes } from "../engine/bytes.ts";
 import type { RespCommand } from "./resp_commands.ts";
+import type { RespReader } from "./resp_reader.ts";
 import { binSize, binValue, COPY_LOOP_MAX_BYTES, writeBinHeader } from "./resp_values.ts";
 
 /** Keys up to this length are read through a reused scratch array. */
 const SCRATCH_KEY_MAX_BYTES = 256;
+/** Argument slots a reused request keeps after a larger request. */
+const KEEP_ARGUMENT_SLOTS = 1024;
+const EMPTY = new Uint8Array(0);
 
 const latin1 = new TextDecoder("latin1");
 
 export class RespRequest {
-  constructor(
-    /** Undefined if the name is not a command walkv knows. */
-    readonly command: RespCommand | undefined,
-    readonly bytes: Uint8Array,
-    /** `[start, end)` pairs: the name, then each argument. */
-    private readonly offsets: readonly number[],
-    readonly started_ms: number,
-  ) {
-    if (offsets.length < 2 || offsets.length % 2 !== 0) {
-      throw new Error(`RespRequest: ${offsets.length} offsets are not [start, end) pairs with a name`);
+  /** Undefined if the name is not a command walkv knows. */
+  command: RespCommand | undefined = undefined;
+  bytes: Uint8Array = EMPTY;
+  started_ms = 0;
+  /** Arguments after the name. */
+  count = 0;
+  /** `[start, end)` pairs: the name, then each argument (the first 2 × (count + 1) are in use). */
+  private offsets: number[] = [];
+
+  /**
+   * Makes this the request `reader` just read from `bytes`. A protocol reuses one RespRequest for
+   * every request it reads (no allocation per request) and {@link clone}s one that must wait.
+   */
+  load(command: RespCommand | undefined, bytes: Uint8Array, reader: RespReader, started_ms: number): this {
+    if (reader.argc < 1) throw new Error("RespRequest.load: a request has at least its name");
+    this.command = command;
+    this.bytes = bytes;
+    this.started_ms = started_ms;
+    this.count = reader.argc - 1;
+    for (let i = 0; i < reader.argc; i++) {
+      this.offsets[2 * i] = reader.starts[i]!;
+      this.offsets[2 * i + 1] = reader.ends[i]!;
     }
+    if (this.offsets.length > 2 * KEEP_ARGUMENT_SLOTS) this.offsets = this.offsets.slice(0, 2 * reader.argc);
+    return this;
   }
 
-  /** Arguments after the name. */
-  get count(): number {
-    return this.offsets.length / 2 - 1;
+  /** A copy of this request that the next {@link load} leaves alone. */
+  clone(): RespRequest {
+    const copy = new RespRequest();
+    copy.command = this.command;
+    copy.bytes = this.bytes;
+    copy.started_ms = this.started_ms;
+    copy.count = this.count;
+    copy.offsets = this.offsets.slice(0, 2 * (this.count + 1));
+    return copy;
   }
 
   /** Length of argument `i` (0: the first after the name). */
