@@ -1,7 +1,7 @@
 /**
  * The RESP2 commands walkv answers (docs/resp.md), as a table: name, Redis-style arity, whether it
  * writes, what it may run before AUTH, its metric, and its `run`. Data commands call the shared ops
- * (ops.ts: limits, engine calls, auth); server commands (INFO, CONFIG, COMMAND, HELLO) are in
+ * (ops.ts: limits, engine calls, auth); server commands (INFO, CONFIG, COMMAND) are in
  * resp_server.ts. Commands are found by their name's bytes, case-insensitively, without decoding.
  *
  * A `run` answers into `out` and returns undefined, or returns a promise (a write) whose result the

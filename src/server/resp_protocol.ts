@@ -3,7 +3,8 @@
  * limits and metrics as the msgpack protocol, with Redis's request and reply encoding.
  *
  * - next: RespReader finds the request; its name is matched on bytes (resp_commands.ts); arguments
- *   are views of the input. A malformed stream is answered `-ERR Protocol error: …` and closed; QUIT
+ *   are offsets into the input (resp_request.ts: no view, no copy until a command needs one); one
+ *   request object is reused, and `retain` copies one that must wait. A malformed stream is answered `-ERR Protocol error: …` and closed; QUIT
  *   is answered `+OK` after every earlier reply, then closed.
  * - execute: unknown command, arity, then authentication are checked (Redis's order), then the
  *   command runs; reads answer at once, writes when durable. Failures are `-CODE message` replies.
