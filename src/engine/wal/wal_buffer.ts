@@ -113,20 +113,12 @@ export class WalBuffer {
   private readonly wait_for_space: (buffer: WalBuffer) => void;
   /** The failure epoch in which this thread's last {@link reserve} took its LSN. */
   reserved_epoch = 0;
-  /** When set, completions wake the writer once per `defer_wakeup` turn instead of each time. */
-  private readonly defer_wakeup: ((wake: () => void) => void) | undefined;
-  private wakeup_pending = false;
 
   /**
    * `wait_for_space` is called (ring mutex not held) when the ring is full; the default blocks on
    * the publish word until the writer frees space. Simulation passes a function that runs the writer.
    */
-  constructor(
-    shared: WalBufferShared,
-    wait_for_space?: (buffer: WalBuffer) => void,
-    defer_wakeup?: (wake: () => void) => void,
-  ) {
-    this.defer_wakeup = defer_wakeup;
+  constructor(shared: WalBufferShared, wait_for_space?: (buffer: WalBuffer) => void) {
     this.i32 = new Int32Array(shared.control, 0, CONTROL_I32_WORDS);
     this.f64 = new Float64Array(shared.control, CONTROL_I32_WORDS * 4, CONTROL_F64_CELLS);
     this.error_text = new Uint8Array(shared.control, CONTROL_I32_WORDS * 4 + CONTROL_F64_CELLS * 8);
@@ -174,8 +166,6 @@ export class WalBuffer {
         return lsn;
       }
       unlock(this.i32, I_LOCK);
-      // Completions deferred to the end of this turn are what the writer must flush to free space.
-      if (this.wakeup_pending) this.wakeWriter();
       this.wait_for_space(this);
       lock(this.i32, I_LOCK);
     }
@@ -186,23 +176,9 @@ export class WalBuffer {
     return this.commit_pos[lsn % this.commit_slots]! % this.ring_bytes;
   }
 
-  /**
-   * Marks the record of `lsn` complete: the writer may flush it. With `defer_wakeup`, the writer is
-   * told once for every completion of this thread's turn (one write(2) for all of them: group commit
-   * even when each connection has one request in flight).
-   */
+  /** Marks the record of `lsn` complete: the writer may flush it. */
   complete(lsn: number): void {
     Atomics.store(this.commit_state, lsn % this.commit_slots, lsn | 0);
-    if (this.defer_wakeup === undefined) this.wakeWriter();
-    else if (!this.wakeup_pending) {
-      this.wakeup_pending = true;
-      this.defer_wakeup(() => this.wakeWriter());
-    }
-  }
-
-  /** Tells the writer about every completion so far (the first teller after it slept wakes it). */
-  wakeWriter(): void {
-    this.wakeup_pending = false;
     Atomics.add(this.i32, I_DOORBELL, 1);
     // Only the first completer after the writer fell asleep pays for the wake-up.
     if (

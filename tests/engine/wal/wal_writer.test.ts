@@ -56,52 +56,6 @@ describe("group commit", () => {
   });
 });
 
-describe("deferred wake-up (one WAL write per event-loop turn)", () => {
-  test("a turn's completions wake the writer once, when the turn ends", () => {
-    const wakes: Array<() => void> = [];
-    const buffer = new WalBuffer(createWalBufferShared({ ring_bytes: 4096 }), undefined, (wake) =>
-      wakes.push(wake),
-    );
-    const doorbell = buffer.doorbell();
-    for (let i = 0; i < 5; i++) buffer.complete(buffer.reserve(100));
-    expect(buffer.doorbell()).toBe(doorbell); // not told yet
-    expect(wakes.length).toBe(1); // one wake-up scheduled for the whole turn
-    for (let lsn = 1; lsn <= 5; lsn++) expect(buffer.isComplete(lsn)).toBe(true);
-    wakes[0]!();
-    expect(buffer.doorbell()).toBe(doorbell + 1);
-    buffer.complete(buffer.reserve(100)); // the next turn schedules its own
-    expect(wakes.length).toBe(2);
-  });
-
-  test("a full ring wakes the writer at once instead of waiting for the end of the turn", () => {
-    const wakes: Array<() => void> = [];
-    let doorbell_while_waiting = -1;
-    const buffer: WalBuffer = new WalBuffer(
-      createWalBufferShared({ ring_bytes: 4096 }),
-      () => {
-        doorbell_while_waiting = buffer.doorbell();
-        // What the writer does once woken: flush records 1..3, freeing the ring.
-        buffer.publish({
-          written: 3,
-          durable: 3,
-          visible: 3,
-          flushed_pos: 3000,
-          flushed_lsn: 3,
-          wal_bytes_added: 3000,
-          fsyncs_added: 1,
-          group_records: 3,
-          segment_first_lsn: 1,
-        });
-      },
-      (wake) => wakes.push(wake),
-    );
-    const doorbell = buffer.doorbell();
-    for (let i = 0; i < 3; i++) buffer.complete(buffer.reserve(1000));
-    expect(buffer.reserve(2000)).toBe(4);
-    expect(doorbell_while_waiting).toBe(doorbell + 1);
-  });
-});
-
 describe("ring space", () => {
   test("an empty ring takes any record up to its size, wherever its cursor stands", () => {
     // Minimal reproduction of a livelock: a record longer than the cursor's offset into the ring,
