@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# walkv against Redis 7 on this machine, in one run, with one client (redis-benchmark), over Unix sockets.
+#
+# For each durability mode, Redis and walkv run with matching settings:
+#   always   : Redis appendonly yes, appendfsync always    | walkv --fsync always
+#   everysec : Redis appendonly yes, appendfsync everysec  | walkv --fsync everysec
+#   no       : Redis no persistence (no AOF, no RDB)       | walkv --fsync no
+# and redis-benchmark runs SET then GET (50 clients, 100-byte values, 100k-key space) at pipeline 1
+# and 16 against each server in turn, alternating which goes first, ROUNDS times; the table keeps the
+# median round by ops/s. Prints a markdown table: ops/s, p50, p99 of both, and walkv/Redis ops/s.
+#
+#   scripts/bench-vs-redis.sh                      # every mode, 3 rounds (about 6 minutes)
+#   scripts/bench-vs-redis.sh --modes everysec --rounds 1 --requests-p1 50000
+#   scripts/bench-vs-redis.sh --walkv dist/walkv   # the compiled binary instead of Bun + source
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODES="always everysec no"
+ROUNDS=3
+CLIENTS=50
+VALUE_BYTES=100
+KEYSPACE=100000
+REQUESTS_P1=200000
+REQUESTS_P16=2000000
+WALKV=""
+WALKV_ARGS=""
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --walkv PATH --walkv-args \"...\""; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --modes) MODES="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --clients) CLIENTS="$2"; shift 2 ;;
+    --requests-p1) REQUESTS_P1="$2"; shift 2 ;;
+    --requests-p16) REQUESTS_P16="$2"; shift 2 ;;
+    --walkv) WALKV="$2"; shift 2 ;;
+    --walkv-args) WALKV_ARGS="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench-vs-redis: unknown flag $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+for n in "$ROUNDS" "$CLIENTS" "$REQUESTS_P1" "$REQUESTS_P16"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench-vs-redis: \"$n\" is not a positive integer" >&2; exit 2; }
+done
+for m in $MODES; do
+  [[ "$m" =~ ^(always|everysec|no)$ ]] || { echo "bench-vs-redis: mode \"$m\" is not always|everysec|no" >&2; exit 2; }
+done
+
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+  echo "installing Redis 7 from Debian (redis-server, redis-tools)" >&2
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+if [ -z "$WALKV" ]; then
+  make -s install
+  WALKV_CMD=(node_modules/.bin/bun src/cli/main.ts)
+else
+  WALKV_CMD=("$WALKV")
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/walkv-vs-redis-XXXXXX")
+RESULTS="$WORK/results.csv"   # mode,server,pipeline,round,test,rps,p50,p99
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Waits until a line matching $2 appears in file $1 (the server's log), at most 30 s.
+wait_for_line() {
+  for _ in $(seq 300); do
+    if grep -qi "$2" "$1" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "server exited:" >&2; cat "$1" >&2; exit 1; fi
+    sleep 0.1
+  done
+  echo "server not ready after 30 s:" >&2; cat "$1" >&2; exit 1
+}
+
+start_redis() { # mode dir -> socket path on stdout
+  local mode=$1 dir=$2 persistence
+  case "$mode" in
+    always) persistence=(--appendonly yes --appendfsync always) ;;
+    everysec) persistence=(--appendonly yes --appendfsync everysec) ;;
+    no) persistence=(--appendonly no) ;;
+  esac
+  redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --dir "$dir" --save '' \
+    "${persistence[@]}" >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+  wait_for_line "$dir/server.log" "ready to accept connections"
+}
+
+start_walkv() { # mode dir
+  local mode=$1 dir=$2
+  # shellcheck disable=SC2086 # WALKV_ARGS is a list of extra flags
+  "${WALKV_CMD[@]}" serve --data "$dir/data" --socket "$dir/walkv.sock" --resp "$dir/redis.sock" \
+    --fsync "$mode" $WALKV_ARGS >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+  wait_for_line "$dir/server.log" "ready"
+}
+
+stop_server() {
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+}
+
+run_one() { # mode server pipeline round
+  local mode=$1 server=$2 pipeline=$3 round=$4 dir requests
+  dir="$WORK/$mode-$server-$pipeline-$round"; mkdir -p "$dir"
+  requests=$REQUESTS_P1; [ "$pipeline" -gt 1 ] && requests=$REQUESTS_P16
+  "start_$server" "$mode" "$dir"
+  redis-benchmark -s "$dir/redis.sock" -c "$CLIENTS" -n "$requests" -d "$VALUE_BYTES" -r "$KEYSPACE" \
+    -P "$pipeline" -t set,get --csv 2>/dev/null | tail -n +2 | tr -d '"' |
+    awk -F, -v p="$mode,$server,$pipeline,$round" '{ print p "," $1 "," $2 "," $5 "," $7 }' | tee -a "$RESULTS" |
+    awk -F, '{ printf "  %-8s %-6s P%-3s round %s  %s %10.0f ops/s  p50 %s ms  p99 %s ms\n", $1, $2, $3, $4, $5, $6, $7, $8 }' >&2
+  stop_server
+  rm -rf "$dir"
+}
+
+echo "walkv vs Redis: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), walkv ${WALKV_CMD[*]}" >&2
+for mode in $MODES; do
+  for pipeline in 1 16; do
+    for round in $(seq "$ROUNDS"); do
+      if [ $((round % 2)) -eq 1 ]; then order="redis walkv"; else order="walkv redis"; fi
+      for server in $order; do run_one "$mode" "$server" "$pipeline" "$round"; done
+    done
+  done
+done
+
+# One row per (mode, test, pipeline): the median round of each server by ops/s.
+echo
+echo "| fsync | test | pipeline | Redis ops/s | Redis p50 ms | Redis p99 ms | walkv ops/s | walkv p50 ms | walkv p99 ms | walkv/Redis |"
+echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for mode in $MODES; do
+  for test in SET GET; do
+    for pipeline in 1 16; do
+      median() { # server -> "rps,p50,p99" of the median round
+        awk -F, -v m="$mode" -v s="$1" -v p="$pipeline" -v t="$test" \
+          '$1 == m && $2 == s && $3 == p && $5 == t { print $6 "," $7 "," $8 }' "$RESULTS" |
+          sort -t, -k1 -g | awk '{ rows[NR] = $0 } END { print rows[int((NR + 1) / 2)] }'
+      }
+      r=$(median redis); w=$(median walkv)
+      awk -F, -v mode="$mode" -v test="$test" -v p="$pipeline" -v r="$r" -v w="$w" 'BEGIN {
+        split(r, a, ","); split(w, b, ",");
+        printf "| %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f |\n", mode, test, p, a[1], a[2], a[3], b[1], b[2], b[3], b[1] / a[1]
+      }'
+    done
+  done
+done
