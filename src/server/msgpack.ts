@@ -11,6 +11,8 @@
  * const start = r.pos; r.skip();      // frame[start, r.pos) is one whole msgpack value
  */
 
+import { SlabWriter } from "./slab_writer.ts";
+
 /** Deepest nesting {@link MsgReader.skip} accepts inside one value. */
 export const MAX_DEPTH = 256;
 
@@ -244,41 +246,27 @@ export class MsgReader {
  * w.arrayHeader(3); w.uint(id); w.uint(0); w.raw(value_bytes);
  * socket.write(w.take());
  */
-export class MsgWriter {
-  private buffer: Uint8Array;
-  length = 0;
-
+export class MsgWriter extends SlabWriter {
   constructor(initial_bytes = 64 * 1024) {
-    this.buffer = new Uint8Array(initial_bytes);
-  }
-
-  /** The bytes written so far (a copy-free view until the next write), then resets. */
-  take(): Uint8Array {
-    const out = this.buffer.slice(0, this.length);
-    this.length = 0;
-    return out;
+    super(initial_bytes);
   }
 
   /** Starts a frame: reserves its 4-byte length; returns where the frame starts. */
   beginFrame(): number {
     this.ensure(4);
-    this.length += 4;
+    this.end += 4;
     return this.length - 4;
   }
 
   /** Ends the frame begun at `start`: writes its body length (big-endian); returns that length. */
   endFrame(start: number): number {
     const body = this.length - start - 4;
-    this.buffer[start] = body >>> 24;
-    this.buffer[start + 1] = (body >>> 16) & 0xff;
-    this.buffer[start + 2] = (body >>> 8) & 0xff;
-    this.buffer[start + 3] = body & 0xff;
+    const at = this.start + start;
+    this.buffer[at] = body >>> 24;
+    this.buffer[at + 1] = (body >>> 16) & 0xff;
+    this.buffer[at + 2] = (body >>> 8) & 0xff;
+    this.buffer[at + 3] = body & 0xff;
     return body;
-  }
-
-  /** Drops everything written after `length` (to replace an oversized frame). */
-  truncate(length: number): void {
-    this.length = Math.min(this.length, length);
   }
 
   arrayHeader(n: number): void {
@@ -305,9 +293,9 @@ export class MsgWriter {
 
   float64(n: number): void {
     this.ensure(9);
-    this.buffer[this.length] = 0xcb;
-    new DataView(this.buffer.buffer, this.buffer.byteOffset).setFloat64(this.length + 1, n);
-    this.length += 9;
+    this.buffer[this.end] = 0xcb;
+    new DataView(this.buffer.buffer, this.buffer.byteOffset).setFloat64(this.end + 1, n);
+    this.end += 9;
   }
 
   nil(): void {
@@ -340,40 +328,21 @@ export class MsgWriter {
     this.raw(bytes);
   }
 
-  /** Appends bytes that already are msgpack (a stored value). */
-  raw(bytes: Uint8Array): void {
-    this.ensure(bytes.length);
-    this.buffer.set(bytes, this.length);
-    this.length += bytes.length;
-  }
-
-  private byte(b: number): void {
-    this.ensure(1);
-    this.buffer[this.length++] = b;
-  }
-
   private head16(type: number, n: number): void {
     this.ensure(3);
-    this.buffer[this.length] = type;
-    this.buffer[this.length + 1] = n >>> 8;
-    this.buffer[this.length + 2] = n & 0xff;
-    this.length += 3;
+    this.buffer[this.end] = type;
+    this.buffer[this.end + 1] = n >>> 8;
+    this.buffer[this.end + 2] = n & 0xff;
+    this.end += 3;
   }
 
   private head32(type: number, n: number): void {
     this.ensure(5);
-    this.buffer[this.length] = type;
-    this.buffer[this.length + 1] = n >>> 24;
-    this.buffer[this.length + 2] = (n >>> 16) & 0xff;
-    this.buffer[this.length + 3] = (n >>> 8) & 0xff;
-    this.buffer[this.length + 4] = n & 0xff;
-    this.length += 5;
-  }
-
-  private ensure(n: number): void {
-    if (this.length + n <= this.buffer.length) return;
-    const bigger = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n));
-    bigger.set(this.buffer.subarray(0, this.length));
-    this.buffer = bigger;
+    this.buffer[this.end] = type;
+    this.buffer[this.end + 1] = n >>> 24;
+    this.buffer[this.end + 2] = (n >>> 16) & 0xff;
+    this.buffer[this.end + 3] = (n >>> 8) & 0xff;
+    this.buffer[this.end + 4] = n & 0xff;
+    this.end += 5;
   }
 }

@@ -9,56 +9,16 @@
  * socket.write(w.take());
  */
 
-import { Buffer } from "node:buffer";
 import { CODE_AUTH_REQUIRED, CODE_UNAVAILABLE, classify } from "./ops.ts";
 import { COPY_LOOP_MAX_BYTES } from "./resp_values.ts";
+import { SlabWriter } from "./slab_writer.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;
 const ZERO = 0x30;
 const encoder = new TextEncoder();
 
-export class RespWriter {
-  /**
-   * A Buffer (node:net would wrap a plain Uint8Array in one on every write). Replies are appended at
-   * `end`; `take` hands out `[start, end)` as a view and moves `start` on: bytes handed out are never
-   * written again, and a full buffer is replaced by a new one, not reused.
-   */
-  private buffer: Uint8Array;
-  private start = 0;
-  private end = 0;
-
-  constructor(private readonly slab_bytes: number) {
-    if (!Number.isSafeInteger(slab_bytes) || slab_bytes < 1) {
-      throw new Error(`RespWriter: slab_bytes ${slab_bytes} is not a positive integer`);
-    }
-    this.buffer = Buffer.allocUnsafeSlow(slab_bytes);
-  }
-
-  /** Bytes written since the last {@link take}. */
-  get length(): number {
-    return this.end - this.start;
-  }
-
-  /** The bytes written since the last take (a view, never overwritten), and resets to empty. */
-  take(): Uint8Array {
-    const out = this.buffer.subarray(this.start, this.end);
-    this.start = this.end;
-    return out;
-  }
-
-  /** Drops everything written after the first `length` bytes since the last take (a failed reply). */
-  truncate(length: number): void {
-    this.end = Math.min(this.end, this.start + length);
-  }
-
-  /** Appends bytes that already are RESP (a constant reply). */
-  raw(bytes: Uint8Array): void {
-    this.ensure(bytes.length);
-    this.buffer.set(bytes, this.end);
-    this.end += bytes.length;
-  }
-
+export class RespWriter extends SlabWriter {
   /** `+text\r\n`; `text` is ASCII without CR or LF. */
   simple(text: string): void {
     this.byte(0x2b);
@@ -144,21 +104,6 @@ export class RespWriter {
     this.ensure(2);
     this.buffer[this.end++] = CR;
     this.buffer[this.end++] = LF;
-  }
-
-  private byte(b: number): void {
-    this.ensure(1);
-    this.buffer[this.end++] = b;
-  }
-
-  private ensure(n: number): void {
-    if (this.end + n <= this.buffer.length) return;
-    const pending = this.end - this.start;
-    const next = Buffer.allocUnsafeSlow(Math.max(this.slab_bytes, 2 * (pending + n)));
-    next.set(this.buffer.subarray(this.start, this.end));
-    this.buffer = next;
-    this.start = 0;
-    this.end = pending;
   }
 }
 

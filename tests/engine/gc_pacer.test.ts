@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { engineConfig } from "../../src/engine/config.ts";
-import { GcPacer } from "../../src/engine/gc_pacer.ts";
+import { GcPacer, HeapGrowthPacer } from "../../src/engine/gc_pacer.ts";
 import { openEngine } from "../../src/engine/host.ts";
 
 const dirs: string[] = [];
@@ -21,6 +21,45 @@ function rssMiB(): number {
   const status = readFileSync("/proc/self/status", "utf8");
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
 }
+
+describe("HeapGrowthPacer", () => {
+  test("collects when the heap doubles since the last collection, never below the floor", () => {
+    let heap = 10;
+    let collections = 0;
+    const pacer = new HeapGrowthPacer({
+      heap_bytes: () => heap,
+      floor_bytes: 100,
+      collect: () => {
+        collections++;
+        heap = 70; // what survives: the live data
+      },
+    });
+    heap = 99;
+    expect(pacer.collectIfGrown()).toBe(false); // under the floor
+    heap = 100;
+    expect(pacer.collectIfGrown()).toBe(true);
+    expect(heap).toBe(70);
+    heap = 139;
+    expect(pacer.collectIfGrown()).toBe(false); // under twice the 70 that survived
+    heap = 140;
+    expect(pacer.collectIfGrown()).toBe(true);
+    expect(collections).toBe(2);
+    expect(pacer.collections).toBe(2);
+  });
+
+  test("by default it measures this thread's heap", () => {
+    const pacer = new HeapGrowthPacer({ floor_bytes: 1 });
+    expect(pacer.collectIfGrown()).toBe(false);
+    const start_bytes = process.memoryUsage().heapUsed;
+    const hold: string[] = [];
+    while (process.memoryUsage().heapUsed < 2.5 * start_bytes && hold.length < 50_000_000) {
+      for (let i = 0; i < 100_000; i++) hold.push(`${hold.length}:${i}`);
+    }
+    expect(pacer.collectIfGrown()).toBe(true);
+    expect(pacer.collections).toBe(1);
+    expect(hold.length).toBeGreaterThan(0);
+  });
+});
 
 describe("GcPacer", () => {
   test("collects once per interval, never before it", () => {
