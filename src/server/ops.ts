@@ -90,10 +90,7 @@ export function checkKey(ctx: WorkerContext, key: Uint8Array): Uint8Array {
 
 /** Throws RequestError(CODE_TOO_LARGE) if a key of `size_bytes` is over `--max-key-bytes`. */
 export function checkKeySize(ctx: WorkerContext, size_bytes: number): void {
-  const limit = ctx.config.engine.max_key_bytes;
-  if (size_bytes > limit) {
-    throw new RequestError(CODE_TOO_LARGE, `key of ${size_bytes} bytes is over the limit of ${limit}`);
-  }
+  checkSize("key", size_bytes, ctx.config.engine.max_key_bytes);
 }
 
 /** `value` (stored bytes) if it is within `--max-value-bytes`; else RequestError(CODE_TOO_LARGE). */
@@ -104,9 +101,15 @@ export function checkValue(ctx: WorkerContext, value: Uint8Array): Uint8Array {
 
 /** Throws RequestError(CODE_TOO_LARGE) if a value stored as `size_bytes` is over `--max-value-bytes`. */
 export function checkValueSize(ctx: WorkerContext, size_bytes: number): void {
-  const limit = ctx.config.engine.max_value_bytes;
-  if (size_bytes > limit) {
-    throw new RequestError(CODE_TOO_LARGE, `value of ${size_bytes} bytes is over the limit of ${limit}`);
+  checkSize("value", size_bytes, ctx.config.engine.max_value_bytes);
+}
+
+function checkSize(what: string, size_bytes: number, limit_bytes: number): void {
+  if (size_bytes > limit_bytes) {
+    throw new RequestError(
+      CODE_TOO_LARGE,
+      `${what} of ${size_bytes} bytes is over the limit of ${limit_bytes}`,
+    );
   }
 }
 

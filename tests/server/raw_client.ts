@@ -9,50 +9,29 @@
  * expect(await c.next()).toEqual([1, 0, "pong"]);
  * c.close();
  */
-import * as net from "node:net";
+import type * as net from "node:net";
 import { Packr } from "msgpackr";
+import { connectSocket, MessageStream } from "./message_stream.ts";
 
 export const packr = new Packr({ useRecords: false });
 
 /** A decoded response `[id, code, result]`. */
 export type Response = [number, number, unknown];
 
-/** Upper bound on how long one `next*` call waits before failing the test instead of hanging. */
-const READ_TIMEOUT_MS = 20_000;
-
-type Waiter = { resolve: (body: Uint8Array) => void; reject: (error: Error) => void };
-
 export class RawClient {
-  private buffered: Uint8Array = new Uint8Array(0);
-  private readonly frames: Uint8Array[] = [];
-  private readonly waiters: Waiter[] = [];
+  private readonly stream: MessageStream<Uint8Array>;
   private next_id = 1;
-  private ended = false;
   /** Resolves once the server closed the connection (or it failed). */
   readonly closed: Promise<void>;
 
   private constructor(readonly socket: net.Socket) {
-    socket.on("data", (chunk: Uint8Array) => this.receive(chunk));
-    socket.on("error", () => {});
-    this.closed = new Promise((resolve) =>
-      socket.on("close", () => {
-        this.ended = true;
-        for (const w of this.waiters.splice(0)) w.reject(new Error("connection closed"));
-        resolve();
-      }),
-    );
+    this.stream = new MessageStream(socket, parseFrame, "response frame");
+    this.closed = this.stream.closed;
   }
 
   /** Connects to the Unix socket at `path`. */
-  static connect(path: string): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.createConnection(path);
-      socket.once("error", reject);
-      socket.once("connect", () => {
-        socket.off("error", reject);
-        resolve(new RawClient(socket));
-      });
-    });
+  static async connect(path: string): Promise<RawClient> {
+    return new RawClient(await connectSocket({ path }));
   }
 
   /** Writes raw bytes, unframed. */
@@ -81,22 +60,7 @@ export class RawClient {
 
   /** The next response frame's body, raw. Rejects if the connection closes first. */
   nextFrame(): Promise<Uint8Array> {
-    const ready = this.frames.shift();
-    if (ready !== undefined) return Promise.resolve(ready);
-    if (this.ended) return Promise.reject(new Error("connection closed"));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("no response frame in time")), READ_TIMEOUT_MS);
-      this.waiters.push({
-        resolve: (body) => {
-          clearTimeout(timer);
-          resolve(body);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-    });
+    return this.stream.next();
   }
 
   /** The next response, decoded. */
@@ -108,21 +72,14 @@ export class RawClient {
   close(): void {
     this.socket.destroy();
   }
+}
 
-  private receive(chunk: Uint8Array): void {
-    const bytes = concat(this.buffered, chunk);
-    let pos = 0;
-    while (bytes.length - pos >= 4) {
-      const length = new DataView(bytes.buffer, bytes.byteOffset + pos, 4).getUint32(0);
-      if (bytes.length - pos - 4 < length) break;
-      const body = bytes.slice(pos + 4, pos + 4 + length);
-      pos += 4 + length;
-      const waiter = this.waiters.shift();
-      if (waiter === undefined) this.frames.push(body);
-      else waiter.resolve(body);
-    }
-    this.buffered = bytes.slice(pos);
-  }
+/** One response frame's body at `bytes[pos]` (4-byte big-endian length first), if complete. */
+function parseFrame(bytes: Uint8Array, pos: number): { message: Uint8Array; end: number } | undefined {
+  if (bytes.length - pos < 4) return undefined;
+  const length = new DataView(bytes.buffer, bytes.byteOffset + pos, 4).getUint32(0);
+  if (bytes.length - pos - 4 < length) return undefined;
+  return { message: bytes.slice(pos + 4, pos + 4 + length), end: pos + 4 + length };
 }
 
 /** `body` with its 4-byte big-endian length in front. */

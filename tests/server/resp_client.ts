@@ -9,7 +9,8 @@
  * expect(text(await c.call("GET", "k"))).toBe("v");
  * const { stdout } = await redisCli(["-s", socket_path, "--no-raw", "PING"]); // "PONG\n"
  */
-import * as net from "node:net";
+import type * as net from "node:net";
+import { connectSocket, MessageStream } from "./message_stream.ts";
 
 /** An error reply `-CODE message`. */
 export class ErrorReply {
@@ -19,42 +20,21 @@ export class ErrorReply {
 /** A decoded reply: simple string, error, integer, bulk (null for nil), array (null for nil). */
 export type Reply = string | ErrorReply | number | Uint8Array | null | Reply[];
 
-/** Upper bound on how long one reply is awaited before the test fails instead of hanging. */
-const READ_TIMEOUT_MS = 20_000;
 const encoder = new TextEncoder();
 
-type Waiter = { resolve: (reply: Reply) => void; reject: (error: Error) => void };
-
 export class RespClient {
-  private buffered: Uint8Array = new Uint8Array(0);
-  private readonly replies: Reply[] = [];
-  private readonly waiters: Waiter[] = [];
-  private ended = false;
+  private readonly stream: MessageStream<Reply>;
   /** Resolves once the server closed the connection (or it failed). */
   readonly closed: Promise<void>;
 
   private constructor(readonly socket: net.Socket) {
-    socket.on("data", (chunk: Uint8Array) => this.receive(chunk));
-    socket.on("error", () => {});
-    this.closed = new Promise((resolve) =>
-      socket.on("close", () => {
-        this.ended = true;
-        for (const w of this.waiters.splice(0)) w.reject(new Error("connection closed"));
-        resolve();
-      }),
-    );
+    this.stream = new MessageStream(socket, parseReply, "reply");
+    this.closed = this.stream.closed;
   }
 
   /** Connects to a Unix socket `path` or to `host:port`. */
-  static connect(to: { path: string } | { host: string; port: number }): Promise<RespClient> {
-    return new Promise((resolve, reject) => {
-      const socket = "path" in to ? net.createConnection(to.path) : net.createConnection(to.port, to.host);
-      socket.once("error", reject);
-      socket.once("connect", () => {
-        socket.off("error", reject);
-        resolve(new RespClient(socket));
-      });
-    });
+  static async connect(to: { path: string } | { host: string; port: number }): Promise<RespClient> {
+    return new RespClient(await connectSocket(to));
   }
 
   /** Writes raw bytes (or text). */
@@ -70,47 +50,16 @@ export class RespClient {
 
   /** The next reply. Rejects if the connection closes first. */
   next(): Promise<Reply> {
-    if (this.replies.length > 0) return Promise.resolve(this.replies.shift()!);
-    if (this.ended) return Promise.reject(new Error("connection closed"));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("no reply in time")), READ_TIMEOUT_MS);
-      this.waiters.push({
-        resolve: (reply) => {
-          clearTimeout(timer);
-          resolve(reply);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-    });
+    return this.stream.next();
   }
 
   /** Every reply until the server closes the connection. */
-  async rest(): Promise<Reply[]> {
-    await this.closed;
-    return this.replies.splice(0);
+  rest(): Promise<Reply[]> {
+    return this.stream.rest();
   }
 
   close(): void {
     this.socket.destroy();
-  }
-
-  private receive(chunk: Uint8Array): void {
-    const bytes = new Uint8Array(this.buffered.length + chunk.length);
-    bytes.set(this.buffered);
-    bytes.set(chunk, this.buffered.length);
-    let pos = 0;
-    for (;;) {
-      const parsed = parseReply(bytes, pos);
-      if (parsed === undefined) break;
-      pos = parsed.end;
-      const waiter = this.waiters.shift();
-      if (waiter === undefined) this.replies.push(parsed.reply);
-      else waiter.resolve(parsed.reply);
-    }
-    this.buffered = bytes.slice(pos);
   }
 }
 
@@ -141,38 +90,38 @@ export function text(reply: Reply): string {
 }
 
 /** Parses one reply at `pos`; undefined if incomplete. */
-function parseReply(bytes: Uint8Array, pos: number): { reply: Reply; end: number } | undefined {
+function parseReply(bytes: Uint8Array, pos: number): { message: Reply; end: number } | undefined {
   const line_end = lineEnd(bytes, pos);
   if (line_end < 0) return undefined;
   const line = new TextDecoder().decode(bytes.subarray(pos + 1, line_end));
   const after = line_end + 2;
   switch (bytes[pos]) {
     case 0x2b: // +
-      return { reply: line, end: after };
+      return { message: line, end: after };
     case 0x2d: // -
-      return { reply: new ErrorReply(line), end: after };
+      return { message: new ErrorReply(line), end: after };
     case 0x3a: // :
-      return { reply: Number(line), end: after };
+      return { message: Number(line), end: after };
     case 0x24: {
       // $
       const n = Number(line);
-      if (n < 0) return { reply: null, end: after };
+      if (n < 0) return { message: null, end: after };
       if (bytes.length < after + n + 2) return undefined;
-      return { reply: bytes.slice(after, after + n), end: after + n + 2 };
+      return { message: bytes.slice(after, after + n), end: after + n + 2 };
     }
     case 0x2a: {
       // *
       const n = Number(line);
-      if (n < 0) return { reply: null, end: after };
+      if (n < 0) return { message: null, end: after };
       const items: Reply[] = [];
       let at = after;
       for (let i = 0; i < n; i++) {
         const item = parseReply(bytes, at);
         if (item === undefined) return undefined;
-        items.push(item.reply);
+        items.push(item.message);
         at = item.end;
       }
-      return { reply: items, end: at };
+      return { message: items, end: at };
     }
     default:
       throw new Error(`not a RESP reply: byte ${bytes[pos]} at ${pos}`);
