@@ -18,6 +18,7 @@ import {
 } from "../../src/cli/bench/workload.ts";
 import { killAll, ServeProcess, tempDir as serveTempDir } from "../dist/serve_process.ts";
 import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
+import { type Run, runWalkv } from "./walkv_process.ts";
 
 // Spawning daemons and CLI processes is slow on a loaded machine.
 setDefaultTimeout(60_000);
@@ -43,26 +44,9 @@ afterAll(async () => {
   await killAll();
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `walkv bench ...args` to completion. */
-async function bench(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const proc = Bun.spawn(["node_modules/.bin/bun", "src/cli/main.ts", "bench", ...args], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "", ...env },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
+function bench(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return runWalkv(["bench", ...args], env);
 }
 
 /** Runs `walkv bench --json ...args`, expects `code`, returns the report. */

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { toJson } from "../../src/cli/client_commands.ts";
 import { connect } from "../../src/client/index.ts";
 import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
+import { runWalkv } from "./walkv_process.ts";
 
 const TOKEN = "cli-token";
 
@@ -31,27 +32,7 @@ beforeAll(async () => {
 
 afterAll(stopAllDaemons);
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `walkv ...args` to completion. */
-async function walkv(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const proc = Bun.spawn(["node_modules/.bin/bun", "src/cli/main.ts", ...args], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "", ...env },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
-}
+const walkv = runWalkv;
 
 /** Runs `walkv CMD --socket PATH ...args` on the plain daemon, expects exit 0, returns the parsed JSON. */
 async function ok([name, ...args]: string[]): Promise<unknown> {
