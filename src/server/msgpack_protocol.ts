@@ -13,6 +13,7 @@
 
 import type { WalEntry } from "../engine/wal/record.ts";
 import { Final, type OutputWriter, type Protocol } from "./connection.ts";
+import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
 import {
   authenticate,
@@ -50,6 +51,15 @@ export interface ParsedRequest {
   /** Set if the envelope is malformed: the request is answered with code 1 and this message. */
   readonly bad: string | undefined;
 }
+
+/** The ops' names as msgpack fixstr payloads: a request's op is recognised without decoding it. */
+const OP_NAMES = OPS.map((name) => ({ name, bytes: new TextEncoder().encode(name) }));
+
+/**
+ * Responses of writes (settled later than the request): their bytes are views of this writer's slab,
+ * never overwritten, so one writer serves every connection of this worker without a copy each.
+ */
+const settled = new MsgWriter(64 * 1024);
 
 /** Ops that only read: on a connection they wait for the writes sent before them. */
 const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
@@ -110,7 +120,7 @@ function parseRequest(bytes: Uint8Array, start: number, end: number): ParsedRequ
   const reader = new MsgReader(bytes, start, end);
   const argc = reader.arrayHeader() - 2;
   const id = argc >= 0 ? reader.uint() : -1;
-  const op = id >= 0 ? reader.string() : undefined;
+  const op = id >= 0 ? opName(reader) : undefined;
   if (argc < 0 || id < 0 || op === undefined) {
     const bad = "request must be an array [id, op, ...args] with id a uint32 and op a string";
     return { id: Math.max(0, id), op: "", op_index: OP_OTHER, argc: 0, reader, started_ms, bad };
@@ -122,14 +132,40 @@ function parseRequest(bytes: Uint8Array, start: number, end: number): ParsedRequ
   return { id, op, op_index, argc, reader, started_ms, bad };
 }
 
+/** The op name at the reader: a known op's interned name (no decoding), else the decoded str. */
+function opName(r: MsgReader): string | undefined {
+  const head = r.bytes[r.pos];
+  if (head !== undefined && head >= 0xa0 && head <= 0xbf && r.pos < r.end) {
+    const length = head & 0x1f;
+    const at = r.pos + 1;
+    if (at + length <= r.end) {
+      for (const op of OP_NAMES) {
+        if (op.bytes.length === length && sameBytesAt(r.bytes, at, op.bytes)) {
+          r.pos = at + length;
+          return op.name;
+        }
+      }
+    }
+  }
+  return r.string();
+}
+
+function sameBytesAt(bytes: Uint8Array, at: number, expected: Uint8Array): boolean {
+  for (let i = 0; i < expected.length; i++) if (bytes[at + i] !== expected[i]) return false;
+  return true;
+}
+
 /**
  * True if the frame has bytes after the request's `argc` arguments. A malformed argument gives
  * false: the op itself reports it, with a precise message.
  */
 function hasTrailingBytes(r: MsgReader, argc: number): boolean {
-  const probe = new MsgReader(r.bytes, r.pos, r.end);
-  for (let i = 0; i < argc; i++) if (!probe.skip()) return false;
-  return !probe.atEnd();
+  const args_pos = r.pos;
+  let trailing = true;
+  for (let i = 0; i < argc && trailing; i++) trailing = r.skip();
+  trailing &&= !r.atEnd();
+  r.pos = args_pos;
+  return trailing;
 }
 
 /**
@@ -169,15 +205,13 @@ function settle(
   return result.then(
     (value) => {
       recordOp(ctx, op_index, started_ms, false);
-      const w = new MsgWriter(64);
-      writeResponse(w, id, CODE_OK, value, ctx.config.max_frame_bytes);
-      return w.take();
+      writeResponse(settled, id, CODE_OK, value, ctx.config.max_frame_bytes);
+      return settled.take();
     },
     (error: unknown) => {
       recordOp(ctx, op_index, started_ms, true);
-      const w = new MsgWriter(256);
-      writeError(w, id, error);
-      return w.take();
+      writeError(settled, id, error);
+      return settled.take();
     },
   );
 }
