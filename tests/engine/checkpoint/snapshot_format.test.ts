@@ -1,7 +1,4 @@
 import { describe, expect, test } from "bun:test";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as nodePath from "node:path";
 import {
   SNAPSHOT_FORMAT_VERSION,
   snapshotSizeBytes,
@@ -89,35 +86,6 @@ class MemIo implements Io {
     const path = this.handles.get(file);
     if (path === undefined) throw new IoError("EBADF", "use", String(file));
     return path;
-  }
-}
-
-/** Io over node:fs (synchronous), for the throughput benchmark only; times fdatasync separately. */
-class FsIo extends MemIo {
-  sync_ms = 0;
-  override open(path: string, options?: OpenOptions): FileId {
-    const flags =
-      (options?.create ? fs.constants.O_CREAT : 0) | (options?.truncate ? fs.constants.O_TRUNC : 0);
-    return fs.openSync(path, flags | fs.constants.O_RDWR, 0o600);
-  }
-  override close(file: FileId): void {
-    fs.closeSync(file);
-  }
-  override write(file: FileId, data: Uint8Array, position_bytes: number): void {
-    let done = 0;
-    while (done < data.length)
-      done += fs.writeSync(file, data, done, data.length - done, position_bytes + done);
-  }
-  override read(file: FileId, into: Uint8Array, position_bytes: number): number {
-    return fs.readSync(file, into, 0, into.length, position_bytes);
-  }
-  override size(file: FileId): number {
-    return fs.fstatSync(file).size;
-  }
-  override sync(file: FileId): void {
-    const start = performance.now();
-    fs.fdatasyncSync(file);
-    this.sync_ms += performance.now() - start;
   }
 }
 
@@ -508,48 +476,3 @@ describe("corruption", () => {
     expect(() => verifySnapshot(new MemIo(), PATH)).toThrow(IoError);
   });
 });
-
-/** 1M entries of 16-byte key + 100-byte value through node:fs. Run with WALKV_BENCH=1. */
-test.skipIf(!process.env.WALKV_BENCH)(
-  "throughput: 1M entries write >= 300 MB/s (without fdatasync), read+verify < 0.4 s",
-  () => {
-    const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "walkv-snapshot-"));
-    const path = nodePath.join(dir, "data.db");
-    try {
-      const io = new FsIo();
-      const count = 1_000_000;
-      const key = new Uint8Array(16);
-      const value = new Uint8Array(100).fill(7);
-      const write_start = performance.now();
-      const writer = new SnapshotWriter(io, path, { redo_lsn: 1, created_unix_ms: 1 });
-      for (let i = 1; i <= count; i++) {
-        key[0] = i;
-        key[1] = i >>> 8;
-        key[2] = i >>> 16;
-        writer.add(key, value, i, 0);
-      }
-      const written = writer.finish();
-      const write_ms = performance.now() - write_start;
-      let checksum = 0;
-      const read_start = performance.now();
-      const info = readSnapshot(io, path, (bytes, ko, _kl, _vo, vl, lsn) => {
-        checksum += bytes[ko]! + vl + lsn;
-      });
-      const read_ms = performance.now() - read_start;
-      // The device's fdatasync speed is not the format's: throughput counts everything else.
-      const write_mb_per_s = written.bytes / 1e6 / ((write_ms - io.sync_ms) / 1000);
-      console.log(
-        `snapshot ${(written.bytes / 1e6).toFixed(1)} MB: write ${write_ms.toFixed(0)} ms incl. fdatasync ${io.sync_ms.toFixed(0)} ms (${write_mb_per_s.toFixed(0)} MB/s without it), read+verify+visit ${read_ms.toFixed(0)} ms`,
-      );
-      expect(info.entry_count).toBe(count);
-      expect(checksum).toBe(
-        Array.from({ length: count }, (_, i) => ((i + 1) & 0xff) + 100 + i + 1).reduce((a, b) => a + b, 0),
-      );
-      expect(write_mb_per_s).toBeGreaterThanOrEqual(300);
-      expect(read_ms).toBeLessThan(400);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  },
-  60_000,
-);
