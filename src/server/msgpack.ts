@@ -23,11 +23,18 @@ export class MsgReader {
   pos: number;
 
   constructor(
-    readonly bytes: Uint8Array,
+    public bytes: Uint8Array,
     start: number,
-    readonly end: number,
+    public end: number,
   ) {
     this.pos = start;
+  }
+
+  /** Points this reader at `bytes[start, end)` (a reader reused for every request of a connection). */
+  reset(bytes: Uint8Array, start: number, end: number): void {
+    this.bytes = bytes;
+    this.pos = start;
+    this.end = end;
   }
 
   atEnd(): boolean {

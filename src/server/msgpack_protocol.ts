@@ -40,16 +40,37 @@ import { packr } from "./pack.ts";
 
 const FRAME_HEADER_BYTES = 4;
 
-/** A request whose envelope `[id, op, ...args]` was decoded; `reader` is positioned at the args. */
-export interface ParsedRequest {
-  readonly id: number;
-  readonly op: string;
-  readonly op_index: number;
-  readonly argc: number;
+/**
+ * A request whose envelope `[id, op, ...args]` was decoded; `reader` is positioned at the args. A
+ * connection decodes every frame into the same object ({@link MsgpackProtocol.retain} copies one that
+ * must wait).
+ */
+export class ParsedRequest {
+  id = 0;
+  op = "";
+  op_index = OP_OTHER;
+  argc = 0;
   readonly reader: MsgReader;
-  readonly started_ms: number;
+  started_ms = 0;
   /** Set if the envelope is malformed: the request is answered with code 1 and this message. */
-  readonly bad: string | undefined;
+  bad: string | undefined = undefined;
+
+  constructor(reader = new MsgReader(new Uint8Array(0), 0, 0)) {
+    this.reader = reader;
+  }
+
+  /** A copy that keeps this request's fields and reader position. */
+  copy(): ParsedRequest {
+    const r = this.reader;
+    const copy = new ParsedRequest(new MsgReader(r.bytes, r.pos, r.end));
+    copy.id = this.id;
+    copy.op = this.op;
+    copy.op_index = this.op_index;
+    copy.argc = this.argc;
+    copy.started_ms = this.started_ms;
+    copy.bad = this.bad;
+    return copy;
+  }
 }
 
 /** The ops' names as msgpack fixstr payloads: a request's op is recognised without decoding it. */
@@ -67,6 +88,8 @@ const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
 export class MsgpackProtocol implements Protocol<ParsedRequest> {
   next_start = 0;
   private readonly session: Session;
+  /** Every frame is decoded into this object: no allocation per request. */
+  private readonly current = new ParsedRequest();
 
   constructor(private readonly ctx: WorkerContext) {
     this.session = newSession(ctx);
@@ -86,12 +109,12 @@ export class MsgpackProtocol implements Protocol<ParsedRequest> {
     const body = start + FRAME_HEADER_BYTES;
     if (end - body < length) return undefined;
     this.next_start = body + length;
-    return parseRequest(bytes, body, body + length);
+    return parseRequest(this.current, bytes, body, body + length);
   }
 
-  /** Every request is a new object: kept as it is. */
+  /** The decoded request is reused for the next frame: one that must wait is copied. */
   retain(request: ParsedRequest): ParsedRequest {
-    return request;
+    return request.copy();
   }
 
   /** A malformed envelope is answered at once, in order; reads and unknown ops follow writes. */
@@ -114,22 +137,30 @@ export function msgpackRefusal(reason: string): Uint8Array {
   return responseBytes(0, CODE_UNAVAILABLE, reason);
 }
 
-/** Decodes the envelope of the frame body `bytes[start, end)`. */
-function parseRequest(bytes: Uint8Array, start: number, end: number): ParsedRequest {
-  const started_ms = performance.now();
-  const reader = new MsgReader(bytes, start, end);
+/** Decodes the envelope of the frame body `bytes[start, end)` into `request`. */
+function parseRequest(request: ParsedRequest, bytes: Uint8Array, start: number, end: number): ParsedRequest {
+  request.started_ms = performance.now();
+  const reader = request.reader;
+  reader.reset(bytes, start, end);
   const argc = reader.arrayHeader() - 2;
   const id = argc >= 0 ? reader.uint() : -1;
   const op = id >= 0 ? opName(reader) : undefined;
   if (argc < 0 || id < 0 || op === undefined) {
-    const bad = "request must be an array [id, op, ...args] with id a uint32 and op a string";
-    return { id: Math.max(0, id), op: "", op_index: OP_OTHER, argc: 0, reader, started_ms, bad };
+    request.id = Math.max(0, id);
+    request.op = "";
+    request.op_index = OP_OTHER;
+    request.argc = 0;
+    request.bad = "request must be an array [id, op, ...args] with id a uint32 and op a string";
+    return request;
   }
-  const op_index = opIndex(op);
-  const bad = hasTrailingBytes(reader, argc)
+  request.id = id;
+  request.op = op;
+  request.op_index = opIndex(op);
+  request.argc = argc;
+  request.bad = hasTrailingBytes(reader, argc)
     ? "a frame must hold exactly one msgpack value: bytes after the request"
     : undefined;
-  return { id, op, op_index, argc, reader, started_ms, bad };
+  return request;
 }
 
 /** The op name at the reader: a known op's interned name (no decoding), else the decoded str. */
