@@ -17,7 +17,7 @@ import {
   valuePayload,
 } from "../../src/cli/bench/workload.ts";
 import { killAll, ServeProcess, tempDir as serveTempDir } from "../dist/serve_process.ts";
-import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
+import { Daemon, startDaemonPair, stopAllDaemons, tempDir } from "../server/daemon.ts";
 import { type Run, runWalkv } from "./walkv_process.ts";
 
 // Spawning daemons and CLI processes is slow on a loaded machine.
@@ -30,13 +30,12 @@ let guarded: Daemon;
 let token_file: string;
 
 beforeAll(async () => {
-  const dir = tempDir();
-  token_file = path.join(dir, "token");
-  fs.writeFileSync(token_file, `${TOKEN}\n`, { mode: 0o600 });
-  [plain, guarded] = await Promise.all([
-    Daemon.start({ args: ["--fsync", "no"] }),
-    Daemon.start({ args: ["--fsync", "no", "--auth-token-file", token_file, "--max-value-bytes", "64"] }),
-  ]);
+  ({ plain, guarded, token_file } = await startDaemonPair(TOKEN, [
+    "--fsync",
+    "no",
+    "--max-value-bytes",
+    "64",
+  ]));
 });
 
 afterAll(async () => {

@@ -4,11 +4,10 @@
  * WALKV_SOCKET.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { toJson } from "../../src/cli/client_commands.ts";
 import { connect } from "../../src/client/index.ts";
-import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
+import { type Daemon, startDaemonPair, stopAllDaemons, tempDir } from "../server/daemon.ts";
 import { runWalkv } from "./walkv_process.ts";
 
 const TOKEN = "cli-token";
@@ -21,13 +20,7 @@ let guarded: Daemon;
 let token_file: string;
 
 beforeAll(async () => {
-  const dir = tempDir();
-  token_file = path.join(dir, "token");
-  fs.writeFileSync(token_file, `${TOKEN}\n`, { mode: 0o600 });
-  [plain, guarded] = await Promise.all([
-    Daemon.start({ args: ["--fsync", "no"] }),
-    Daemon.start({ args: ["--auth-token-file", token_file, "--max-value-bytes", "16"] }),
-  ]);
+  ({ plain, guarded, token_file } = await startDaemonPair(TOKEN, ["--max-value-bytes", "16"]));
 });
 
 afterAll(stopAllDaemons);

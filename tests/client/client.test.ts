@@ -4,7 +4,6 @@
  * reconnection after the daemon is killed and restarted.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import {
@@ -17,7 +16,7 @@ import {
   TooLargeError,
   type WalkvClientError,
 } from "../../src/client/index.ts";
-import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
+import { Daemon, startDaemonPair, stopAllDaemons, tempDir } from "../server/daemon.ts";
 
 const TOKEN = "s3cret-token";
 const MAX_VALUE_BYTES = 64;
@@ -30,15 +29,10 @@ let guarded: Daemon;
 let token_file: string;
 
 beforeAll(async () => {
-  const dir = tempDir();
-  token_file = path.join(dir, "token");
-  fs.writeFileSync(token_file, `${TOKEN}\n`, { mode: 0o600 });
-  [plain, guarded] = await Promise.all([
-    Daemon.start({ args: ["--fsync", "no"] }), // the pipelining test alternates writes and reads
-    Daemon.start({
-      args: ["--auth-token-file", token_file, "--max-value-bytes", String(MAX_VALUE_BYTES)],
-    }),
-  ]);
+  ({ plain, guarded, token_file } = await startDaemonPair(TOKEN, [
+    "--max-value-bytes",
+    String(MAX_VALUE_BYTES),
+  ]));
 });
 
 afterAll(stopAllDaemons);

@@ -190,3 +190,27 @@ export async function waitUntil(
     await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
   }
 }
+
+/** Two daemons for client tests: `plain` (no token) and `guarded` (needs `token`, in `token_file`). */
+export interface DaemonPair {
+  readonly plain: Daemon;
+  readonly guarded: Daemon;
+  readonly token_file: string;
+}
+
+/**
+ * Starts a plain daemon (`--fsync no`) and one guarded by `token` (written to a 0600 file), in
+ * parallel; `guarded_args` are added to the guarded one's flags.
+ *
+ * @example
+ * const { plain, guarded, token_file } = await startDaemonPair("s3cret", ["--max-value-bytes", "64"]);
+ */
+export async function startDaemonPair(token: string, guarded_args: readonly string[]): Promise<DaemonPair> {
+  const token_file = path.join(tempDir(), "token");
+  fs.writeFileSync(token_file, `${token}\n`, { mode: 0o600 });
+  const [plain, guarded] = await Promise.all([
+    Daemon.start({ args: ["--fsync", "no"] }),
+    Daemon.start({ args: ["--auth-token-file", token_file, ...guarded_args] }),
+  ]);
+  return { plain, guarded, token_file };
+}
