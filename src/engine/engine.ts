@@ -204,15 +204,14 @@ export class Engine {
     for (const shard of shards) this.table.lockShard(shard);
     try {
       removed = this.countHeld(entries, hashes);
-      if (entries.length === 1 && entries[0]!.op === OP_DEL) {
+      if (entries.length === 1 && entries[0]!.op === OP_DEL && removed === 0) {
+        // A DEL of an absent key writes nothing; it reports the version it observed.
+        existed = false;
         const head = this.table.headRef(entries[0]!.key, hashes[0]!);
-        existed = head !== 0 && !this.table.isTombstone(head);
-        if (!existed) {
-          this.table.discardVersion(versions[0]!);
-          versions.length = 0;
-          lsn = head === 0 ? 0 : this.table.versionLsn(head);
-          epoch = this.wal.epoch();
-        }
+        this.table.discardVersion(versions[0]!);
+        versions.length = 0;
+        lsn = head === 0 ? 0 : this.table.versionLsn(head);
+        epoch = this.wal.epoch();
       }
       if (versions.length > 0) {
         for (const shard of shards) this.table.reserveSlots(shard, per_shard.get(shard)!);

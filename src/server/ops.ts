@@ -133,13 +133,12 @@ export function writeAll(ctx: WorkerContext, entries: readonly WalEntry[]): Prom
 }
 
 /**
- * Deletes `keys` (distinct) as one WAL record; resolves with how many held a value. One key takes
- * the engine's fast path (nothing is written for an absent key).
+ * Deletes `keys` (distinct) as one WAL record; resolves with how many held a value. One absent key
+ * takes the engine's fast path (nothing is written).
  */
 export async function deleteKeys(ctx: WorkerContext, keys: readonly Uint8Array[]): Promise<number> {
   for (const key of keys) checkKey(ctx, key);
   ctx.sets.flush();
-  if (keys.length === 1) return (await ctx.engine.del(keys[0]!)) ? 1 : 0;
   const entries = keys.map((key): WalEntry => ({ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 }));
   return (await ctx.engine.write(entries)).removed;
 }
