@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { toJson } from "../../src/cli/client_commands.ts";
 import { connect } from "../../src/client/index.ts";
 import { type Daemon, startDaemonPair, stopAllDaemons, tempDir } from "../server/daemon.ts";
-import { runWalkv } from "./walkv_process.ts";
+import { runWalkv as walkv } from "./walkv_process.ts";
 
 const TOKEN = "cli-token";
 
@@ -24,8 +24,6 @@ beforeAll(async () => {
 });
 
 afterAll(stopAllDaemons);
-
-const walkv = runWalkv;
 
 /** Runs `walkv CMD --socket PATH ...args` on the plain daemon, expects exit 0, returns the parsed JSON. */
 async function ok([name, ...args]: string[]): Promise<unknown> {

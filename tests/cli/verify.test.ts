@@ -1,47 +1,20 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { engineConfig } from "../../src/engine/config.ts";
 import { type InlineHost, openEngine } from "../../src/engine/host.ts";
 import { parseSegmentName } from "../../src/engine/wal/format.ts";
+import { smallConfig, utf8 } from "../engine/sim_host.ts";
 import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
+import { type Run, runWalkv } from "./walkv_process.ts";
 
-const BUN = "node_modules/.bin/bun";
-const utf8 = (text: string) => new TextEncoder().encode(text);
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs `walkv verify ARGS` to completion. */
-async function walkvVerify(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const proc = Bun.spawn([BUN, "src/cli/main.ts", "verify", ...args], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, WALKV_DATA: undefined, ...env },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
+/** Runs `walkv verify ARGS` to completion (environment: PATH only, so no WALKV_DATA leaks in). */
+function walkvVerify(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return runWalkv(["verify", ...args], env);
 }
 
 /** A data directory written by the engine (real disk): 400 writes, a checkpoint after 200, closed. */
 async function makeDataDir(data_dir: string): Promise<void> {
-  const config = engineConfig({
-    data_dir,
-    shard_bits: 4,
-    memory_limit_bytes: 64 << 20,
-    max_key_bytes: 256,
-    max_value_bytes: 4096,
-    max_batch_bytes: 8192,
-    wal_segment_bytes: 64 << 10,
-  });
+  const config = smallConfig({ data_dir });
   const host = (await openEngine(config, { inline: true, log: () => {} })) as InlineHost;
   for (let i = 0; i < 400; i++) {
     const write = host.engine.set(utf8(`k${i}`), utf8(`v${i}:${"x".repeat(500)}`));

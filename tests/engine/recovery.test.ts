@@ -7,7 +7,7 @@ import { recover } from "../../src/engine/recovery.ts";
 import { createTableShared, Table } from "../../src/engine/table.ts";
 import { parseSegmentName } from "../../src/engine/wal/format.ts";
 import { readSegment } from "../../src/engine/wal/segment_reader.ts";
-import { smallConfig as config, openSim, SEED, text, utf8 } from "./sim_host.ts";
+import { smallConfig as config, fileSize, openSim, SEED, text, utf8 } from "./sim_host.ts";
 
 const WAL_DIR = "/data/wal";
 
@@ -38,15 +38,6 @@ function recordOffsets(disk: SimDisk, path: string): number[] {
     offsets.push(file_offset),
   );
   return offsets;
-}
-
-function fileSize(disk: SimDisk, path: string): number {
-  const file = disk.open(path);
-  try {
-    return disk.size(file);
-  } finally {
-    disk.close(file);
-  }
 }
 
 function flipByte(disk: SimDisk, path: string, offset_bytes: number): void {

@@ -64,3 +64,13 @@ export function readWholeFile(disk: SimDisk, path: string): Uint8Array {
     disk.close(file);
   }
 }
+
+/** The size of `path` on the simulated disk. */
+export function fileSize(disk: SimDisk, path: string): number {
+  const file = disk.open(path);
+  try {
+    return disk.size(file);
+  } finally {
+    disk.close(file);
+  }
+}

@@ -5,7 +5,7 @@ import { SimDisk, type SimDiskCall } from "../../../src/engine/io/sim_disk.ts";
 import { parseSegmentName, segmentName } from "../../../src/engine/wal/format.ts";
 import { readSegment } from "../../../src/engine/wal/segment_reader.ts";
 import { createWalBufferShared, WalBuffer } from "../../../src/engine/wal/wal_buffer.ts";
-import { openSim, SEED, settle, text, utf8 } from "../sim_host.ts";
+import { fileSize, openSim, SEED, settle, text, utf8 } from "../sim_host.ts";
 
 const WAL_DIR = "/data/wal";
 const SEGMENT_BYTES = 64 << 10;
@@ -15,15 +15,6 @@ function segments(disk: SimDisk): number[] {
     .list(WAL_DIR)
     .map((name) => parseSegmentName(name)!)
     .sort((a, b) => a - b);
-}
-
-function fileSize(disk: SimDisk, path: string): number {
-  const file = disk.open(path);
-  try {
-    return disk.size(file);
-  } finally {
-    disk.close(file);
-  }
 }
 
 /** A fault hook that fails the next `count` calls of `op` on `path_prefix` with `errno`. */
