@@ -23,7 +23,7 @@ export interface OutputWriter {
   readonly length: number;
   /** Appends bytes that are already encoded. */
   raw(bytes: Uint8Array): void;
-  /** The bytes written so far, as a copy, and resets to empty. */
+  /** The bytes written since the last take, as a view never written again, and resets to empty. */
   take(): Uint8Array;
 }
 

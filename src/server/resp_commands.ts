@@ -26,7 +26,7 @@ import {
   type WorkerContext,
   writeAll,
 } from "./ops.ts";
-import { type RespRequest, scratchKey } from "./resp_request.ts";
+import { latin1, type RespRequest, scratchKey } from "./resp_request.ts";
 import { commandReply, configReply, infoReply } from "./resp_server.ts";
 import { binSize, msgpackTypeName, payloadStart } from "./resp_values.ts";
 import { REPLY_OK, RespError, type RespWriter, replyBytes } from "./resp_writer.ts";
@@ -64,8 +64,6 @@ export interface RespCommand {
 }
 
 // ------------------------------------------------------------------------------------- data
-
-const latin1 = new TextDecoder("latin1");
 
 function get(s: RespSession, request: RespRequest, out: RespWriter): undefined {
   const value = s.ctx.engine.get(checkKey(s.ctx, scratchKey(request, 0)));

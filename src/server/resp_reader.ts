@@ -23,7 +23,7 @@ export const RESP_MAX_ARGUMENTS = 1024 * 1024;
 /** Longest inline command line, `\r\n` included (Redis's limit too). */
 export const RESP_MAX_INLINE_BYTES = 64 * 1024;
 /** Argument offsets kept between requests; a larger request's are dropped after it. */
-const KEEP_ARGUMENT_SLOTS = 1024;
+export const KEEP_ARGUMENT_SLOTS = 1024;
 /** Most digits of a `*<count>` or `$<length>` (more can never be a valid size). */
 const MAX_DIGITS = 15;
 

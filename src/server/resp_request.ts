@@ -13,16 +13,15 @@
  */
 import { copyBytes } from "../engine/bytes.ts";
 import type { RespCommand } from "./resp_commands.ts";
-import type { RespReader } from "./resp_reader.ts";
+import { KEEP_ARGUMENT_SLOTS, type RespReader } from "./resp_reader.ts";
 import { binSize, binValue, COPY_LOOP_MAX_BYTES, writeBinHeader } from "./resp_values.ts";
 
 /** Keys up to this length are read through a reused scratch array. */
 const SCRATCH_KEY_MAX_BYTES = 256;
-/** Argument slots a reused request keeps after a larger request. */
-const KEEP_ARGUMENT_SLOTS = 1024;
 const EMPTY = new Uint8Array(0);
 
-const latin1 = new TextDecoder("latin1");
+/** Decodes command names and numbers (ASCII) without a UTF-8 pass. */
+export const latin1 = new TextDecoder("latin1");
 
 export class RespRequest {
   /** Undefined if the name is not a command walkv knows. */

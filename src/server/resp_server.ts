@@ -11,9 +11,8 @@
 import { VERSION } from "../cli/version.ts";
 import type { WorkerContext } from "./ops.ts";
 import type { RespCommand } from "./resp_commands.ts";
+import { latin1 } from "./resp_request.ts";
 import { RespError, type RespWriter } from "./resp_writer.ts";
-
-const latin1 = new TextDecoder("latin1");
 
 function lowercase(arg: Uint8Array): string {
   return latin1.decode(arg).toLowerCase();

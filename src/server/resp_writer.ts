@@ -9,7 +9,7 @@
  * socket.write(w.take());
  */
 
-import { CODE_AUTH_REQUIRED, CODE_UNAVAILABLE, classify } from "./ops.ts";
+import { CODE_UNAVAILABLE, classify } from "./ops.ts";
 import { COPY_LOOP_MAX_BYTES } from "./resp_values.ts";
 import { SlabWriter } from "./slab_writer.ts";
 
@@ -113,23 +113,27 @@ const NIL_ARRAY = encoder.encode("*-1\r\n");
 /** A constant reply, encoded once: `+OK\r\n`. */
 export const REPLY_OK = encoder.encode("+OK\r\n");
 
+/**
+ * Replies built apart from a connection's output (pending writes, finals): views of this writer's
+ * slab, never overwritten, so one writer serves the whole worker without an allocation per reply.
+ */
+const replies = new RespWriter(64 * 1024);
+
 /** The encoded bytes of one reply written by `write` (for replies of pending writes and finals). */
 export function replyBytes(write: (w: RespWriter) => void): Uint8Array {
-  const w = new RespWriter(64);
-  write(w);
-  return w.take();
+  write(replies);
+  return replies.take();
 }
 
 /** A failure answered with `-<message>`; the message starts with its error code (WRONGTYPE…). */
 export class RespError extends Error {}
 
 /**
- * The `-...` text of any failure: a RespError as it is; an ops.ts failure by its code (NOAUTH for
- * auth required, UNAVAILABLE for unavailable, ERR otherwise) and message.
+ * The `-...` text of any failure: a RespError as it is; an ops.ts failure by its code (UNAVAILABLE
+ * for unavailable, ERR otherwise) and message. (Authentication is answered by resp_protocol.ts.)
  */
 export function respErrorText(error: unknown): string {
   if (error instanceof RespError) return error.message;
   const [code, message] = classify(error);
-  if (code === CODE_AUTH_REQUIRED) return "NOAUTH Authentication required.";
   return `${code === CODE_UNAVAILABLE ? "UNAVAILABLE" : "ERR"} ${message}`;
 }

@@ -40,7 +40,6 @@ self.onmessage = (event: MessageEvent) => {
       log(`checkpoint failed: ${error instanceof Error ? error.message : String(error)}`);
       control.publishCheckpoint(undefined);
     }
-    collectGarbage();
   };
   self.postMessage({ ready: true });
   let last_ms = Date.now();
@@ -57,6 +56,7 @@ self.onmessage = (event: MessageEvent) => {
     if (seq === served_seq && !timer_due) continue;
     served_seq = seq;
     runOnce();
+    collectGarbage(); // this loop never returns to the event loop: see gc_pacer.ts
     last_ms = Date.now();
   }
   if (wal.state() !== 2) runOnce();
