@@ -68,8 +68,7 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
   const started = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, fatal);
   if ("error" in started) {
     stopping = true;
-    for (const w of started.workers) w.terminate();
-    removeSockets(config, options.inherited_fd === undefined);
+    for (const w of started.workers) w.terminate(); // worker 0 removed the sockets it had bound
     await admin?.close();
     await host.close();
     pid_file.release();

@@ -55,14 +55,21 @@ const RESP: Wire = { name: "RESP socket", create: (ctx) => new RespProtocol(ctx)
 let draining = false;
 const connections = new Set<Connection<unknown>>();
 const servers: net.Server[] = [];
+/** Socket files this worker bound (renamed into place): removed if the start fails. */
+const bound_paths: string[] = [];
 let resp_tcp_port = 0;
+/** How long a connect to an existing socket file may take to tell a live server from a stale file. */
+const PROBE_TIMEOUT_MS = 1000;
 
 self.onmessage = (event: MessageEvent) => {
   const message = event.data as Partial<Init> & { drain?: boolean };
   if (message.drain) return drain();
   start(message as Init).then(
     (reply) => self.postMessage({ ready: true, ...reply }),
-    (error: Error) => self.postMessage({ ready: true, error: error.message }),
+    (error: Error) => {
+      for (const path of bound_paths) fs.rmSync(path, { force: true });
+      self.postMessage({ ready: true, error: error.message });
+    },
   );
 };
 
@@ -120,27 +127,55 @@ function listen(
     if (init.fd !== undefined) server.listen({ fd: init.fd }, listening);
     else if (bind === undefined) failed(new Error("neither an fd nor an address to bind"));
     else if ("host" in bind) server.listen({ host: bind.host, port: bind.port }, listening);
-    else bindPrivately(server, bind.path, bind.mode, listening);
+    else bindPrivately(server, bind.path, bind.mode, listening, failed);
   });
 }
 
 /**
  * Binds the socket in a fresh 0700 directory next to `path`, sets its mode, then renames it into
- * place: it is never reachable with a wider mode than `mode`.
+ * place: it is never reachable with a wider mode than `mode`. A socket file at `path` that a live
+ * server answers on (another walkv, Redis…) is never replaced: the start fails instead. A stale file
+ * (its server died) is replaced.
  */
-function bindPrivately(listener: net.Server, path: string, mode: number, listening: () => void): void {
-  const dir = path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const private_dir = fs.mkdtempSync(`${dir}/.walkv-bind-`);
-  const temporary = `${private_dir}/s`;
-  listener.listen(temporary, () => {
-    try {
-      fs.chmodSync(temporary, mode);
-      fs.renameSync(temporary, path);
-    } finally {
-      fs.rmSync(private_dir, { recursive: true, force: true });
-    }
-    listening();
+function bindPrivately(
+  listener: net.Server,
+  path: string,
+  mode: number,
+  listening: () => void,
+  failed: (error: Error) => void,
+): void {
+  liveServerAt(path).then((live) => {
+    if (live) return failed(new Error(`${path} is in use: a live server accepts connections there`));
+    const dir = path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const private_dir = fs.mkdtempSync(`${dir}/.walkv-bind-`);
+    const temporary = `${private_dir}/s`;
+    listener.listen(temporary, () => {
+      try {
+        fs.chmodSync(temporary, mode);
+        fs.renameSync(temporary, path);
+        bound_paths.push(path);
+      } finally {
+        fs.rmSync(private_dir, { recursive: true, force: true });
+      }
+      listening();
+    });
+  });
+}
+
+/** True if a server accepts a connection on the Unix socket `path` (false: no file, or stale). */
+function liveServerAt(path: string): Promise<boolean> {
+  if (!fs.existsSync(path)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const probe = net.createConnection(path);
+    const done = (live: boolean) => {
+      clearTimeout(timer);
+      probe.destroy();
+      resolve(live);
+    };
+    const timer = setTimeout(() => done(true), PROBE_TIMEOUT_MS); // a server too busy to accept is live
+    probe.once("connect", () => done(true));
+    probe.once("error", () => done(false));
   });
 }
 

@@ -64,6 +64,18 @@ describe("daemon lifecycle", () => {
     c.close();
   });
 
+  test("a walkv serve on a socket a live server answers on is refused, and leaves it in place", async () => {
+    const d = await running();
+    const second = Daemon.spawn({ dir: d.dir, data_dir: path.join(tempDir(), "data") });
+    const code = await second.exited;
+    expect(code).not.toBe(0);
+    expect(second.stderr).toContain(`${d.socket_path} is in use: a live server accepts connections there`);
+    expect(second.stdout).not.toMatch(/ready/);
+    const c = await d.client(); // the first one still owns its socket
+    expect(await c.call("get", "perm")).toEqual([1, 0, "x"]);
+    c.close();
+  });
+
   test("SIGTERM with writes in flight: every request read is answered, then exit 0, socket removed", async () => {
     // 1000 small sets fit in one read of the socket: all were read when the first answer came.
     const responses = await sigtermDuringPipeline(await running(), "short", 1000);
