@@ -71,7 +71,7 @@ trap cleanup EXIT
 # Waits until a line matching $2 appears in file $1 (the server's log), at most 30 s.
 wait_for_line() {
   for _ in $(seq 300); do
-    if grep -qi "$2" "$1" 2>/dev/null; then return 0; fi
+    if grep -qiw "$2" "$1" 2>/dev/null; then return 0; fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "server exited:" >&2; cat "$1" >&2; exit 1; fi
     sleep 0.1
   done
@@ -127,19 +127,20 @@ for mode in $MODES; do
   done
 done
 
-# One row per (mode, test, pipeline): the median round of each server by ops/s.
+# The median round of one server in one (mode, test, pipeline) cell, by ops/s: "rps,p50,p99".
+median() { # mode test pipeline server
+  awk -F, -v m="$1" -v t="$2" -v p="$3" -v s="$4" \
+    '$1 == m && $2 == s && $3 == p && $5 == t { print $6 "," $7 "," $8 }' "$RESULTS" |
+    sort -t, -k1 -g | awk '{ rows[NR] = $0 } END { print rows[int((NR + 1) / 2)] }'
+}
+
 echo
 echo "| fsync | test | pipeline | Redis ops/s | Redis p50 ms | Redis p99 ms | walkv ops/s | walkv p50 ms | walkv p99 ms | walkv/Redis |"
 echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for mode in $MODES; do
   for test in SET GET; do
     for pipeline in 1 16; do
-      median() { # server -> "rps,p50,p99" of the median round
-        awk -F, -v m="$mode" -v s="$1" -v p="$pipeline" -v t="$test" \
-          '$1 == m && $2 == s && $3 == p && $5 == t { print $6 "," $7 "," $8 }' "$RESULTS" |
-          sort -t, -k1 -g | awk '{ rows[NR] = $0 } END { print rows[int((NR + 1) / 2)] }'
-      }
-      r=$(median redis); w=$(median walkv)
+      r=$(median "$mode" "$test" "$pipeline" redis); w=$(median "$mode" "$test" "$pipeline" walkv)
       awk -F, -v mode="$mode" -v test="$test" -v p="$pipeline" -v r="$r" -v w="$w" 'BEGIN {
         split(r, a, ","); split(w, b, ",");
         printf "| %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f |\n", mode, test, p, a[1], a[2], a[3], b[1], b[2], b[3], b[1] / a[1]

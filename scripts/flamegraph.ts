@@ -26,7 +26,7 @@ import { assert } from "../src/engine/errors.ts";
 /** Stacks deeper than this are refused (perf's own default maximum is 127 frames). */
 export const MAX_STACK_FRAMES = 1024;
 /** Input larger than this is refused rather than read into memory. */
-export const MAX_INPUT_BYTES = 1024 ** 3;
+const MAX_INPUT_BYTES = 1024 ** 3;
 
 const HEADER = /^(\S.*?)\s+(\d+)\s*$/; // "Bun Pool 0 15372": comm (may hold spaces), tid
 const FRAME = /^\s+([0-9a-f]+)\s+(.*?)\s+\((.*)\)\s*$/; // "  7f12ab JSC-FTL: get#CDpc (/tmp/perf-1.map)"
@@ -153,7 +153,7 @@ function depthOf(node: Node): number {
 }
 
 /** Options of renderFlameGraph. */
-export interface FlameGraphOptions {
+interface FlameGraphOptions {
   readonly title: string;
   readonly width_px?: number;
 }

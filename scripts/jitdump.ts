@@ -33,7 +33,7 @@ export interface JitSymbol {
 }
 
 /** A region whose live bytes match its recorded code less than this (0..1) was reused: dropped. */
-export const MIN_SAME_BYTES_SHARE = 0.5;
+const MIN_SAME_BYTES_SHARE = 0.5;
 
 const MAGIC = 0x4a695444; // "JiTD", little-endian
 const FILE_HEADER_BYTES = 40;
@@ -42,7 +42,7 @@ const CODE_LOAD = 0;
 /** Record header, then pid u32, tid u32, vma u64, code_address u64, code_size u64, code_index u64. */
 const CODE_LOAD_FIXED_BYTES = RECORD_HEADER_BYTES + 40;
 /** A dump past this is refused rather than read into memory (JSC writes each function's code too). */
-export const MAX_JITDUMP_BYTES = 2 * 1024 ** 3;
+const MAX_JITDUMP_BYTES = 2 * 1024 ** 3;
 
 /**
  * The code-load records of a JITDump, in file order. A truncated last record (the dump is written
@@ -120,7 +120,7 @@ export function keepLive(
  * @example
  * readProcessMemory(4240, 0x7f1204b9c000, 384); // Uint8Array(384) or null
  */
-export function readProcessMemory(pid: number, start: number, size_bytes: number): Uint8Array | null {
+function readProcessMemory(pid: number, start: number, size_bytes: number): Uint8Array | null {
   const fd = fs.openSync(`/proc/${pid}/mem`, "r");
   try {
     const bytes = new Uint8Array(size_bytes);

@@ -94,7 +94,7 @@ export function checkKeySize(ctx: WorkerContext, size_bytes: number): void {
 }
 
 /** `value` (stored bytes) if it is within `--max-value-bytes`; else RequestError(CODE_TOO_LARGE). */
-export function checkValue(ctx: WorkerContext, value: Uint8Array): Uint8Array {
+function checkValue(ctx: WorkerContext, value: Uint8Array): Uint8Array {
   checkValueSize(ctx, value.length);
   return value;
 }
@@ -144,7 +144,7 @@ export async function deleteKeys(ctx: WorkerContext, keys: readonly Uint8Array[]
 }
 
 /** Most SETs coalesced into one record (a bound on a batch's latency and memory besides its bytes). */
-export const COALESCE_MAX_ENTRIES = 1024;
+const COALESCE_MAX_ENTRIES = 1024;
 
 /**
  * Coalesces the single-key SETs that one I/O worker receives in one event-loop turn, from every
@@ -213,7 +213,7 @@ export class SetCoalescer {
 
 // ------------------------------------------------------------------------------------- auth
 
-export type AuthOutcome = "ok" | "wrong" | "not_configured";
+type AuthOutcome = "ok" | "wrong" | "not_configured";
 
 /**
  * Checks `given` against `--auth-token-file`'s token (constant time in the token's length). A right

@@ -109,9 +109,11 @@ function distinct(keys: Uint8Array[]): Uint8Array[] {
 }
 
 function exists(s: RespSession, request: RespRequest, out: RespWriter): undefined {
-  for (let i = 0; i < request.count; i++) checkKeySize(s.ctx, request.length(i));
   let count = 0;
-  for (let i = 0; i < request.count; i++) if (s.ctx.engine.exists(scratchKey(request, i))) count++;
+  for (let i = 0; i < request.count; i++) {
+    checkKeySize(s.ctx, request.length(i)); // a reply is written only after every key passed
+    if (s.ctx.engine.exists(scratchKey(request, i))) count++;
+  }
   out.integer(count);
 }
 

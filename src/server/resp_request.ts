@@ -43,11 +43,12 @@ export class RespRequest {
     this.bytes = bytes;
     this.started_ms = started_ms;
     this.count = reader.argc - 1;
+    // Slots of an earlier huge request are dropped, not kept (nor copied) for every later one.
+    if (this.offsets.length > 2 * KEEP_ARGUMENT_SLOTS) this.offsets = [];
     for (let i = 0; i < reader.argc; i++) {
       this.offsets[2 * i] = reader.starts[i]!;
       this.offsets[2 * i + 1] = reader.ends[i]!;
     }
-    if (this.offsets.length > 2 * KEEP_ARGUMENT_SLOTS) this.offsets = this.offsets.slice(0, 2 * reader.argc);
     return this;
   }
 

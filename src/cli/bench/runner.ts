@@ -21,7 +21,7 @@ import { connectionQuota, connectionSeed, OP_NAMES, RequestStream } from "./work
 
 const ID_MAX = 0xffff_ffff;
 /** How often {@link RunOptions.on_progress} is called. */
-export const PROGRESS_INTERVAL_MS = 1000;
+const PROGRESS_INTERVAL_MS = 1000;
 /** A run in which no response arrives for this long fails (a hung server must not hang the bench). */
 export const STALL_TIMEOUT_MS = 30_000;
 
@@ -31,7 +31,7 @@ export const STALL_TIMEOUT_MS = 30_000;
  * @example
  * const options: RunOptions = { ...flags, wire, requests: undefined, duration_ms: 10_000 };
  */
-export interface RunOptions {
+interface RunOptions {
   readonly socket_path: string;
   readonly wire: Wire;
   readonly connections: number;
