@@ -126,11 +126,11 @@ BUN_JSC_useJITDump=1 BUN_JSC_jitDumpDirectory="$work/jit" \
   --checkpoint-interval 0 "${resp_args[@]}" $serve_args >"$out/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 300); do # the daemon prints "ready" once it accepts (recovery of an empty dir: < 1 s)
-  grep -q ready "$out/daemon.log" && break
+  grep -qw ready "$out/daemon.log" && break
   kill -0 "$daemon_pid" 2>/dev/null || die "the daemon exited: $(cat "$out/daemon.log")"
   sleep 0.1
 done
-grep -q ready "$out/daemon.log" || die "the daemon was not ready within 30 s"
+grep -qw ready "$out/daemon.log" || die "the daemon was not ready within 30 s"
 
 # --- the load, in its own process group (so it stops with all its children) ---------------------
 load_s=$((warmup_s + 3 * window_s + 30)) # the windows, the stats calls and tool start-up; stopped after

@@ -14,7 +14,6 @@
  */
 import { Hono } from "hono";
 import type { Engine, EngineStats } from "../engine/engine.ts";
-import { InvalidError } from "../engine/errors.ts";
 import { WAL_STOPPED } from "../engine/wal/wal_buffer.ts";
 import type { HttpListen, ServerConfig } from "../server/config.ts";
 import { LATENCY_BUCKETS_US, type Metrics, type MetricsSummary } from "../server/metrics.ts";
@@ -42,36 +41,19 @@ export function adminApp(engine: Engine, metrics: Metrics): Hono {
   return app;
 }
 
-/** Starts serving; throws InvalidError for a public address without `http_allow_public`. */
+/** Starts serving on `config.http` (validated by serverConfig: loopback unless allowed). */
 export async function startAdminHttp(
   config: ServerConfig,
   engine: Engine,
   metrics: Metrics,
   log: (line: string) => void,
 ): Promise<AdminServer> {
-  checkHttpListen(config);
   const listen = config.http!;
   const app = adminApp(engine, metrics);
   const server = serve(listen, app.fetch);
   const address = "path" in listen ? listen.path : `http://${listen.host}:${server.port ?? listen.port}`;
   log(`admin HTTP on ${address}`);
   return { address, close: server.close };
-}
-
-/**
- * Throws InvalidError for a non-loopback `--http` address without `http_allow_public`. The daemon
- * calls it before it opens anything, so a refused start leaves no socket or pid file behind.
- *
- * @example
- * checkHttpListen(config); // throws for --http 0.0.0.0:8080 without --http-allow-public
- */
-export function checkHttpListen(config: ServerConfig): void {
-  const listen = config.http;
-  if (listen !== undefined && "host" in listen && !isLoopback(listen.host) && !config.http_allow_public) {
-    throw new InvalidError(
-      `--http ${listen.host}: not a loopback address; add --http-allow-public to serve it anyway`,
-    );
-  }
 }
 
 type Fetch = (request: Request) => Response | Promise<Response>;
@@ -102,10 +84,6 @@ function serve(listen: HttpListen, fetch: Fetch): { port: number | undefined; cl
       : { hostname: listen.host, port: listen.port, onListen: () => {} };
   const server = Deno.serve(options, fetch);
   return { port: server.addr.port, close: () => server.shutdown() };
-}
-
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** Prometheus text exposition format 0.0.4. */

@@ -6,7 +6,6 @@
  * @example
  * const config = serverConfig({ engine: engineConfig({ data_dir }), socket_path: "./var/walkv.sock" });
  */
-import { isLoopback } from "../admin/http.ts";
 import type { EngineConfig } from "../engine/config.ts";
 import { InvalidError } from "../engine/errors.ts";
 
@@ -89,7 +88,25 @@ export function serverConfig(
     throw new InvalidError("max_frame_bytes must hold at least one key");
   }
   checkResp(config);
+  checkPublic("--http", config.http, config.http_allow_public);
   return config;
+}
+
+/** True for a loopback host name or address. */
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** A TCP listener (`--http`, `--resp`) must be loopback unless its `--…-allow-public` flag is given. */
+function checkPublic(
+  flag: string,
+  listen: { host: string } | { path: string } | undefined,
+  allowed: boolean,
+): void {
+  if (listen === undefined || !("host" in listen) || isLoopback(listen.host) || allowed) return;
+  throw new InvalidError(
+    `${flag} ${listen.host}: not a loopback address; add ${flag}-allow-public to serve it anyway`,
+  );
 }
 
 /** A RESP address must be loopback (RESP has no TLS) unless `resp_allow_public`, and not the main socket. */
@@ -98,11 +115,7 @@ function checkResp(config: ServerConfig): void {
   if (resp === undefined) return;
   if ("host" in resp) {
     integer("resp port", resp.port, 0, 65535);
-    if (!isLoopback(resp.host) && !config.resp_allow_public) {
-      throw new InvalidError(
-        `--resp ${resp.host}: not a loopback address; add --resp-allow-public to serve it anyway`,
-      );
-    }
+    checkPublic("--resp", resp, config.resp_allow_public);
   } else if (resp.path === "" || resp.path === config.socket_path) {
     throw new InvalidError(`--resp ${resp.path}: needs a socket path of its own`);
   }

@@ -18,7 +18,7 @@
  * process.exit(code);
  */
 import * as fs from "node:fs";
-import { type AdminServer, checkHttpListen, startAdminHttp } from "../admin/http.ts";
+import { type AdminServer, startAdminHttp } from "../admin/http.ts";
 import { InvalidError } from "../engine/errors.ts";
 import { openEngine } from "../engine/host.ts";
 import type { ServerConfig } from "./config.ts";
@@ -37,7 +37,6 @@ export interface DaemonOptions {
 /** Runs until SIGTERM/SIGINT; resolves with the exit code. */
 export async function runDaemon(config: ServerConfig, options: DaemonOptions): Promise<number> {
   const log = options.log;
-  checkHttpListen(config);
   const pid_file = acquirePidFile(config.engine.data_dir);
   let stopping = false;
   const fatal = (why: string) => {

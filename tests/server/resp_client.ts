@@ -11,6 +11,7 @@
  */
 import type * as net from "node:net";
 import { connectSocket, MessageStream } from "./message_stream.ts";
+import { concat } from "./raw_client.ts";
 
 /** An error reply `-CODE message`. */
 export class ErrorReply {
@@ -73,14 +74,9 @@ export function command(...args: Array<string | Uint8Array>): Uint8Array {
   return concatBytes(parts);
 }
 
+/** The concatenation of `parts` (raw_client's `concat`, taking an array). */
 export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(...parts);
 }
 
 /** A bulk reply as text (UTF-8). */
