@@ -81,7 +81,13 @@ function set(s: RespSession, request: RespRequest): Promise<unknown> {
   if (request.count > 2) {
     throw new RespError("ERR SET options (EX, PX, EXAT, PXAT, NX, XX, KEEPTTL, GET) are not supported yet");
   }
-  return setValue(s.ctx, checkKey(s.ctx, request.copy(0)), storedValue(s.ctx, request, 1));
+  return setValue(s.ctx, keyArgument(s.ctx, request, 0), storedValue(s.ctx, request, 1));
+}
+
+/** Argument `i` as a key (a copy), its limit checked before it is copied and before the value's. */
+function keyArgument(ctx: WorkerContext, request: RespRequest, i: number): Uint8Array {
+  checkKeySize(ctx, request.length(i));
+  return request.copy(i);
 }
 
 /** Argument `i` in its stored form (a msgpack bin), the limit checked before anything is copied. */
@@ -91,9 +97,7 @@ function storedValue(ctx: WorkerContext, request: RespRequest, i: number): Uint8
 }
 
 function del(s: RespSession, request: RespRequest): Promise<number> {
-  const keys = request.views();
-  for (const key of keys) checkKey(s.ctx, key);
-  return deleteKeys(s.ctx, distinct(keys));
+  return deleteKeys(s.ctx, distinct(request.views())); // deleteKeys checks every key first
 }
 
 /** `keys` without repeats (DEL a a removes one key), in first-seen order. */
@@ -133,7 +137,7 @@ function mset(s: RespSession, request: RespRequest): Promise<unknown> {
   if (request.count % 2 !== 0) throw new RespError("ERR wrong number of arguments for 'mset' command");
   const entries = [];
   for (let i = 0; i < request.count; i += 2) {
-    entries.push(setEntry(s.ctx, checkKey(s.ctx, request.copy(i)), storedValue(s.ctx, request, i + 1)));
+    entries.push(setEntry(s.ctx, keyArgument(s.ctx, request, i), storedValue(s.ctx, request, i + 1)));
   }
   return writeAll(s.ctx, entries);
 }
