@@ -20,7 +20,8 @@ import { Engine, type EngineShared } from "./engine.ts";
 import { assert, UnavailableError } from "./errors.ts";
 import { closeQuietly, type Io } from "./io/io.ts";
 import { RealIo } from "./io/real_io.ts";
-import { type RecoveryResult, recover } from "./recovery.ts";
+import { type ClosableSink, type RecoveryResult, recover } from "./recovery.ts";
+import { createPipeShared, PipeSink } from "./replay_pipe.ts";
 import { createTableShared, Table } from "./table.ts";
 import { segmentName } from "./wal/format.ts";
 import { createWalBufferShared, WAL_STOPPED, type WalBuffer } from "./wal/wal_buffer.ts";
@@ -50,6 +51,28 @@ function createStorage(config: EngineConfig): Pick<EngineShared, "arena" | "tabl
   return { arena, table: createTableShared(new Arena(arena), config.shard_bits) };
 }
 
+/** Below this many bytes to read, recovery takes too little time to be worth a replay worker. */
+const OFFLOAD_MIN_BYTES = 8 << 20;
+
+/**
+ * Starts the replay worker (replay_pipe.ts): it links what recovery reads while recovery reads on.
+ * Undefined (link on this thread) for a recovery under {@link OFFLOAD_MIN_BYTES}.
+ */
+function offloadReplay(
+  storage: Pick<EngineShared, "arena" | "table">,
+  table: Table,
+  read_bytes: number,
+  log: (line: string) => void,
+): ClosableSink | undefined {
+  if (read_bytes < OFFLOAD_MIN_BYTES) return undefined;
+  log(`recovery: ${Math.round(read_bytes / 2 ** 20)} MiB to read; linking on a replay worker`);
+  const pipe = createPipeShared();
+  const worker = new Worker(new URL("./replay_worker.ts", import.meta.url).href, { type: "module" });
+  worker.onerror = (event: ErrorEvent) => log(`recovery: replay worker: ${event.message}`);
+  worker.postMessage({ pipe, table: storage.table, arena: storage.arena });
+  return new PipeSink(pipe, table, () => worker.terminate());
+}
+
 /** The owner's handle: the engine, plus checkpoint and shutdown. */
 export interface EngineHost {
   readonly shared: EngineShared;
@@ -70,7 +93,9 @@ export async function openEngine(config: EngineConfig, options: OpenOptions = {}
   const log = options.log ?? ((line: string) => console.error(line));
   const storage = createStorage(config);
   const table = new Table(storage.table, new Arena(storage.arena));
-  const recovery = recover(io, config, table, log);
+  const recovery = recover(io, config, table, log, {
+    offload: (read_bytes) => (options.inline ? undefined : offloadReplay(storage, table, read_bytes, log)),
+  });
   const wal = createWalBufferShared({ ring_bytes: config.wal_buffer_bytes, next_lsn: recovery.next_lsn });
   const shared: EngineShared = { config, ...storage, wal, control: createControlBuffer() };
   if (options.inline) return new InlineHost(io, shared, recovery, log);

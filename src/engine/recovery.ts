@@ -6,9 +6,13 @@
  *    starts); delete the segments it covers; check that the rest of the WAL starts at or before
  *    redo + 1 (a gap is corruption); size the table for what is coming.
  * 2. **Apply** ({@link applyRecovery}): load `data.db` (every block verified) and replay the WAL
- *    records > redo in LSN order. Applying never writes a file. (Applying on two threads, each
+ *    records > redo in LSN order, into a {@link ReplaySink}. Applying never writes a file. The sink
+ *    is a Loader on this thread, or (`options.offload`: the threaded host, for recoveries of 8 MiB
+ *    and more) a pipe to a replay worker that links while this thread reads and verifies on
+ *    (replay_pipe.ts): 1M keys recover in about 0.8 of the time. (Linking on two threads, each
  *    taking half of the shards, was measured and gained nothing on 2 cores: both threads then
- *    contend on page faults and allocator locks.)
+ *    contend on page faults and allocator locks. Pre-faulting the arena's pages on a helper thread
+ *    made it slower, for the same reason.)
  * 3. **Finish** ({@link finishRecovery}, one thread): the newest segment may end in a torn tail (a
  *    crash mid-append): it is dropped and logged with the bytes dropped. The newest segment's records
  *    after the redo LSN are then re-persisted (copied to a fresh segment, fsynced, renamed over it):
@@ -27,18 +31,15 @@
 import { readSnapshot, readSnapshotHeader } from "./checkpoint/snapshot_reader.ts";
 import type { EngineConfig } from "./config.ts";
 import { assert, CorruptionError } from "./errors.ts";
-import { hashKey } from "./hash.ts";
 import { closeQuietly, type Io } from "./io/io.ts";
+import { Loader, RecordReplayer, type ReplaySink } from "./replay_loader.ts";
 import type { Table } from "./table.ts";
-import { encodeSegmentHeader, OP_DEL, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./wal/format.ts";
-import { type EntryVisitor, visitRecordEntries } from "./wal/record.ts";
+import { encodeSegmentHeader, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./wal/format.ts";
 import { checkChainStart, coveredSegmentCount, listSegments, readChainSegment } from "./wal/segment_chain.ts";
 
 const COPY_CHUNK_BYTES = 4 << 20;
 /** WAL bytes per distinct key assumed when sizing the table before replay (a 16 B key + 100 B value is 152). */
 const WAL_BYTES_PER_KEY_ESTIMATE = 160;
-/** Versions linked at once, grouped by shard. */
-const LINK_BATCH = 65536;
 
 export interface RecoveryResult {
   /** The LSN the next write takes. */
@@ -63,6 +64,8 @@ interface RecoveryPlan {
   /** First LSNs of the WAL segments to replay, oldest first. */
   readonly chain: readonly number[];
   readonly chain_bytes: number;
+  /** data.db's body and the WAL chain: what applying reads. */
+  readonly read_bytes: number;
   readonly started_ms: number;
 }
 
@@ -83,15 +86,37 @@ interface ApplyResult {
   readonly repair: { readonly index: number; readonly error: CorruptionError } | undefined;
 }
 
-/** Recovers the table from `config.data_dir` on this thread. The table must be empty and unshared. */
+/** A sink that links on another thread, stopped with `close` once recovery is done with it. */
+export type ClosableSink = ReplaySink & { close(): void };
+
+export interface RecoveryOptions {
+  /**
+   * Given the bytes recovery is about to read (data.db's body and the WAL), a sink that links the
+   * versions on another thread (the threaded host's replay worker, replay_pipe.ts), or undefined to
+   * link them on this one. Closed when applying ends, also on an error.
+   */
+  readonly offload?: (read_bytes: number) => ClosableSink | undefined;
+}
+
+/**
+ * Recovers the table from `config.data_dir` on this thread (and the thread of `options.offload`'s
+ * sink, if one). The table must be empty and unused by any other thread.
+ */
 export function recover(
   io: Io,
   config: EngineConfig,
   table: Table,
   log: (line: string) => void,
+  options: RecoveryOptions = {},
 ): RecoveryResult {
   const plan = planRecovery(io, config, table, log);
-  const applied = applyRecovery(io, config, table, plan);
+  const offloaded = options.offload?.(plan.read_bytes);
+  let applied: ApplyResult;
+  try {
+    applied = applyRecovery(io, config, offloaded ?? new Loader(table), plan);
+  } finally {
+    offloaded?.close();
+  }
   const applied_ms = performance.now();
   const result = finishRecovery(io, config, plan, applied, log);
   const finish_ms = Math.round(performance.now() - applied_ms);
@@ -137,6 +162,7 @@ function planRecovery(io: Io, config: EngineConfig, table: Table, log: (line: st
     snapshot_entries: header?.entry_count ?? 0,
     chain,
     chain_bytes,
+    read_bytes: (header?.body_bytes ?? 0) + chain_bytes,
     started_ms,
   };
 }
@@ -145,27 +171,27 @@ function planRecovery(io: Io, config: EngineConfig, table: Table, log: (line: st
  * Phase 2: loads data.db and replays the WAL chain. Reads only. Throws CorruptionError on
  * corruption (unless repair_wal: then it stops at the bad record).
  */
-function applyRecovery(io: Io, config: EngineConfig, table: Table, plan: RecoveryPlan): ApplyResult {
-  const loader = new Loader(table);
+function applyRecovery(io: Io, config: EngineConfig, sink: ReplaySink, plan: RecoveryPlan): ApplyResult {
   if (plan.data_db) {
     const info = readSnapshot(io, `${config.data_dir}/data.db`, (bytes, ko, kl, vo, vl, lsn, expiry) =>
-      loader.set(bytes, ko, kl, vo, vl, lsn, expiry),
+      sink.set(bytes, ko, kl, vo, vl, lsn, expiry),
     );
     assert(info.redo_lsn === plan.redo_lsn, "data.db did not change during recovery");
   }
   const wal_dir = `${config.data_dir}/wal`;
   const state = { last_lsn: plan.redo_lsn, records: 0 };
   const segments: SegmentOutcome[] = [];
+  const replayer = new RecordReplayer(sink);
   for (let i = 0; i < plan.chain.length; i++) {
     try {
-      segments.push(replaySegment(io, config, loader, wal_dir, plan, i, state));
+      segments.push(replaySegment(io, config, replayer, wal_dir, plan, i, state));
     } catch (error) {
       if (!(error instanceof CorruptionError) || !config.repair_wal) throw error;
-      loader.flush();
+      sink.flush();
       return { ...state, segments, repair: { index: i, error } };
     }
   }
-  loader.flush();
+  sink.flush();
   return { ...state, segments, repair: undefined };
 }
 
@@ -216,80 +242,6 @@ function finishRecovery(
   };
 }
 
-/** Applies recovered versions (every version is visible at once). */
-class Loader {
-  /** The entry visitor of the record being replayed (one closure for all records). */
-  readonly visitEntry: EntryVisitor;
-  private bytes: Uint8Array = new Uint8Array(0);
-  private lsn = 0;
-  private queued = 0;
-  private readonly hashes = new Uint32Array(LINK_BATCH);
-  private readonly versions = new Uint32Array(LINK_BATCH);
-  private readonly lsns = new Float64Array(LINK_BATCH);
-  private readonly order = new Uint32Array(LINK_BATCH);
-  private readonly shard_counts: Uint32Array;
-
-  constructor(private readonly table: Table) {
-    this.shard_counts = new Uint32Array(table.shard_count + 1);
-    this.visitEntry = (op, ko, kl, vo, vl, expiry) => {
-      if (op === OP_DEL) this.del(this.bytes, ko, kl, this.lsn);
-      else this.set(this.bytes, ko, kl, vo, vl, this.lsn, expiry);
-    };
-  }
-
-  record(bytes: Uint8Array, offset: number, lsn: number): void {
-    this.bytes = bytes;
-    this.lsn = lsn;
-    visitRecordEntries(bytes, offset, this.visitEntry);
-  }
-
-  set(bytes: Uint8Array, ko: number, kl: number, vo: number, vl: number, lsn: number, expiry: number): void {
-    const h = hashKey(bytes, ko, ko + kl);
-    this.link(this.table.newVersion(bytes, ko, kl, bytes, vo, vl, expiry), h, lsn);
-  }
-
-  del(bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
-    const h = hashKey(bytes, ko, ko + kl);
-    this.link(this.table.newVersion(bytes, ko, kl, undefined, 0, 0, 0), h, lsn);
-  }
-
-  /**
-   * Queues a version; {@link flush} links the queue in shard order. Copying the bytes happens now
-   * (the source is only valid during the callback); only linking waits.
-   */
-  private link(version: number, h: number, lsn: number): void {
-    this.hashes[this.queued] = h;
-    this.versions[this.queued] = version;
-    this.lsns[this.queued] = lsn;
-    if (++this.queued === LINK_BATCH) this.flush();
-  }
-
-  /**
-   * Links the queued versions grouped by shard (a stable counting sort: one key's versions keep their
-   * LSN order, as one key lives in one shard). Replay order is random over the shards; grouped, each
-   * shard's slot array is touched in one burst instead of once per key — far fewer cache misses.
-   * No shard mutex is taken: recovery runs before any other thread exists.
-   */
-  flush(): void {
-    const n = this.queued;
-    const count = this.shard_counts.fill(0);
-    for (let i = 0; i < n; i++) count[this.table.shardOf(this.hashes[i]!) + 1]!++;
-    for (let s = 1; s < count.length; s++) count[s]! += count[s - 1]!;
-    for (let i = 0; i < n; i++) this.order[count[this.table.shardOf(this.hashes[i]!)]!++] = i;
-    let shard = -1;
-    for (let j = 0; j < n; j++) {
-      const i = this.order[j]!;
-      const h = this.hashes[i]!;
-      if (this.table.shardOf(h) !== shard) {
-        shard = this.table.shardOf(h);
-        this.table.reserveSlots(shard, count[shard]! - (shard === 0 ? 0 : count[shard - 1]!));
-      }
-      this.table.link(this.versions[i]!, h, this.lsns[i]!, Number.MAX_SAFE_INTEGER);
-    }
-    this.queued = 0;
-  }
-}
-
 function walBytes(io: Io, wal_dir: string, chain: readonly number[]): number {
   let bytes = 0;
   for (const lsn of chain) {
@@ -307,7 +259,7 @@ function walBytes(io: Io, wal_dir: string, chain: readonly number[]): number {
 function replaySegment(
   io: Io,
   config: EngineConfig,
-  loader: Loader,
+  replayer: RecordReplayer,
   wal_dir: string,
   plan: RecoveryPlan,
   index: number,
@@ -324,7 +276,7 @@ function replaySegment(
     (lsn, bytes, offset, _length, file_offset) => {
       if (lsn <= plan.redo_lsn) return;
       kept ??= { lsn, offset_bytes: file_offset };
-      loader.record(bytes, offset, lsn);
+      replayer.replay(bytes, offset, lsn);
       state.records++;
     },
   );

@@ -246,7 +246,8 @@ export class Table {
    * Allocates a version of the key `src[key_offset, +key_length)` holding
    * `value[value_offset, +value_length)`, or a delete if `value` is undefined. Not yet reachable:
    * {@link link} installs it, {@link discardVersion} frees it. Throws UnavailableError when memory
-   * is exhausted — before anything was changed.
+   * is exhausted — before anything was changed. `lsn` is stored now only by recovery, which knows
+   * it ({@link linkRecovered}); {@link link} stores it otherwise.
    */
   newVersion(
     src: Uint8Array,
@@ -256,6 +257,7 @@ export class Table {
     value_offset: number,
     value_length: number,
     expiry_unix_ms: number,
+    lsn = 0,
   ): number {
     const ref = this.arena.alloc(RECORD_HEADER_BYTES + key_length + value_length);
     const b = bufferIndex(ref);
@@ -265,7 +267,7 @@ export class Table {
     words[w + 1] = value_length;
     words[w + 2] = 0;
     words[w + 3] = value === undefined ? FLAG_TOMBSTONE : 0;
-    this.f64[b]![(ref & 0x1fffffff) + 2] = 0;
+    this.f64[b]![(ref & 0x1fffffff) + 2] = lsn;
     this.f64[b]![(ref & 0x1fffffff) + 3] = expiry_unix_ms;
     const bytes = this.u8[b]!;
     const start = offsetBytes(ref) + RECORD_HEADER_BYTES;
@@ -340,6 +342,23 @@ export class Table {
     slot = this.removeIfVisibleTombstone(base, slot, ref, visible_lsn);
     this.endWrite(base);
     return slot >= 0 && (this.recordPrev(ref) !== 0 || tombstone);
+  }
+
+  /**
+   * Recovery's {@link link}, with every version visible: `ref` came from {@link newVersion} with its
+   * lsn, and the caller passes what else link would read from the record (`key_length`, whether it
+   * is a delete). A new key's record is then never touched again: replay links records in shard
+   * order, not in the order they were written, so each such touch would be a cache miss. Only one
+   * thread may use the table (no seqlock window), and a slot must be reserved.
+   */
+  linkRecovered(ref: number, h: number, key_length: number, tombstone: boolean): void {
+    const base = this.shardOf(h) * SHARD_WORDS;
+    const key_offset = offsetBytes(ref) + RECORD_HEADER_BYTES;
+    if (tombstone || this.findSlot(this.u8[bufferIndex(ref)]!, key_offset, key_length, h, base) >= 0) {
+      this.link(ref, h, this.versionLsn(ref), Number.MAX_SAFE_INTEGER);
+      return;
+    }
+    this.insertSlot(base, h, ref);
   }
 
   /** Drops versions the table no longer needs once `visible_lsn` covers a key's head. Caller holds the mutex. */

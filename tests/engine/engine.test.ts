@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { engineConfig } from "../../src/engine/config.ts";
@@ -321,6 +321,35 @@ describe("threaded host", () => {
       expect(again.engine.get(utf8("k2"))).toBeUndefined();
       expect(text(again.engine.get(utf8("k49")))).toBe("v49");
       expect(again.engine.stats().keys).toBe(50);
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("a recovery of more than 8 MiB links on a replay worker and loses nothing", async () => {
+    dir = mkdtempSync(join(tmpdir(), "walkv-engine-"));
+    const config = engineConfig({ data_dir: dir, fsync: "no", checkpoint_interval_ms: 0 });
+    const value = (i: number) => utf8(`${i}:${"v".repeat(200)}`);
+    const host = await openEngine(config, { log: () => {} });
+    const keys = 50_000; // ~11 MiB of WAL
+    for (let batch = 0; batch < keys; batch += 1000) {
+      const pairs = Array.from(
+        { length: 1000 },
+        (_, j) => [utf8(`k${batch + j}`), value(batch + j)] as const,
+      );
+      await host.engine.mset(pairs);
+    }
+    await host.engine.del(utf8("k7"));
+    await host.close(); // with a final checkpoint: data.db holds everything
+    for (const name of readdirSync(join(dir, "wal"))) rmSync(join(dir, "wal", name));
+    const log: string[] = [];
+    const again = await openEngine(config, { log: (l) => log.push(l) });
+    try {
+      expect(log.some((l) => l.includes("linking on a replay worker"))).toBe(true);
+      expect(again.engine.stats().keys).toBe(keys - 1);
+      expect(again.engine.get(utf8("k7"))).toBeUndefined();
+      for (const i of [0, 1, 999, 25_000, keys - 1])
+        expect(text(again.engine.get(utf8(`k${i}`)))).toBe(text(value(i)));
     } finally {
       await again.close();
     }

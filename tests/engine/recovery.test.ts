@@ -1,9 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { Arena, createArenaShared } from "../../src/engine/arena.ts";
+import type { EngineConfig } from "../../src/engine/config.ts";
 import { CorruptionError } from "../../src/engine/errors.ts";
 import { prng } from "../../src/engine/io/prng.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
-import { recover } from "../../src/engine/recovery.ts";
+import { type ClosableSink, recover } from "../../src/engine/recovery.ts";
+import { createPipeShared, PipeSink } from "../../src/engine/replay_pipe.ts";
 import { createTableShared, Table } from "../../src/engine/table.ts";
 import { parseSegmentName } from "../../src/engine/wal/format.ts";
 import { readSegment } from "../../src/engine/wal/segment_reader.ts";
@@ -62,13 +64,30 @@ async function openError(disk: SimDisk): Promise<CorruptionError> {
   throw new Error("the engine opened on corrupt data");
 }
 
-/** Recovers into a fresh table and returns every entry: key → [value, lsn], plus the result. */
-function recoverFresh(disk: SimDisk, log: string[]) {
-  const arena = new Arena(
-    createArenaShared({ buffer_count: 1, initial_bytes: 1 << 20, max_bytes_per_buffer: 64 << 20 }),
-  );
-  const table = new Table(createTableShared(arena, 4), arena);
-  const result = recover(disk, config(), table, (l) => log.push(l));
+/**
+ * Recovers into a fresh table and returns every entry: key → [value, lsn], plus the result. With
+ * `offload`, a replay worker links (through a 16 KiB pipe, so it wraps often), as in threaded hosts.
+ */
+function recoverFresh(disk: SimDisk, log: string[], offload = false, overrides: Partial<EngineConfig> = {}) {
+  const arena_shared = createArenaShared({
+    buffer_count: 1,
+    initial_bytes: 1 << 20,
+    max_bytes_per_buffer: 64 << 20,
+  });
+  const arena = new Arena(arena_shared);
+  const table_shared = createTableShared(arena, 4);
+  const table = new Table(table_shared, arena);
+  const offloadTo = (): ClosableSink => {
+    const pipe = createPipeShared(16384);
+    const worker = new Worker(new URL("../../src/engine/replay_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    worker.postMessage({ pipe, table: table_shared, arena: arena_shared });
+    return new PipeSink(pipe, table, () => worker.terminate());
+  };
+  const result = recover(disk, config(overrides), table, (l) => log.push(l), {
+    offload: offload ? offloadTo : undefined,
+  });
   const entries = new Map<string, [string, number]>();
   const decoder = new TextDecoder();
   for (let s = 0; s < table.shard_count; s++) {
@@ -134,6 +153,26 @@ describe("recovery", () => {
     expect(error.file).toBe(paths[0]!);
     expect(error.offset_bytes).toBe(bad);
     expect(error.message).toContain("CRC");
+  });
+
+  test("a replay worker links what one thread would, and corruption is reported alike", async () => {
+    /** The same 150 writes on a fresh disk (recovery changes the disk); `corrupt`: record 7 bad. */
+    const disk = async (corrupt: boolean) => {
+      const fresh = await populated(150, 1000);
+      const first = segmentPaths(fresh)[0]!;
+      if (corrupt) flipByte(fresh, first, recordOffsets(fresh, first)[7]! + 40);
+      return fresh;
+    };
+    const on_thread = recoverFresh(await disk(false), []);
+    const offloaded = recoverFresh(await disk(false), [], true);
+    expect(on_thread.entries.size).toBe(150);
+    expect(offloaded.entries).toEqual(on_thread.entries);
+    expect(offloaded.result.next_lsn).toBe(on_thread.result.next_lsn);
+    const corrupt = await disk(true);
+    expect(() => recoverFresh(corrupt, [], true)).toThrow(CorruptionError);
+    const repaired = recoverFresh(await disk(true), [], true, { repair_wal: true });
+    expect(repaired.entries.size).toBe(7);
+    expect(repaired.entries).toEqual(recoverFresh(await disk(true), [], false, { repair_wal: true }).entries);
   });
 
   test("repair_wal cuts the WAL at the bad record, deletes later segments, logs it", async () => {
