@@ -4,7 +4,7 @@
  * 1. **Plan** ({@link planRecovery}, one thread): create `DATA/` and `DATA/wal/` (0700); remove a
  *    leftover `data.db.tmp` and `wal/*.tmp`; read `data.db`'s header (its redo LSN says where replay
  *    starts); delete the segments it covers; check that the rest of the WAL starts at or before
- *    redo + 1 (a gap is corruption); size the table for what is coming.
+ *    redo + 1 (a gap is corruption). Then the table is sized for what is coming.
  * 2. **Apply** ({@link applyRecovery}): load `data.db` (every block verified) and replay the WAL
  *    records > redo in LSN order, into a {@link ReplaySink}. Applying never writes a file. The sink
  *    is a Loader on this thread, or (`options.offload`: the threaded host, for recoveries of 8 MiB
@@ -32,9 +32,10 @@ import { readSnapshot, readSnapshotHeader } from "./checkpoint/snapshot_reader.t
 import type { EngineConfig } from "./config.ts";
 import { assert, CorruptionError } from "./errors.ts";
 import { closeQuietly, type Io } from "./io/io.ts";
-import { Loader, RecordReplayer, type ReplaySink } from "./replay_loader.ts";
+import { Loader, type ReplaySink } from "./replay_loader.ts";
 import type { Table } from "./table.ts";
-import { encodeSegmentHeader, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./wal/format.ts";
+import { encodeSegmentHeader, OP_DEL, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./wal/format.ts";
+import { type EntryVisitor, visitRecordEntries } from "./wal/record.ts";
 import { checkChainStart, coveredSegmentCount, listSegments, readChainSegment } from "./wal/segment_chain.ts";
 
 const COPY_CHUNK_BYTES = 4 << 20;
@@ -66,6 +67,8 @@ interface RecoveryPlan {
   readonly chain_bytes: number;
   /** data.db's body and the WAL chain: what applying reads. */
   readonly read_bytes: number;
+  /** Keys to size the table for: data.db's count plus an estimate from the WAL's size. */
+  readonly expected_keys: number;
   readonly started_ms: number;
 }
 
@@ -109,10 +112,11 @@ export function recover(
   log: (line: string) => void,
   options: RecoveryOptions = {},
 ): RecoveryResult {
-  const plan = planRecovery(io, config, table, log);
+  const plan = planRecovery(io, config, log);
   const offloaded = options.offload?.(plan.read_bytes);
   let applied: ApplyResult;
   try {
+    table.presize(plan.expected_keys); // while the replay worker starts
     applied = applyRecovery(io, config, offloaded ?? new Loader(table), plan);
   } finally {
     offloaded?.close();
@@ -126,8 +130,8 @@ export function recover(
   return result;
 }
 
-/** Phase 1: cleans up leftovers, reads data.db's header, drops covered segments, sizes the table. */
-function planRecovery(io: Io, config: EngineConfig, table: Table, log: (line: string) => void): RecoveryPlan {
+/** Phase 1: cleans up leftovers, reads data.db's header, drops covered segments. */
+function planRecovery(io: Io, config: EngineConfig, log: (line: string) => void): RecoveryPlan {
   const started_ms = performance.now();
   const dir = config.data_dir;
   const wal_dir = `${dir}/wal`;
@@ -154,7 +158,6 @@ function planRecovery(io: Io, config: EngineConfig, table: Table, log: (line: st
   const chain = listed.slice(covered);
   checkChainStart(wal_dir, chain, redo_lsn);
   const chain_bytes = walBytes(io, wal_dir, chain);
-  table.presize((header?.entry_count ?? 0) + Math.ceil(chain_bytes / WAL_BYTES_PER_KEY_ESTIMATE));
   return {
     data_db,
     redo_lsn,
@@ -163,6 +166,7 @@ function planRecovery(io: Io, config: EngineConfig, table: Table, log: (line: st
     chain,
     chain_bytes,
     read_bytes: (header?.body_bytes ?? 0) + chain_bytes,
+    expected_keys: (header?.entry_count ?? 0) + Math.ceil(chain_bytes / WAL_BYTES_PER_KEY_ESTIMATE),
     started_ms,
   };
 }
@@ -240,6 +244,30 @@ function finishRecovery(
     wal_bytes: plan.chain_bytes,
     duration_ms,
   };
+}
+
+/**
+ * Feeds verified WAL records to a sink, every entry at its record's LSN (one visitor for all
+ * records: no closure per record).
+ */
+class RecordReplayer {
+  private bytes: Uint8Array = new Uint8Array(0);
+  private lsn = 0;
+  private readonly visit: EntryVisitor;
+
+  constructor(private readonly sink: ReplaySink) {
+    this.visit = (op, ko, kl, vo, vl, expiry) => {
+      if (op === OP_DEL) this.sink.del(this.bytes, ko, kl, this.lsn);
+      else this.sink.set(this.bytes, ko, kl, vo, vl, this.lsn, expiry);
+    };
+  }
+
+  /** Puts every entry of the verified record at `bytes[offset]` into the sink. */
+  replay(bytes: Uint8Array, offset: number, lsn: number): void {
+    this.bytes = bytes;
+    this.lsn = lsn;
+    visitRecordEntries(bytes, offset, this.visit);
+  }
 }
 
 function walBytes(io: Io, wal_dir: string, chain: readonly number[]): number {

@@ -11,8 +11,6 @@
  */
 import { hashKey } from "./hash.ts";
 import type { Table } from "./table.ts";
-import { OP_DEL } from "./wal/format.ts";
-import { type EntryVisitor, visitRecordEntries } from "./wal/record.ts";
 
 /** Versions linked at once, grouped by shard. */
 const LINK_BATCH = 65536;
@@ -30,34 +28,6 @@ export interface ReplaySink {
   flush(): void;
 }
 
-/**
- * Feeds verified WAL records to a sink, every entry at its record's LSN (one visitor for all
- * records: no closure per record).
- *
- * @example
- * const replayer = new RecordReplayer(loader);
- * replayer.replay(chunk, record_offset, lsn);
- */
-export class RecordReplayer {
-  private bytes: Uint8Array = new Uint8Array(0);
-  private lsn = 0;
-  private readonly visit: EntryVisitor;
-
-  constructor(private readonly sink: ReplaySink) {
-    this.visit = (op, ko, kl, vo, vl, expiry) => {
-      if (op === OP_DEL) this.sink.del(this.bytes, ko, kl, this.lsn);
-      else this.sink.set(this.bytes, ko, kl, vo, vl, this.lsn, expiry);
-    };
-  }
-
-  /** Puts every entry of the verified record at `bytes[offset]` into the sink. */
-  replay(bytes: Uint8Array, offset: number, lsn: number): void {
-    this.bytes = bytes;
-    this.lsn = lsn;
-    visitRecordEntries(bytes, offset, this.visit);
-  }
-}
-
 /** Links recovered versions into a table that only this thread uses. */
 export class Loader implements ReplaySink {
   private queued = 0;
@@ -73,12 +43,29 @@ export class Loader implements ReplaySink {
   }
 
   set(bytes: Uint8Array, ko: number, kl: number, vo: number, vl: number, lsn: number, expiry: number): void {
-    const h = hashKey(bytes, ko, ko + kl);
-    this.queue(this.table.newVersion(bytes, ko, kl, bytes, vo, vl, expiry, lsn), h, kl, false);
+    this.setHashed(hashKey(bytes, ko, ko + kl), bytes, ko, kl, vo, vl, lsn, expiry);
   }
 
   del(bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
-    const h = hashKey(bytes, ko, ko + kl);
+    this.delHashed(hashKey(bytes, ko, ko + kl), bytes, ko, kl, lsn);
+  }
+
+  /** {@link set} of a key whose hash `h` (hash.ts) the caller computed. */
+  setHashed(
+    h: number,
+    bytes: Uint8Array,
+    ko: number,
+    kl: number,
+    vo: number,
+    vl: number,
+    lsn: number,
+    expiry: number,
+  ): void {
+    this.queue(this.table.newVersion(bytes, ko, kl, bytes, vo, vl, expiry, lsn), h, kl, false);
+  }
+
+  /** {@link del} of a key whose hash `h` (hash.ts) the caller computed. */
+  delHashed(h: number, bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
     this.queue(this.table.newVersion(bytes, ko, kl, undefined, 0, 0, 0, lsn), h, kl, true);
   }
 

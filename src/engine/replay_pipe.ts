@@ -4,8 +4,10 @@
  * halves of recovery run on two cores. Measured on 1M keys: reading and verifying is about a third
  * of recovery, linking (allocation, page faults, the index) the rest.
  *
- * The pipe is a ring in a SharedArrayBuffer. Each message is 8-aligned: a 24-byte header (u32
- * key_length, u32 value_length or DEL_MARK, f64 lsn, f64 expiry_unix_ms) then the key and value.
+ * The pipe is a ring in a SharedArrayBuffer. Each message is 8-aligned: a 32-byte header (u32
+ * key_length, u32 value_length or DEL_MARK, u32 key hash, u32 0, f64 lsn, f64 expiry_unix_ms) then
+ * the key and value. The sender hashes the key while it is in its cache (and the worker is the
+ * busier side).
  * A key_length of WRAP_MARK sends the reader back to the ring's start; BARRIER_MARK asks it to link
  * everything it holds before it reports the barrier consumed. Positions count modulo twice the ring
  * length, so a full ring and an empty one differ. Each side publishes its position every
@@ -29,6 +31,7 @@
  */
 import { copyBytes } from "./bytes.ts";
 import { UnavailableError } from "./errors.ts";
+import { hashKey } from "./hash.ts";
 import { Loader, type ReplaySink } from "./replay_loader.ts";
 import type { Table } from "./table.ts";
 
@@ -36,7 +39,7 @@ import type { Table } from "./table.ts";
 export const PIPE_RING_BYTES = 8 << 20;
 /** Bytes a side moves on before it publishes its position. */
 const PUBLISH_BYTES = 64 << 10;
-const HEADER_BYTES = 24;
+const HEADER_BYTES = 32;
 const WRAP_MARK = 0xffffffff;
 const BARRIER_MARK = 0xfffffffe;
 const DEL_MARK = 0xffffffff;
@@ -157,7 +160,7 @@ export class PipeSink implements ReplaySink {
       return;
     }
     const at = this.reserve(messageBytes(kl, vl));
-    this.writeHeader(at, kl, vl, lsn, expiry);
+    this.writeHeader(at, kl, vl, hashKey(bytes, ko, ko + kl), lsn, expiry);
     const u8 = this.ring.u8;
     if (vo === ko + kl) copyBytes(u8, at + HEADER_BYTES, bytes, ko, kl + vl);
     else {
@@ -175,7 +178,7 @@ export class PipeSink implements ReplaySink {
       return;
     }
     const at = this.reserve(messageBytes(kl, 0));
-    this.writeHeader(at, kl, DEL_MARK, lsn, 0);
+    this.writeHeader(at, kl, DEL_MARK, hashKey(bytes, ko, ko + kl), lsn, 0);
     copyBytes(this.ring.u8, at + HEADER_BYTES, bytes, ko, kl);
     this.commit(messageBytes(kl, 0));
   }
@@ -197,12 +200,14 @@ export class PipeSink implements ReplaySink {
     this.stop();
   }
 
-  private writeHeader(at: number, kl: number, vl: number, lsn: number, expiry: number): void {
+  private writeHeader(at: number, kl: number, vl: number, h: number, lsn: number, expiry: number): void {
     const ring = this.ring;
     ring.u32[at >>> 2] = kl;
     ring.u32[(at >>> 2) + 1] = vl;
-    ring.f64[(at >>> 3) + 1] = lsn;
-    ring.f64[(at >>> 3) + 2] = expiry;
+    ring.u32[(at >>> 2) + 2] = h;
+    ring.u32[(at >>> 2) + 3] = 0;
+    ring.f64[(at >>> 3) + 2] = lsn;
+    ring.f64[(at >>> 3) + 3] = expiry;
   }
 
   /** Waits for room for `size` bytes (wrapping to the ring's start if need be); returns the offset. */
@@ -253,18 +258,18 @@ function failureText(ring: Ring): string {
 }
 
 /**
- * The worker's end: hands every message to `sink` (a {@link Loader} over the shared table) until
- * the recovering thread closes the pipe. A throw is reported through the pipe, then rethrown.
+ * The worker's end: hands every message to `loader` (over the shared table) until the recovering
+ * thread closes the pipe. A throw is reported through the pipe, then rethrown.
  *
  * @example
  * drainPipe(event.data.pipe, new Loader(new Table(shared.table, new Arena(shared.arena))));
  */
-export function drainPipe(shared: PipeShared, sink: ReplaySink): void {
+export function drainPipe(shared: PipeShared, loader: Loader): void {
   const ring = new Ring(shared);
   ring.publish(C_STARTED, 1);
   Atomics.notify(ring.control, C_READ);
   try {
-    drain(ring, sink);
+    drain(ring, loader);
   } catch (error) {
     const text = new TextEncoder().encode(error instanceof Error ? error.message : String(error));
     const length = Math.min(text.length, ERROR_TEXT_BYTES);
@@ -276,8 +281,8 @@ export function drainPipe(shared: PipeShared, sink: ReplaySink): void {
   }
 }
 
-function drain(ring: Ring, sink: ReplaySink): void {
-  const reader = new PipeReader(ring, sink);
+function drain(ring: Ring, loader: Loader): void {
+  const reader = new PipeReader(ring, loader);
   for (;;) {
     const write_pos = Atomics.load(ring.control, C_WRITE);
     if (reader.read_pos === write_pos) {
@@ -297,7 +302,7 @@ class PipeReader {
 
   constructor(
     private readonly ring: Ring,
-    private readonly sink: ReplaySink,
+    private readonly loader: Loader,
   ) {}
 
   publish(): void {
@@ -316,19 +321,20 @@ class PipeReader {
       return;
     }
     if (kl === BARRIER_MARK) {
-      this.sink.flush();
+      this.loader.flush();
       this.read_pos = ring.advance(this.read_pos, HEADER_BYTES);
       this.publish();
       return;
     }
     const vl = ring.u32[(at >>> 2) + 1]!;
-    const lsn = ring.f64[(at >>> 3) + 1]!;
+    const h = ring.u32[(at >>> 2) + 2]!;
+    const lsn = ring.f64[(at >>> 3) + 2]!;
     const key_at = at + HEADER_BYTES;
     if (vl === DEL_MARK) {
-      this.sink.del(ring.u8, key_at, kl, lsn);
+      this.loader.delHashed(h, ring.u8, key_at, kl, lsn);
       this.read_pos = ring.advance(this.read_pos, messageBytes(kl, 0));
     } else {
-      this.sink.set(ring.u8, key_at, kl, key_at + kl, vl, lsn, ring.f64[(at >>> 3) + 2]!);
+      this.loader.setHashed(h, ring.u8, key_at, kl, key_at + kl, vl, lsn, ring.f64[(at >>> 3) + 3]!);
       this.read_pos = ring.advance(this.read_pos, messageBytes(kl, vl));
     }
     if (ring.used(this.read_pos, this.published_pos) >= PUBLISH_BYTES) this.publish();

@@ -201,44 +201,71 @@ function readRecords(
   const size_bytes = chunked.size_bytes;
   let offset_bytes = SEGMENT_HEADER_SIZE_BYTES;
   let records = 0;
-  // Returns the result for a segment whose valid records end at `offset_bytes` with a torn tail.
-  const tail = (reason: string): SegmentReadResult => {
-    if (!options.newest)
-      throw new CorruptionError(path, offset_bytes, `${reason} in a segment that is not the newest`);
-    return result(first_lsn, records, offset_bytes, size_bytes, offset_bytes);
-  };
   while (offset_bytes < size_bytes) {
-    const left_bytes = size_bytes - offset_bytes;
-    if (left_bytes < RECORD_HEADER_SIZE_BYTES)
-      return tail(`${left_bytes} bytes left, less than a record header`);
-    const length_bytes = recordLengthBytes(
-      chunked.bytes,
-      chunked.load(offset_bytes, RECORD_HEADER_SIZE_BYTES),
-    );
-    if (length_bytes > left_bytes) return tail(`record of ${length_bytes} bytes runs past end of file`);
-    if (length_bytes > options.max_record_bytes) {
-      const reason = `record of ${length_bytes} bytes is over max_record_bytes ${options.max_record_bytes}`;
-      throw new CorruptionError(path, offset_bytes, reason);
+    const length_bytes = readRecordAt(chunked, path, options, offset_bytes, first_lsn + records, onRecord);
+    if (length_bytes < 0) {
+      if (!options.newest) {
+        const reason = `${tornReason(chunked, offset_bytes, length_bytes)} in a segment that is not the newest`;
+        throw new CorruptionError(path, offset_bytes, reason);
+      }
+      return result(first_lsn, records, offset_bytes, size_bytes, offset_bytes);
     }
-    const start = chunked.load(offset_bytes, length_bytes);
-    if (!recordCrcMatches(chunked.bytes, start)) {
-      const non_zero_offset = options.newest ? chunked.firstNonZero(offset_bytes + length_bytes) : 0;
-      if (non_zero_offset < 0) return tail("record CRC mismatch");
-      const reason = options.newest ? `, and non-zero data follows at byte ${non_zero_offset}` : "";
-      throw new CorruptionError(path, offset_bytes, `record CRC mismatch${reason}`);
-    }
-    const header = decodeRecordHeader(chunked.bytes, start);
-    const defect = recordDefect(chunked.bytes, start, header);
-    if (defect !== undefined) throw new CorruptionError(path, offset_bytes, defect);
-    const expected_lsn = first_lsn + records;
-    if (header.lsn !== expected_lsn) {
-      throw new CorruptionError(path, offset_bytes, `record lsn ${header.lsn}, expected ${expected_lsn}`);
-    }
-    onRecord(header.lsn, chunked.bytes, start, length_bytes, offset_bytes);
     records += 1;
     offset_bytes += length_bytes;
   }
   return result(first_lsn, records, offset_bytes, size_bytes, undefined);
+}
+
+const TORN_SHORT = -1;
+const TORN_PAST_END = -2;
+const TORN_CRC = -3;
+
+/** Why the record at `offset_bytes` is torn, from {@link readRecordAt}'s negative `code`. */
+function tornReason(chunked: ChunkedFile, offset_bytes: number, code: number): string {
+  const left_bytes = chunked.size_bytes - offset_bytes;
+  if (code === TORN_SHORT) return `${left_bytes} bytes left, less than a record header`;
+  if (code === TORN_CRC) return "record CRC mismatch";
+  const at = chunked.load(offset_bytes, RECORD_HEADER_SIZE_BYTES);
+  return `record of ${recordLengthBytes(chunked.bytes, at)} bytes runs past end of file`;
+}
+
+/**
+ * Verifies the record at `offset_bytes` and hands it to `onRecord`; returns its length, or the
+ * negative code of a torn tail (TORN_*); throws CorruptionError for corruption.
+ * The loop's body as a function of its own: the JIT optimises it after a few thousand records,
+ * long before it could optimise a loop that runs once per segment.
+ */
+function readRecordAt(
+  chunked: ChunkedFile,
+  path: string,
+  options: ReadSegmentOptions,
+  offset_bytes: number,
+  expected_lsn: number,
+  onRecord: RecordCallback,
+): number {
+  const left_bytes = chunked.size_bytes - offset_bytes;
+  if (left_bytes < RECORD_HEADER_SIZE_BYTES) return TORN_SHORT;
+  const length_bytes = recordLengthBytes(chunked.bytes, chunked.load(offset_bytes, RECORD_HEADER_SIZE_BYTES));
+  if (length_bytes > left_bytes) return TORN_PAST_END;
+  if (length_bytes > options.max_record_bytes) {
+    const reason = `record of ${length_bytes} bytes is over max_record_bytes ${options.max_record_bytes}`;
+    throw new CorruptionError(path, offset_bytes, reason);
+  }
+  const start = chunked.load(offset_bytes, length_bytes);
+  if (!recordCrcMatches(chunked.bytes, start)) {
+    const non_zero_offset = options.newest ? chunked.firstNonZero(offset_bytes + length_bytes) : 0;
+    if (non_zero_offset < 0) return TORN_CRC;
+    const reason = options.newest ? `, and non-zero data follows at byte ${non_zero_offset}` : "";
+    throw new CorruptionError(path, offset_bytes, `record CRC mismatch${reason}`);
+  }
+  const header = decodeRecordHeader(chunked.bytes, start);
+  const defect = recordDefect(chunked.bytes, start, header);
+  if (defect !== undefined) throw new CorruptionError(path, offset_bytes, defect);
+  if (header.lsn !== expected_lsn) {
+    throw new CorruptionError(path, offset_bytes, `record lsn ${header.lsn}, expected ${expected_lsn}`);
+  }
+  onRecord(header.lsn, chunked.bytes, start, length_bytes, offset_bytes);
+  return length_bytes;
 }
 
 function result(
