@@ -19,7 +19,7 @@ import type { EngineConfig } from "./config.ts";
 import { type CheckpointStatus, EngineControl } from "./control.ts";
 import { InvalidError, TooLargeError } from "./errors.ts";
 import { hashKey } from "./hash.ts";
-import { STALE, Table, type TableShared } from "./table.ts";
+import { STALE, Table, type TableShared, type ValueSink } from "./table.ts";
 import { OP_DEL, OP_SET } from "./wal/format.ts";
 import { encodedRecordSize, encodeRecord, type WalEntry } from "./wal/record.ts";
 import { Visibility } from "./wal/visibility.ts";
@@ -126,6 +126,22 @@ export class Engine {
     const h = hashKey(key);
     for (;;) {
       const result = this.table.get(key, h, this.wal.visibleLsn(), true);
+      if (result !== STALE) return result;
+    }
+  }
+
+  /**
+   * Hands `key`'s value in place to `sink` (Table.read: no copy of its own; the sink copies it, say
+   * straight into a reply, and its last call counts). True if the key holds a value.
+   *
+   * @example
+   * if (!engine.read(key, writer)) writer.nil();
+   */
+  read(key: Uint8Array, sink: ValueSink): boolean {
+    this.checkKey(key);
+    const h = hashKey(key);
+    for (;;) {
+      const result = this.table.read(key, h, this.wal.visibleLsn(), sink);
       if (result !== STALE) return result;
     }
   }

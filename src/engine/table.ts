@@ -98,6 +98,28 @@ export function createTableShared(arena: Arena, shard_bits = 12): TableShared {
   return { meta, shard_bits };
 }
 
+/** Receives a value in place during {@link Table.read}; valid only during the call. */
+export interface ValueSink {
+  value(bytes: Uint8Array, start: number, length: number): void;
+}
+
+const IGNORE_VALUE: ValueSink = { value: () => {} };
+
+/** The sink behind {@link Table.get}: a fresh copy of the last value it saw. */
+class ValueCopier implements ValueSink {
+  private copy: Uint8Array = PRESENT;
+
+  value(bytes: Uint8Array, start: number, length: number): void {
+    this.copy = bytes.slice(start, start + length);
+  }
+
+  take(): Uint8Array {
+    const copy = this.copy;
+    this.copy = PRESENT;
+    return copy;
+  }
+}
+
 /** A thread's handle on the shared table. */
 export class Table {
   readonly shard_count: number;
@@ -108,6 +130,7 @@ export class Table {
   private readonly u8: Uint8Array[];
   private readonly u32: Uint32Array[];
   private readonly f64: Float64Array[];
+  private readonly copier = new ValueCopier();
 
   constructor(shared: TableShared, arena: Arena) {
     this.meta = new Int32Array(shared.meta);
@@ -143,34 +166,55 @@ export class Table {
    * repeated interference from writers.
    */
   get(key: Uint8Array, h: number, visible_lsn: number, copy = true): Uint8Array | undefined | typeof STALE {
+    const found = this.read(key, h, visible_lsn, copy ? this.copier : IGNORE_VALUE);
+    if (found === STALE) return STALE;
+    if (!found) return undefined;
+    return copy ? this.copier.take() : PRESENT;
+  }
+
+  /**
+   * Reads like {@link get} without a copy of its own: `sink.value(bytes, start, length)` sees the
+   * visible value in place and copies what it keeps (straight into a reply, say). A writer may change
+   * the bytes mid-copy: the read is then repeated and `sink.value` called again, and only its last
+   * call counts. Returns true (the sink saw the value), false (absent) or {@link STALE}.
+   *
+   * @example
+   * const found = table.read(key, hashKey(key), visible_lsn, { value: (b, s, n) => out.set(b.subarray(s, s + n)) });
+   */
+  read(key: Uint8Array, h: number, visible_lsn: number, sink: ValueSink): boolean | typeof STALE {
     const base = this.shardOf(h) * SHARD_WORDS;
     for (let attempt = 0; attempt < READ_RETRIES_BEFORE_LOCK; attempt++) {
       const seq = Atomics.load(this.meta, base + W_SEQ);
       if ((seq & 1) === 0) {
-        const result = this.readVisible(key, h, base, visible_lsn, copy);
+        const result = this.readVisible(key, h, base, visible_lsn, sink);
         if (Atomics.load(this.meta, base + W_SEQ) === seq) return result;
       }
     }
     lock(this.meta, base + W_LOCK);
     try {
-      return this.readVisible(key, h, base, visible_lsn, copy);
+      return this.readVisible(key, h, base, visible_lsn, sink);
     } finally {
       unlock(this.meta, base + W_LOCK);
     }
   }
 
-  private readVisible(key: Uint8Array, h: number, base: number, visible_lsn: number, copy: boolean) {
+  private readVisible(
+    key: Uint8Array,
+    h: number,
+    base: number,
+    visible_lsn: number,
+    sink: ValueSink,
+  ): boolean | typeof STALE {
     const head = this.findHead(key, 0, key.length, h, base);
     const ref = head === 0 ? 0 : this.visibleVersion(head, visible_lsn);
     // No version at visible_lsn: absent then, unless a delete's removal since may have hidden one.
-    if (ref === 0) return visible_lsn < this.meta_f64[base / 2 + F_REMOVED_LSN]! ? STALE : undefined;
+    if (ref === 0) return visible_lsn < this.meta_f64[base / 2 + F_REMOVED_LSN]! ? STALE : false;
     if (ref === -1) return STALE;
     const b = bufferIndex(ref);
     const w = (ref & 0x1fffffff) * 2;
-    if ((this.u32[b]![w + 3]! & FLAG_TOMBSTONE) !== 0) return undefined;
-    if (!copy) return PRESENT;
-    const start = offsetBytes(ref) + RECORD_HEADER_BYTES + this.u32[b]![w]!;
-    return this.u8[b]!.slice(start, start + this.u32[b]![w + 1]!);
+    if ((this.u32[b]![w + 3]! & FLAG_TOMBSTONE) !== 0) return false;
+    sink.value(this.u8[b]!, offsetBytes(ref) + RECORD_HEADER_BYTES + this.u32[b]![w]!, this.u32[b]![w + 1]!);
+    return true;
   }
 
   /** Walks a chain to the newest version with lsn ≤ visible_lsn: its ref, 0 if none, -1 if discarded. */

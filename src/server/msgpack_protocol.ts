@@ -37,6 +37,7 @@ import {
   writeAll,
 } from "./ops.ts";
 import { packr } from "./pack.ts";
+import type { ValueSource } from "./slab_writer.ts";
 
 const FRAME_HEADER_BYTES = 4;
 
@@ -247,11 +248,32 @@ function settle(
   );
 }
 
-/** A result: raw msgpack bytes (a stored value), an array of them (mget), or a plain JS value. */
-type Result = RawValue | Array<RawValue | undefined> | string | boolean | null | Record<string, unknown>;
+/**
+ * A result: a stored value to read as the response is written, raw msgpack bytes (stored values),
+ * an array of them (mget), or a plain JS value.
+ */
+type Result =
+  | StoredRead
+  | RawValue
+  | Array<RawValue | undefined>
+  | string
+  | boolean
+  | null
+  | Record<string, unknown>;
 
 class RawValue {
   constructor(readonly bytes: Uint8Array) {}
+}
+
+/**
+ * `get`'s result: the key's value, copied from the table straight into the response when it is
+ * written — at once, in the same call as the request runs (reads never wait once running).
+ */
+class StoredRead {
+  constructor(
+    readonly source: ValueSource,
+    readonly key: Uint8Array,
+  ) {}
 }
 
 function run(
@@ -268,8 +290,7 @@ function run(
       return "pong";
     case "get": {
       arity(op, argc, 1, 1);
-      const value = e.get(key(ctx, r));
-      return value === undefined ? null : new RawValue(value);
+      return new StoredRead(e, key(ctx, r));
     }
     case "exists":
       arity(op, argc, 1, 1);
@@ -395,7 +416,9 @@ function writeResponse(
 }
 
 function writeResult(w: MsgWriter, result: Result): void {
-  if (result instanceof RawValue) w.raw(result.bytes);
+  if (result instanceof StoredRead) {
+    if (!w.stored(result.source, result.key)) w.nil();
+  } else if (result instanceof RawValue) w.raw(result.bytes);
   else if (result === null) w.nil();
   else if (typeof result === "boolean") w.bool(result);
   else if (typeof result === "string") w.string(result);

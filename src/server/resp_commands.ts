@@ -28,7 +28,7 @@ import {
 } from "./ops.ts";
 import { latin1, type RespRequest, scratchKey } from "./resp_request.ts";
 import { commandReply, configReply, infoReply } from "./resp_server.ts";
-import { binSize, msgpackTypeName, payloadStart } from "./resp_values.ts";
+import { binSize, payloadStart } from "./resp_values.ts";
 import { REPLY_OK, RespError, type RespWriter, replyBytes } from "./resp_writer.ts";
 
 /** What a command runs with: the worker's context and this connection's session. */
@@ -66,15 +66,7 @@ export interface RespCommand {
 // ------------------------------------------------------------------------------------- data
 
 function get(s: RespSession, request: RespRequest, out: RespWriter): undefined {
-  const value = s.ctx.engine.get(checkKey(s.ctx, scratchKey(request, 0)));
-  const start = value === undefined ? 0 : payloadStart(value);
-  if (start < 0) {
-    throw new RespError(
-      `WRONGTYPE Operation against a key holding the wrong kind of value: a msgpack ${msgpackTypeName(value![0]!)} written by the msgpack protocol (RESP reads str and bin values only)`,
-    );
-  }
-  if (value === undefined) out.nil();
-  else out.bulk(value, start);
+  out.storedBulk(s.ctx.engine, checkKey(s.ctx, scratchKey(request, 0)));
 }
 
 function set(s: RespSession, request: RespRequest): Promise<unknown> {

@@ -58,7 +58,11 @@ export function writeBinHeader(dst: Uint8Array, at: number, n: number): void {
  * msgpack value), or -1 for any other type.
  */
 export function payloadStart(value: Uint8Array): number {
-  const b = value[0];
+  return payloadHeaderBytes(value[0]);
+}
+
+/** Header bytes of a stored str or bin by its first byte (the payload follows), or -1 for any other type. */
+export function payloadHeaderBytes(b: number | undefined): number {
   if (b === undefined) return -1;
   if (b >= 0xa0 && b <= 0xbf) return 1; // fixstr
   if (b === 0xc4 || b === 0xd9) return 2; // bin8, str8

@@ -1,0 +1,51 @@
+import { describe, expect, test } from "bun:test";
+import type { ValueSink } from "../../src/engine/table.ts";
+import { RespWriter } from "../../src/server/resp_writer.ts";
+import { SlabWriter, type ValueSource } from "../../src/server/slab_writer.ts";
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** A source that hands over each of `values` in turn (as a table retrying after a racing writer), then says `found`. */
+function source(values: Array<string | number[]>, found: boolean): ValueSource {
+  return {
+    read(_key: Uint8Array, sink: ValueSink): boolean {
+      for (const value of values) {
+        const raw = typeof value === "string" ? [...bytes(value)] : value;
+        const padded = new Uint8Array([46, 46, ...raw, 46, 46]); // in place, inside a larger buffer
+        sink.value(padded, 2, raw.length);
+      }
+      return found;
+    },
+  };
+}
+
+describe("SlabWriter.stored", () => {
+  test("only the value's last hand-over counts, written after what came before", () => {
+    const w = new SlabWriter(16);
+    w.raw(bytes("head:"));
+    expect(w.stored(source(["torn value", "v2"], true), bytes("k"))).toBe(true);
+    w.raw(bytes(":tail"));
+    expect(text(w.take())).toBe("head:v2:tail");
+  });
+
+  test("a value handed over before the key turned out absent leaves nothing", () => {
+    const w = new SlabWriter(4);
+    w.raw(bytes("head"));
+    expect(w.stored(source(["stale"], false), bytes("k"))).toBe(false);
+    expect(text(w.take())).toBe("head");
+  });
+
+  test("RESP: a stored str or bin is a bulk of its payload; other types are WRONGTYPE, unwritten", () => {
+    const w = new RespWriter(8);
+    const bin = [0xc4, 3, 0x61, 0x62, 0x63]; // msgpack bin8 "abc"
+    w.storedBulk(source([[0xa1, 0x78], bin], true), bytes("k")); // a fixstr "x" first, then raced
+
+    w.storedBulk(source([], false), bytes("k"));
+    expect(text(w.take())).toBe("$3\r\nabc\r\n$-1\r\n");
+    expect(() => w.storedBulk(source([[0x81, 0xa1, 0x61, 0x01]], true), bytes("k"))).toThrow(
+      /^WRONGTYPE .*map/,
+    );
+    expect(w.length).toBe(0);
+  });
+});
