@@ -71,8 +71,12 @@ export interface WriteResult {
 }
 
 export interface EngineOptions {
-  /** Simulation: run without background threads. `wait_for_space` must make the WAL writer step. */
-  readonly inline?: { readonly wait_for_space: () => void };
+  /**
+   * The WAL writer runs on this thread (simulation, and a lone I/O worker's `LocalWalWriter`):
+   * `wait_for_space` must make it step; `on_append` (if given) is told after each append, once the
+   * shard locks are released, so it can schedule a step. The caller settles writes with `poll()`.
+   */
+  readonly inline?: { readonly wait_for_space: () => void; readonly on_append?: () => void };
 }
 
 export class Engine {
@@ -82,6 +86,7 @@ export class Engine {
   readonly wal: WalBuffer;
   readonly visibility: Visibility;
   readonly control: EngineControl;
+  private readonly on_append: (() => void) | undefined;
 
   constructor(shared: EngineShared, options: EngineOptions = {}) {
     this.config = shared.config;
@@ -91,6 +96,7 @@ export class Engine {
     this.wal = new WalBuffer(shared.wal, wait === undefined ? undefined : () => wait());
     this.visibility = new Visibility(this.wal, { inline: options.inline !== undefined });
     this.control = new EngineControl(shared.control);
+    this.on_append = options.inline?.on_append;
   }
 
   /** Counters of the whole engine (any thread may ask). */
@@ -246,7 +252,10 @@ export class Engine {
       for (const v of versions) this.table.discardVersion(v);
       for (let i = shards.length - 1; i >= 0; i--) this.table.unlockShard(shards[i]!);
     }
-    if (lsn > 0) await this.visibility.wait(lsn, epoch);
+    if (lsn > 0) {
+      this.on_append?.();
+      await this.visibility.wait(lsn, epoch);
+    }
     for (let i = 0; i < finalize.length; i++) if (finalize[i]) this.finalize(entries[i]!.key, hashes[i]!);
     return { lsn, existed, removed };
   }

@@ -25,7 +25,7 @@ import { createPipeShared, PipeSink } from "./replay_pipe.ts";
 import { createTableShared, Table } from "./table.ts";
 import { segmentName } from "./wal/format.ts";
 import { createWalBufferShared, WAL_STOPPED, type WalBuffer } from "./wal/wal_buffer.ts";
-import { WalWriter } from "./wal/wal_writer.ts";
+import { removeCoveredWal, type WalStart, WalWriter } from "./wal/wal_writer.ts";
 
 const ARENA_BUFFER_BYTES = 2 ** 32;
 const ARENA_INITIAL_BYTES = 16 << 20;
@@ -38,6 +38,12 @@ export interface OpenOptions {
   readonly log?: (line: string) => void;
   /** A worker died: the engine cannot go on safely (a lock may be held). Default: log and exit(70). */
   readonly on_fatal?: (error: Error) => void;
+  /**
+   * The WAL is written by a {@link LocalWalWriter} on another thread (a lone I/O worker), started
+   * with `walStart(host.recovery)`: the host starts no WAL writer worker, and after its final
+   * checkpoint only removes the WAL that checkpoint covers. Not with fsync `always`.
+   */
+  readonly local_wal_writer?: boolean;
 }
 
 /** Creates the shared memory of an empty table (arena and shards). */
@@ -73,6 +79,17 @@ function offloadReplay(
   return new PipeSink(pipe, table, () => worker.terminate());
 }
 
+/**
+ * Where the WAL continues after `recovery`: what the WAL writer (the worker, or a LocalWalWriter)
+ * starts from.
+ *
+ * @example
+ * new LocalWalWriter(shared, walStart(host.recovery), log);
+ */
+export function walStart(recovery: RecoveryResult): WalStart {
+  return { next_lsn: recovery.next_lsn, replayed_bytes: recovery.wal_bytes };
+}
+
 /** The owner's handle: the engine, plus checkpoint and shutdown. */
 export interface EngineHost {
   readonly shared: EngineShared;
@@ -99,7 +116,9 @@ export async function openEngine(config: EngineConfig, options: OpenOptions = {}
   const wal = createWalBufferShared({ ring_bytes: config.wal_buffer_bytes, next_lsn: recovery.next_lsn });
   const shared: EngineShared = { config, ...storage, wal, control: createControlBuffer() };
   if (options.inline) return new InlineHost(io, shared, recovery, log);
-  const host = new ThreadedHost(shared, recovery, log, options.on_fatal ?? defaultFatal(log));
+  const host = new ThreadedHost(shared, recovery, log, options.on_fatal ?? defaultFatal(log), {
+    local_wal_writer: options.local_wal_writer ?? false,
+  });
   await host.start();
   return host;
 }
@@ -146,16 +165,22 @@ class ThreadedHost implements EngineHost {
     readonly recovery: RecoveryResult,
     private readonly log: (line: string) => void,
     private readonly on_fatal: (error: Error) => void,
+    private readonly options: { readonly local_wal_writer: boolean },
   ) {
+    assert(
+      !options.local_wal_writer || shared.config.fsync !== "always",
+      "fsync always keeps the WAL writer worker",
+    );
     this.engine = new Engine(shared);
     this.control = new EngineControl(shared.control);
   }
 
   async start(): Promise<void> {
-    this.writer_worker = await this.spawn(new URL("./wal/wal_writer_worker.ts", import.meta.url), {
-      next_lsn: this.recovery.next_lsn,
-      replayed_bytes: this.recovery.wal_bytes,
-    });
+    if (!this.options.local_wal_writer) {
+      this.writer_worker = await this.spawn(new URL("./wal/wal_writer_worker.ts", import.meta.url), {
+        ...walStart(this.recovery),
+      });
+    }
     this.checkpoint_worker = await this.spawn(
       new URL("./checkpoint/checkpoint_worker.ts", import.meta.url),
       {},
@@ -172,9 +197,19 @@ class ThreadedHost implements EngineHost {
     this.control.requestStop();
     this.engine.wal.requestCheckpoint();
     await exited(this.checkpoint_worker!);
+    if (this.writer_worker === undefined) {
+      // The LocalWalWriter's thread has flushed and closed the log (or was stopped: what it wrote
+      // is visible, so the final checkpoint holds it).
+      const wal = this.engine.wal;
+      const covered_lsn = this.control.lastCheckpoint().redo_lsn;
+      if (wal.state() !== WAL_STOPPED) {
+        removeCoveredWal(new RealIo(), `${this.shared.config.data_dir}/wal`, covered_lsn, wal.lsns().written);
+      }
+      return;
+    }
     this.control.requestWriterStop();
     this.engine.wal.ring_doorbell();
-    await exited(this.writer_worker!);
+    await exited(this.writer_worker);
   }
 
   private spawn(url: URL, init: Record<string, unknown>): Promise<Worker> {

@@ -20,7 +20,8 @@
 import * as fs from "node:fs";
 import { type AdminServer, startAdminHttp } from "../admin/http.ts";
 import { InvalidError } from "../engine/errors.ts";
-import { openEngine } from "../engine/host.ts";
+import { openEngine, walStart } from "../engine/host.ts";
+import type { WalStart } from "../engine/wal/wal_writer.ts";
 import type { ServerConfig } from "./config.ts";
 import type { ListenerInit } from "./io_worker.ts";
 import { createMetricsBuffer, Metrics } from "./metrics.ts";
@@ -45,9 +46,15 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
     pid_file.release();
     process.exit(70);
   };
+  // One I/O worker and no fdatasync per batch: the I/O worker writes the WAL itself (LocalWalWriter).
+  const local_wal_writer = config.workers === 1 && config.engine.fsync !== "always";
   let host: Awaited<ReturnType<typeof openEngine>>;
   try {
-    host = await openEngine(config.engine, { log, on_fatal: (error) => fatal(error.message) });
+    host = await openEngine(config.engine, {
+      log,
+      on_fatal: (error) => fatal(error.message),
+      local_wal_writer,
+    });
   } catch (error) {
     pid_file.release();
     throw error;
@@ -64,7 +71,13 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
     pid_file.release();
     throw error;
   }
-  const started = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, fatal);
+  const local_wal = local_wal_writer ? walStart(host.recovery) : undefined;
+  if (local_wal !== undefined)
+    log(`wal: written by the I/O worker itself (one I/O worker, fsync ${config.engine.fsync})`);
+  const started = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, local_wal, {
+    fatal,
+    log,
+  });
   if ("error" in started) {
     stopping = true;
     for (const w of started.workers) w.terminate(); // worker 0 removed the sockets it had bound
@@ -141,8 +154,10 @@ async function startWorkers(
   shared: unknown,
   metrics: SharedArrayBuffer,
   inherited_fd: number | undefined,
-  fatal: (why: string) => void,
+  local_wal: WalStart | undefined,
+  report: { readonly fatal: (why: string) => void; readonly log: (line: string) => void },
 ): Promise<{ workers: Worker[]; resp_port: number } | { workers: Worker[]; error: string }> {
+  const fatal = report.fatal;
   const url = new URL("./io_worker.ts", import.meta.url).href;
   const workers: Worker[] = [];
   const started_unix_ms = Date.now();
@@ -165,7 +180,11 @@ async function startWorkers(
       fatal(`I/O worker ${i} died: ${(event as ErrorEvent).message}`),
     );
     worker.addEventListener("close", () => fatal(`I/O worker ${i} exited`));
-    const init = { shared, config, metrics, worker_index: i, started_unix_ms, main, resp };
+    worker.addEventListener("message", (event) => {
+      const line = (event.data as { log?: unknown }).log;
+      if (typeof line === "string") report.log(line);
+    });
+    const init = { shared, config, metrics, worker_index: i, started_unix_ms, main, resp, local_wal };
     const reply = await ask(worker, init, "ready");
     if (typeof reply.error === "string") return { workers, error: reply.error };
     main = reply.main as ListenerInit;

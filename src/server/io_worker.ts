@@ -1,11 +1,13 @@
 /**
  * Worker entry point of an I/O worker. Receives `{ shared, config, metrics, worker_index, started_unix_ms,
- * main, resp }`, attaches an Engine to the shared table, and accepts connections on the listening
+ * main, resp, local_wal }`, attaches an Engine to the shared table, and accepts connections on the listening
  * sockets: `main` speaks msgpack (protocol v1), `resp` (if configured) RESP2. Each socket is bound
  * once, by worker 0, and shared by every I/O worker through its fd. Answers `{ ready: true, main,
  * resp }` (the fds and the RESP TCP port) once listening, or `{ ready: true, error }` if a socket
  * could not be bound. On `{ drain: true }` it stops accepting, lets every connection finish its
- * in-flight requests, and answers `{ drained: true }`.
+ * in-flight requests, and answers `{ drained: true }`. With `local_wal` it writes the WAL itself
+ * (LocalWalWriter: one I/O worker, fsync not `always`), and closes the log before it answers drained.
+ * Log lines go to the daemon as `{ log }`.
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -13,6 +15,8 @@ import { crashPoint } from "../engine/crash_points.ts";
 import { Engine, type EngineShared } from "../engine/engine.ts";
 import { HEAP_CHECK_INTERVAL_MS, HeapGrowthPacer } from "../engine/gc_pacer.ts";
 import { requestCheckpoint } from "../engine/host.ts";
+import { LocalWalWriter } from "../engine/wal/local_wal_writer.ts";
+import type { WalStart } from "../engine/wal/wal_writer.ts";
 import type { ServerConfig, TcpAddress } from "./config.ts";
 import { Connection, type Protocol } from "./connection.ts";
 import { Metrics } from "./metrics.ts";
@@ -39,6 +43,8 @@ interface Init {
   readonly started_unix_ms: number;
   readonly main: ListenerInit;
   readonly resp: ListenerInit | undefined;
+  /** Set when this worker writes the WAL itself (the only I/O worker, fsync not `always`). */
+  readonly local_wal: WalStart | undefined;
 }
 
 /** A wire protocol as a listener serves it. */
@@ -53,6 +59,8 @@ const MSGPACK: Wire = { name: "socket", create: (ctx) => new MsgpackProtocol(ctx
 const RESP: Wire = { name: "RESP socket", create: (ctx) => new RespProtocol(ctx), refusal: respRefusal };
 
 let draining = false;
+/** The WAL writer on this thread, if this worker writes the WAL itself. */
+let local_wal: LocalWalWriter | undefined;
 const connections = new Set<Connection<unknown>>();
 const servers: net.Server[] = [];
 /** Socket files this worker bound (renamed into place): removed if the start fails. */
@@ -74,7 +82,10 @@ self.onmessage = (event: MessageEvent) => {
 };
 
 async function start(init: Init): Promise<{ main: ListenerInit; resp: ListenerInit | undefined }> {
-  const engine = new Engine(init.shared);
+  if (init.local_wal !== undefined) {
+    local_wal = new LocalWalWriter(init.shared, init.local_wal, (line) => self.postMessage({ log: line }));
+  }
+  const engine = local_wal?.engine ?? new Engine(init.shared);
   const metrics = new Metrics(init.metrics, init.worker_index);
   // A full collection whenever the heap doubled (src/engine/gc_pacer.ts: this thread otherwise only
   // gets partial ones, and RSS crept ~15 MiB/min in `make soak`).
@@ -205,6 +216,7 @@ function drain(): void {
 
 function reportIfDrained(): void {
   for (const c of connections) if (!c.idle()) return;
+  local_wal?.close(); // nothing writes any more: flushed, synced, closed
   self.postMessage({ drained: true });
 }
 

@@ -43,6 +43,24 @@ test(`crash torture: ${CYCLES} kill -9 cycles, fsync always and everysec (seed $
   });
 }, 60_000);
 
+test(`crash torture, one I/O worker writing the WAL itself: 10 kill -9 cycles, fsync everysec (seed ${SEED + 1})`, async () => {
+  // One I/O worker and fsync everysec: the daemon runs the LocalWalWriter (no WAL writer worker).
+  const verdict = await runTorture({
+    seed: SEED + 1,
+    cycles: 10,
+    fsync: "everysec",
+    workers: 1,
+    acks_max: 1200,
+    log: () => {},
+  });
+  console.log(formatVerdict(verdict));
+  const context = { seed: SEED + 1, data_dir: verdict.data_dir };
+  expect({ ...context, violations: verdict.violations }).toEqual({ ...context, violations: [] });
+  expect({ ...context, kills: verdict.kills_by_mode.everysec }).toEqual({ ...context, kills: 10 });
+  expect(verdict.acked_by_mode.everysec).toBeGreaterThan(0);
+  expect({ ...context, missing: verdict.missing_acked.everysec }).toEqual({ ...context, missing: 0 });
+}, 60_000);
+
 /** Cuts `bytes` off the end of the newest WAL segment of `data_dir`. */
 function cutWalTail(data_dir: string, bytes: number): void {
   const wal_dir = path.join(data_dir, "wal");

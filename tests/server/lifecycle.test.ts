@@ -186,3 +186,34 @@ function recoveredPrefix(values: Array<number | null>): number {
   }
   return prefix;
 }
+
+describe("one I/O worker, fsync everysec: the I/O worker writes the WAL itself", () => {
+  test("acknowledged writes survive SIGTERM and kill -9; a clean stop leaves no WAL", async () => {
+    const local_dir = tempDir();
+    const start = () => Daemon.start({ dir: local_dir, workers: 1, args: ["--fsync", "everysec"] });
+    const d = await start();
+    await d.waitForLog(/wal: written by the I\/O worker itself/);
+    const c = await d.client();
+    c.sendRaw(pipeline(Array.from({ length: 500 }, (_, i) => [i + 1, "set", `local:${i + 1}`, i + 1])));
+    for (let i = 0; i < 500; i++) expect(await c.next()).toEqual([i + 1, 0, true]);
+    c.close();
+    expect(await d.stop()).toBe(0);
+    const wal = fs.readdirSync(path.join(local_dir, "data", "wal")).filter((name) => name.endsWith(".wal"));
+    expect(wal).toEqual([]);
+
+    const again = await start();
+    const r = await again.client();
+    expect(recoveredPrefix(await mgetNumbers(r, "local", 500))).toBe(500);
+    for (let i = 0; i < 300; i++)
+      expect((await r.call("set", `killed:${i + 1}`, i + 1)).slice(1)).toEqual([0, true]);
+    again.proc.kill("SIGKILL");
+    await again.exited;
+    r.close();
+
+    const third = await start();
+    const t = await third.client();
+    expect(recoveredPrefix(await mgetNumbers(t, "killed", 300))).toBe(300);
+    t.close();
+    expect(await third.stop()).toBe(0);
+  }, 30_000);
+});

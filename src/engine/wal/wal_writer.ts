@@ -160,10 +160,8 @@ export class WalWriter {
     this.syncNow();
     if (this.file !== undefined) closeQuietly(this.io, this.file);
     this.file = undefined;
-    if (covered_lsn < this.written_lsn || this.buffer.state() === WAL_STOPPED) return;
-    const segments = this.io.list(this.options.dir).filter((name) => parseSegmentName(name) !== undefined);
-    for (const name of segments) this.io.unlink(`${this.options.dir}/${name}`);
-    if (segments.length > 0) this.io.syncDir(this.options.dir);
+    if (this.buffer.state() !== WAL_STOPPED)
+      removeCoveredWal(this.io, this.options.dir, covered_lsn, this.written_lsn);
   }
 
   // ---------------------------------------------------------------- batching
@@ -341,6 +339,21 @@ export class WalWriter {
       }
     });
   }
+}
+
+/**
+ * Deletes every segment of the WAL in `dir` if a checkpoint with redo LSN `covered_lsn` holds
+ * everything written (up to `written_lsn`): a clean restart then loads data.db and reads no log.
+ * Only once nothing writes to the WAL any more (shutdown).
+ *
+ * @example
+ * removeCoveredWal(io, `${data_dir}/wal`, final_checkpoint.redo_lsn, wal.lsns().written);
+ */
+export function removeCoveredWal(io: Io, dir: string, covered_lsn: number, written_lsn: number): void {
+  if (covered_lsn < written_lsn) return;
+  const segments = io.list(dir).filter((name) => parseSegmentName(name) !== undefined);
+  for (const name of segments) io.unlink(`${dir}/${name}`);
+  if (segments.length > 0) io.syncDir(dir);
 }
 
 function describe(error: unknown): string {

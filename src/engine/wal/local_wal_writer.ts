@@ -1,0 +1,81 @@
+/**
+ * The WAL writer on the thread that appends, for a daemon with one I/O worker and fsync `everysec`
+ * or `no`: no hand-off to the WAL writer worker and back for each batch (a futex wake, a pwrite on
+ * another thread, a wake of this thread's event loop). The same {@link WalWriter} with the same
+ * rules runs here; only the thread differs.
+ *
+ * - After each append (the engine calls back once its shard locks are released) the writer steps at
+ *   once: the record is written (write(2), the same one write per batch: the SET coalescer puts a
+ *   whole event-loop turn of SETs in one record), published, and this thread's waiting writes are
+ *   settled. So the ring never holds this thread's records between appends, and an append never
+ *   waits for ring space while it holds shard locks.
+ * - A timer steps every {@link LOCAL_TICK_MS}: the `everysec` fdatasync (it blocks this thread for
+ *   the length of the fdatasync, once a second), rotation, and records other threads append.
+ * - `always` keeps the worker: its fdatasync would stall this thread's event loop on every batch.
+ *
+ * @example
+ * const local = new LocalWalWriter(shared, { next_lsn, replayed_bytes }, log);
+ * await local.engine.set(key, value); // written before it resolves
+ * local.close(); // at shutdown: flushed, synced, file closed
+ */
+import { Engine, type EngineShared } from "../engine.ts";
+import { assert } from "../errors.ts";
+import { RealIo } from "../io/real_io.ts";
+import { type WalStart, WalWriter } from "./wal_writer.ts";
+
+/** How often the timer steps the writer (the `everysec` fdatasync is at most this late). */
+export const LOCAL_TICK_MS = 50;
+
+export class LocalWalWriter {
+  /** This thread's engine: its writes are written by this writer. */
+  readonly engine: Engine;
+  private readonly writer: WalWriter;
+  private readonly timer: ReturnType<typeof setInterval>;
+  private stepping = false;
+  private closed = false;
+
+  constructor(shared: EngineShared, start: WalStart, log: (line: string) => void) {
+    const config = shared.config;
+    assert(config.fsync !== "always", "fsync always keeps the WAL writer worker");
+    this.engine = new Engine(shared, {
+      inline: { wait_for_space: () => this.step(), on_append: () => this.step() },
+    });
+    this.writer = new WalWriter(
+      new RealIo(),
+      this.engine.wal,
+      this.engine.table,
+      {
+        dir: `${config.data_dir}/wal`,
+        fsync: config.fsync,
+        segment_bytes: config.wal_segment_bytes,
+        checkpoint_wal_bytes: config.checkpoint_wal_bytes,
+        log,
+      },
+      start,
+    );
+    this.timer = setInterval(() => this.step(), LOCAL_TICK_MS);
+    this.timer.unref?.();
+  }
+
+  /** Writes and publishes everything complete, then settles this thread's waiting writes. */
+  step(): void {
+    if (this.stepping || this.closed) return; // wait_for_space during a step: the step frees it
+    this.stepping = true;
+    try {
+      while (this.writer.step()) {}
+    } finally {
+      this.stepping = false;
+    }
+    this.engine.poll();
+  }
+
+  /** Flushes and syncs what is complete, closes the segment (shutdown; nothing appends after it). */
+  close(): void {
+    if (this.closed) return;
+    this.step();
+    this.closed = true;
+    clearInterval(this.timer);
+    this.writer.close();
+    this.engine.poll();
+  }
+}

@@ -1,0 +1,75 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { engineConfig } from "../../../src/engine/config.ts";
+import { openEngine, walStart } from "../../../src/engine/host.ts";
+import { LOCAL_TICK_MS, LocalWalWriter } from "../../../src/engine/wal/local_wal_writer.ts";
+import type { FsyncMode } from "../../../src/engine/wal/wal_writer.ts";
+
+const utf8 = (text: string) => new TextEncoder().encode(text);
+const text = (bytes: Uint8Array | undefined) =>
+  bytes === undefined ? undefined : new TextDecoder().decode(bytes);
+
+let dir = "";
+afterEach(() => {
+  if (dir !== "") rmSync(dir, { recursive: true, force: true });
+  dir = "";
+});
+
+/** A threaded host whose WAL this thread writes (as a lone I/O worker does). */
+async function openLocal(fsync: FsyncMode) {
+  dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
+  const config = engineConfig({ data_dir: dir, fsync, checkpoint_interval_ms: 0 });
+  const host = await openEngine(config, { log: () => {}, local_wal_writer: true });
+  const local = new LocalWalWriter(host.shared, walStart(host.recovery), () => {});
+  return { config, host, local };
+}
+
+/** Resolves once `condition` holds, checking every tick; fails after `deadline_ms`. */
+async function until(condition: () => boolean, deadline_ms: number): Promise<void> {
+  const started_ms = performance.now();
+  while (!condition()) {
+    if (performance.now() - started_ms > deadline_ms) throw new Error(`not within ${deadline_ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, LOCAL_TICK_MS));
+  }
+}
+
+describe("LocalWalWriter", () => {
+  test("a write is written (visible) before it resolves; everysec syncs within a second", async () => {
+    const { host, local } = await openLocal("everysec");
+    const wal = local.engine.wal;
+    const lsn = await local.engine.set(utf8("k"), utf8("v1"));
+    expect(wal.lsns().written).toBe(lsn);
+    expect(wal.lsns().visible).toBe(lsn);
+    expect(text(host.engine.get(utf8("k")))).toBe("v1"); // another thread's engine sees it
+    await until(() => wal.lsns().durable >= lsn, 2000);
+    local.close();
+    await host.close();
+  });
+
+  test("writes survive a close and reopen, and the final checkpoint leaves no WAL", async () => {
+    const { config, host, local } = await openLocal("no");
+    const writes = [];
+    for (let i = 0; i < 200; i++) writes.push(local.engine.set(utf8(`k${i}`), utf8(`v${i}`)));
+    await Promise.all(writes);
+    expect(await local.engine.del(utf8("k7"))).toBe(true);
+    local.close();
+    await host.close();
+    expect(readdirSync(join(dir, "wal")).filter((name) => name.endsWith(".wal"))).toEqual([]);
+    const again = await openEngine(config, { log: () => {} });
+    try {
+      expect(again.engine.stats().keys).toBe(199);
+      expect(text(again.engine.get(utf8("k199")))).toBe("v199");
+      expect(again.engine.get(utf8("k7"))).toBeUndefined();
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("fsync always keeps the WAL writer worker", async () => {
+    dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
+    const config = engineConfig({ data_dir: dir, fsync: "always" });
+    await expect(openEngine(config, { log: () => {}, local_wal_writer: true })).rejects.toThrow(/always/);
+  });
+});
