@@ -153,34 +153,41 @@ export class PipeSink implements ReplaySink {
   }
 
   set(bytes: Uint8Array, ko: number, kl: number, vo: number, vl: number, lsn: number, expiry: number): void {
-    if (messageBytes(kl, vl) > this.max_message_bytes) {
+    this.put(bytes, ko, kl, vo, vl, lsn, expiry, false);
+  }
+
+  del(bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
+    this.put(bytes, ko, kl, ko + kl, 0, lsn, 0, true);
+  }
+
+  /** Sends one version, or links it here if it is too large for the ring (see the module doc). */
+  private put(
+    bytes: Uint8Array,
+    ko: number,
+    kl: number,
+    vo: number,
+    vl: number,
+    lsn: number,
+    expiry: number,
+    tombstone: boolean,
+  ): void {
+    const size = messageBytes(kl, vl);
+    if (size > this.max_message_bytes) {
       this.flush();
-      this.direct.set(bytes, ko, kl, vo, vl, lsn, expiry);
+      if (tombstone) this.direct.del(bytes, ko, kl, lsn);
+      else this.direct.set(bytes, ko, kl, vo, vl, lsn, expiry);
       this.direct.flush();
       return;
     }
-    const at = this.reserve(messageBytes(kl, vl));
-    this.writeHeader(at, kl, vl, hashKey(bytes, ko, ko + kl), lsn, expiry);
+    const at = this.reserve(size);
+    this.writeHeader(at, kl, tombstone ? DEL_MARK : vl, hashKey(bytes, ko, ko + kl), lsn, expiry);
     const u8 = this.ring.u8;
     if (vo === ko + kl) copyBytes(u8, at + HEADER_BYTES, bytes, ko, kl + vl);
     else {
       copyBytes(u8, at + HEADER_BYTES, bytes, ko, kl);
       copyBytes(u8, at + HEADER_BYTES + kl, bytes, vo, vl);
     }
-    this.commit(messageBytes(kl, vl));
-  }
-
-  del(bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
-    if (messageBytes(kl, 0) > this.max_message_bytes) {
-      this.flush();
-      this.direct.del(bytes, ko, kl, lsn);
-      this.direct.flush();
-      return;
-    }
-    const at = this.reserve(messageBytes(kl, 0));
-    this.writeHeader(at, kl, DEL_MARK, hashKey(bytes, ko, ko + kl), lsn, 0);
-    copyBytes(this.ring.u8, at + HEADER_BYTES, bytes, ko, kl);
-    this.commit(messageBytes(kl, 0));
+    this.commit(size);
   }
 
   /** Sends a barrier and waits until the worker has consumed it: everything before is linked. */
