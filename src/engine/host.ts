@@ -25,7 +25,7 @@ import { createPipeShared, PipeSink } from "./replay_pipe.ts";
 import { createTableShared, Table } from "./table.ts";
 import { segmentName } from "./wal/format.ts";
 import { createWalBufferShared, WAL_STOPPED, type WalBuffer } from "./wal/wal_buffer.ts";
-import { removeCoveredWal, type WalStart, WalWriter } from "./wal/wal_writer.ts";
+import { removeCoveredWal, type WalStart, WalWriter, walWriterOptions } from "./wal/wal_writer.ts";
 
 const ARENA_BUFFER_BYTES = 2 ** 32;
 const ARENA_INITIAL_BYTES = 16 << 20;
@@ -277,19 +277,10 @@ export class InlineHost implements EngineHost {
   ) {
     this.engine = new Engine(shared, { inline: { wait_for_space: () => this.step() } });
     const config = shared.config;
-    this.writer = new WalWriter(
-      io,
-      this.engine.wal,
-      this.engine.table,
-      {
-        dir: `${config.data_dir}/wal`,
-        fsync: config.fsync,
-        segment_bytes: config.wal_segment_bytes,
-        checkpoint_wal_bytes: config.checkpoint_wal_bytes,
-        log,
-      },
-      { next_lsn: recovery.next_lsn, replayed_bytes: recovery.wal_bytes },
-    );
+    this.writer = new WalWriter(io, this.engine.wal, this.engine.table, walWriterOptions(config, log), {
+      next_lsn: recovery.next_lsn,
+      replayed_bytes: recovery.wal_bytes,
+    });
     this.checkpointer = new Checkpointer(io, config, this.engine.table, this.engine.wal, {
       make_durable: (lsn) => {
         this.writer.step();

@@ -21,7 +21,7 @@
 import { Engine, type EngineShared } from "../engine.ts";
 import { assert } from "../errors.ts";
 import { RealIo } from "../io/real_io.ts";
-import { type WalStart, WalWriter } from "./wal_writer.ts";
+import { type WalStart, WalWriter, walWriterOptions } from "./wal_writer.ts";
 
 /** How often the timer steps the writer (the `everysec` fdatasync is at most this late). */
 export const LOCAL_TICK_MS = 50;
@@ -44,13 +44,7 @@ export class LocalWalWriter {
       new RealIo(),
       this.engine.wal,
       this.engine.table,
-      {
-        dir: `${config.data_dir}/wal`,
-        fsync: config.fsync,
-        segment_bytes: config.wal_segment_bytes,
-        checkpoint_wal_bytes: config.checkpoint_wal_bytes,
-        log,
-      },
+      walWriterOptions(config, log),
       start,
     );
     this.timer = setInterval(() => this.step(), LOCAL_TICK_MS);

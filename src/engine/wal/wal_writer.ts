@@ -17,6 +17,7 @@
  * while (!stopping) writer.waitAndStep(); // on the WAL writer worker
  * writer.close();
  */
+import type { EngineConfig } from "../config.ts";
 import { crashPoint } from "../crash_points.ts";
 import { assert, IoError } from "../errors.ts";
 import { hashKey } from "../hash.ts";
@@ -39,6 +40,22 @@ export interface WalWriterOptions {
   readonly checkpoint_wal_bytes?: number;
   readonly now_ms?: () => number;
   readonly log?: (line: string) => void;
+}
+
+/**
+ * The writer's options as the engine's configuration sets them (every host builds its writer so).
+ *
+ * @example
+ * new WalWriter(io, buffer, table, walWriterOptions(config, log), start);
+ */
+export function walWriterOptions(config: EngineConfig, log: (line: string) => void): WalWriterOptions {
+  return {
+    dir: `${config.data_dir}/wal`,
+    fsync: config.fsync,
+    segment_bytes: config.wal_segment_bytes,
+    checkpoint_wal_bytes: config.checkpoint_wal_bytes,
+    log,
+  };
 }
 
 /** Where the log continues after recovery: the next LSN (always in a new segment). */

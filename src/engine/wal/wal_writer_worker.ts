@@ -12,7 +12,7 @@ import { GcPacer, WAL_WRITER_GC_INTERVAL_MS } from "../gc_pacer.ts";
 import { RealIo } from "../io/real_io.ts";
 import { Table } from "../table.ts";
 import { WalBuffer } from "./wal_buffer.ts";
-import { WalWriter } from "./wal_writer.ts";
+import { WalWriter, walWriterOptions } from "./wal_writer.ts";
 
 declare const self: Worker;
 
@@ -30,13 +30,7 @@ self.onmessage = (event: MessageEvent) => {
     new RealIo(),
     buffer,
     new Table(shared.table, new Arena(shared.arena)),
-    {
-      dir: `${config.data_dir}/wal`,
-      fsync: config.fsync,
-      segment_bytes: config.wal_segment_bytes,
-      checkpoint_wal_bytes: config.checkpoint_wal_bytes,
-      log,
-    },
+    walWriterOptions(config, log),
     { next_lsn, replayed_bytes },
   );
   const pacer = new GcPacer(WAL_WRITER_GC_INTERVAL_MS);
