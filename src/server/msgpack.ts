@@ -11,6 +11,7 @@
  * const start = r.pos; r.skip();      // frame[start, r.pos) is one whole msgpack value
  */
 
+import { scratchCopy } from "./scratch_key.ts";
 import { SlabWriter } from "./slab_writer.ts";
 
 /** Deepest nesting {@link MsgReader.skip} accepts inside one value. */
@@ -80,6 +81,22 @@ export class MsgReader {
     const payload = this.bytes.subarray(this.pos, this.pos + length);
     this.pos += length;
     return payload;
+  }
+
+  /**
+   * Like {@link bytesOrString}, in a scratch array the next call reuses (scratch_key.ts): for a key
+   * the engine reads at once and does not keep, without allocating a view.
+   */
+  bytesOrStringScratch(): Uint8Array | undefined {
+    const start = this.pos;
+    const length = this.stringOrBinLength();
+    if (length < 0) return undefined;
+    if (this.pos + length > this.end) {
+      this.pos = start;
+      return undefined;
+    }
+    this.pos += length;
+    return scratchCopy(this.bytes, this.pos - length, length);
   }
 
   /** A str decoded as UTF-8, or undefined (nothing consumed). */

@@ -290,11 +290,11 @@ function run(
       return "pong";
     case "get": {
       arity(op, argc, 1, 1);
-      return new StoredRead(e, key(ctx, r));
+      return new StoredRead(e, readKey(ctx, r));
     }
     case "exists":
       arity(op, argc, 1, 1);
-      return e.exists(key(ctx, r));
+      return e.exists(readKey(ctx, r));
     case "set": {
       arity(op, argc, 2, 3);
       const k = key(ctx, r);
@@ -341,9 +341,17 @@ function arity(op: string, argc: number, min: number, max: number): void {
 
 /** A key: msgpack str or bin, compared as bytes (a view of the frame). */
 function key(ctx: WorkerContext, r: MsgReader): Uint8Array {
-  const bytes = r.bytesOrString();
+  return checkKey(ctx, keyBytes(r.bytesOrString()));
+}
+
+/** A key the engine reads at once and does not keep (get, exists): in a scratch array, valid until the next. */
+function readKey(ctx: WorkerContext, r: MsgReader): Uint8Array {
+  return checkKey(ctx, keyBytes(r.bytesOrStringScratch()));
+}
+
+function keyBytes(bytes: Uint8Array | undefined): Uint8Array {
   if (bytes === undefined) throw new RequestError(CODE_BAD_REQUEST, "a key must be a msgpack str or bin");
-  return checkKey(ctx, bytes);
+  return bytes;
 }
 
 /** A value: exactly one msgpack value, kept as its encoded bytes. */

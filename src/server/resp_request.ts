@@ -15,9 +15,9 @@ import { copyBytes } from "../engine/bytes.ts";
 import type { RespCommand } from "./resp_commands.ts";
 import { KEEP_ARGUMENT_SLOTS, type RespReader } from "./resp_reader.ts";
 import { binSize, binValue, COPY_LOOP_MAX_BYTES, writeBinHeader } from "./resp_values.ts";
+import { scratchCopy } from "./scratch_key.ts";
 
 /** Keys up to this length are read through a reused scratch array. */
-const SCRATCH_KEY_MAX_BYTES = 256;
 const EMPTY = new Uint8Array(0);
 
 /** Decodes command names and numbers (ASCII) without a UTF-8 pass. */
@@ -118,21 +118,10 @@ export class RespRequest {
   }
 }
 
-/** Scratch keys by length, reused: see {@link scratchKey}. */
-const scratch_keys: Uint8Array[] = [];
-
 /**
  * Argument `i` in a scratch array reused by the next call (a copy for long keys): only for a key
  * that the engine reads synchronously and does not keep (get, exists).
  */
 export function scratchKey(request: RespRequest, i: number): Uint8Array {
-  const n = request.length(i);
-  if (n > SCRATCH_KEY_MAX_BYTES) return request.copy(i);
-  let key = scratch_keys[n];
-  if (key === undefined) {
-    key = new Uint8Array(n);
-    scratch_keys[n] = key;
-  }
-  copyBytes(key, 0, request.bytes, request.offset(i), n, COPY_LOOP_MAX_BYTES);
-  return key;
+  return scratchCopy(request.bytes, request.offset(i), request.length(i));
 }
