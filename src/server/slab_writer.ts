@@ -38,7 +38,10 @@ export class SlabWriter implements ValueSink {
     this.buffer = Buffer.allocUnsafeSlow(slab_bytes);
   }
 
-  /** Where the value {@link stored} is reading goes (every call of {@link value} starts over there). */
+  /**
+   * Where the value {@link stored} is reading goes, counted from `start` (a full slab moves the
+   * pending bytes to a new one: an absolute index would go stale): every {@link value} starts there.
+   */
   private value_at = 0;
 
   /** Bytes written since the last {@link take}. */
@@ -73,15 +76,15 @@ export class SlabWriter implements ValueSink {
    * if (!w.stored(engine, key)) w.nil();
    */
   stored(source: ValueSource, key: Uint8Array): boolean {
-    this.value_at = this.end;
+    this.value_at = this.end - this.start;
     if (source.read(key, this)) return true;
-    this.end = this.value_at;
+    this.end = this.start + this.value_at;
     return false;
   }
 
   /** ValueSink: called by the table during {@link stored}, perhaps more than once (a writer raced). */
   value(bytes: Uint8Array, start: number, length: number): void {
-    this.end = this.value_at;
+    this.end = this.start + this.value_at;
     this.storedValue(bytes, start, length);
   }
 

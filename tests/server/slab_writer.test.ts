@@ -29,6 +29,19 @@ describe("SlabWriter.stored", () => {
     expect(text(w.take())).toBe("head:v2:tail");
   });
 
+  test("a hand-over that moved the writer to a new slab is still replaced by the next one", () => {
+    const w = new SlabWriter(8);
+    w.raw(bytes("abc"));
+    expect(text(w.take())).toBe("abc"); // the next bytes start at 3, not 0
+    w.raw(bytes("head:"));
+    const long = "x".repeat(40); // more than the slab: the pending bytes move to a new one
+    expect(w.stored(source([long, "v2"], true), bytes("k"))).toBe(true);
+    expect(text(w.take())).toBe("head:v2");
+    w.raw(bytes("h2:"));
+    expect(w.stored(source([long], false), bytes("k"))).toBe(false);
+    expect(text(w.take())).toBe("h2:");
+  });
+
   test("a value handed over before the key turned out absent leaves nothing", () => {
     const w = new SlabWriter(4);
     w.raw(bytes("head"));
