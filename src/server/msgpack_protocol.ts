@@ -217,7 +217,9 @@ function execute(
       throw new RequestError(CODE_AUTH_REQUIRED, 'authentication required: send [id, "auth", token] first');
     }
     const result = run(ctx, session, op, request.reader, request.argc);
-    if (result instanceof Promise) return settle(ctx, id, op_index, started_ms, result);
+    if (result instanceof Acknowledged)
+      return settle(ctx, id, op_index, started_ms, result.write, alwaysTrue);
+    if (result instanceof Promise) return settle(ctx, id, op_index, started_ms, result, asResult);
     writeResponse(out, id, CODE_OK, result, ctx.config.max_frame_bytes);
     recordOp(ctx, op_index, started_ms, false);
   } catch (error) {
@@ -232,12 +234,13 @@ function settle(
   id: number,
   op_index: number,
   started_ms: number,
-  result: Promise<Result>,
+  result: Promise<unknown>,
+  toResult: (value: unknown) => Result,
 ): Promise<Uint8Array> {
   return result.then(
     (value) => {
       recordOp(ctx, op_index, started_ms, false);
-      writeResponse(settled, id, CODE_OK, value, ctx.config.max_frame_bytes);
+      writeResponse(settled, id, CODE_OK, toResult(value), ctx.config.max_frame_bytes);
       return settled.take();
     },
     (error: unknown) => {
@@ -265,6 +268,14 @@ class RawValue {
   constructor(readonly bytes: Uint8Array) {}
 }
 
+/** A write whose response is `true` once it is visible, whatever it resolves to (set, mset). */
+class Acknowledged {
+  constructor(readonly write: Promise<unknown>) {}
+}
+
+const alwaysTrue = (): Result => true;
+const asResult = (value: unknown): Result => value as Result;
+
 /**
  * `get`'s result: the key's value, copied from the table straight into the response when it is
  * written — at once, in the same call as the request runs (reads never wait once running).
@@ -282,7 +293,7 @@ function run(
   op: string,
   r: MsgReader,
   argc: number,
-): Result | Promise<Result> {
+): Result | Promise<Result> | Acknowledged {
   const e = ctx.engine;
   switch (op) {
     case "ping":
@@ -300,7 +311,7 @@ function run(
       const k = key(ctx, r);
       const v = value(r);
       if (argc === 3) options(r);
-      return setValue(ctx, k, v).then(() => true);
+      return new Acknowledged(setValue(ctx, k, v));
     }
     case "del":
       arity(op, argc, 1, 1);
@@ -315,7 +326,7 @@ function run(
     }
     case "mset":
       arity(op, argc, 1, 1);
-      return writeAll(ctx, pairs(ctx, r)).then(() => true);
+      return new Acknowledged(writeAll(ctx, pairs(ctx, r)));
     case "stats":
       arity(op, argc, 0, 0);
       return { ...e.stats(), ...ctx.serverStats() } as Record<string, unknown>;
