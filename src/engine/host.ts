@@ -76,7 +76,7 @@ function offloadReplay(
   const worker = new Worker(new URL("./replay_worker.ts", import.meta.url).href, { type: "module" });
   worker.onerror = (event: ErrorEvent) => log(`recovery: replay worker: ${event.message}`);
   worker.postMessage({ pipe, table: storage.table, arena: storage.arena });
-  return new PipeSink(pipe, table, () => worker.terminate());
+  return new PipeSink(pipe, table, () => worker.terminate(), { log });
 }
 
 /**
@@ -198,18 +198,32 @@ class ThreadedHost implements EngineHost {
     this.engine.wal.requestCheckpoint();
     await exited(this.checkpoint_worker!);
     if (this.writer_worker === undefined) {
-      // The LocalWalWriter's thread has flushed and closed the log (or was stopped: what it wrote
-      // is visible, so the final checkpoint holds it).
-      const wal = this.engine.wal;
-      const covered_lsn = this.control.lastCheckpoint().redo_lsn;
-      if (wal.state() !== WAL_STOPPED) {
-        removeCoveredWal(new RealIo(), `${this.shared.config.data_dir}/wal`, covered_lsn, wal.lsns().written);
-      }
+      this.closeLocalWal();
       return;
     }
     this.control.requestWriterStop();
     this.engine.wal.ring_doorbell();
     await exited(this.writer_worker);
+  }
+
+  /**
+   * The WAL's end with a LocalWalWriter, whose thread has ended (it closed the log, or was
+   * terminated after a drain timeout): everything written is synced here whatever became of the final
+   * checkpoint, then the WAL that checkpoint covers is removed.
+   */
+  private closeLocalWal(): void {
+    const wal = this.engine.wal;
+    if (wal.state() === WAL_STOPPED) return;
+    const io = new RealIo();
+    const dir = `${this.shared.config.data_dir}/wal`;
+    const written_lsn = wal.lsns().written;
+    try {
+      makeDurable(io, wal, dir, written_lsn);
+    } catch (error) {
+      this.log(`shutdown: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
+    removeCoveredWal(io, dir, this.control.lastCheckpoint().redo_lsn, written_lsn);
   }
 
   private spawn(url: URL, init: Record<string, unknown>): Promise<Worker> {

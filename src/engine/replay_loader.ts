@@ -28,7 +28,10 @@ export interface ReplaySink {
   flush(): void;
 }
 
-/** Links recovered versions into a table that only this thread uses. */
+/**
+ * Links recovered versions into a table no other thread uses meanwhile (recovery's one writer at a
+ * time: replay_pipe.ts hands the table between the recovering thread and its worker at barriers).
+ */
 export class Loader implements ReplaySink {
   private queued = 0;
   private readonly hashes = new Uint32Array(LINK_BATCH);
@@ -85,7 +88,7 @@ export class Loader implements ReplaySink {
    * Links the queued versions grouped by shard (a stable counting sort: one key's versions keep their
    * LSN order, as one key lives in one shard). Replay order is random over the shards; grouped, each
    * shard's slot array is touched in one burst instead of once per key — far fewer cache misses.
-   * No shard mutex is taken: recovery runs before any other thread uses the table.
+   * No shard mutex is taken: during recovery the table has one writer at a time and no reader.
    */
   flush(): void {
     const n = this.queued;

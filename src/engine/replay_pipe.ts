@@ -18,8 +18,14 @@
  * meanwhile, so the table still has one writer at a time).
  *
  * A failure in the worker (out of memory, a bug) is written into the control buffer; the sink
- * throws it on the recovering thread at its next wait. A worker that never starts (its file is
- * missing) is reported after START_TIMEOUT_MS.
+ * throws it on the recovering thread at its next wait. A worker that stops without a word (its thread
+ * ended) is noticed when neither its position nor its heartbeat moved for STALL_TIMEOUT_MS while
+ * there is work: the sink throws. A worker that has not started after START_TIMEOUT_MS is replaced:
+ * the sink takes the start word from it (a compare-and-swap, so exactly one of them wins), links what
+ * the ring holds and links everything after it on its own thread, as recovery without a worker does.
+ *
+ * The table has one writer at a time: the worker, except while it waits at a barrier the sink has
+ * seen consumed (the sink links an oversized version then), and after a takeover (no worker).
  *
  * @example
  * const shared = createPipeShared();
@@ -45,8 +51,10 @@ const BARRIER_MARK = 0xfffffffe;
 const DEL_MARK = 0xffffffff;
 /** A wait re-checks the other side's health this often. */
 const WAIT_MS = 50;
-/** A worker that has not started after this long is reported as failed (default). */
+/** A worker that has not started after this long is replaced by the sink itself (default). */
 const START_TIMEOUT_MS = 10_000;
+/** A started worker whose position and heartbeat stood still this long, with work waiting, has died. */
+const STALL_TIMEOUT_MS = 30_000;
 
 // Control words (Int32), then the failure text.
 const C_WRITE = 0;
@@ -55,7 +63,11 @@ const C_STOP = 2;
 const C_STARTED = 3;
 const C_FAILED = 4;
 const C_ERROR_LENGTH = 5;
+/** Bumped by the worker on every pass of its loop. */
+const C_HEARTBEAT = 6;
 const CONTROL_WORDS = 8;
+/** C_STARTED: 0 not yet, 1 the worker started, TAKEN_OVER the sink links on its own thread. */
+const TAKEN_OVER = -1;
 const ERROR_TEXT_BYTES = 1024;
 
 /** The shared memory of a pipe: post it to the worker. */
@@ -132,21 +144,38 @@ export class PipeSink implements ReplaySink {
   private readonly ring: Ring;
   private readonly direct: Loader;
   private readonly max_message_bytes: number;
+  private readonly log: (line: string) => void;
   private write_pos = 0;
   private published_pos = 0;
   private read_pos = 0;
   private readonly started_ms = performance.now();
+  /** The worker never started: this thread links everything (see the module doc). */
+  private taken_over = false;
+  /** The worker's position and heartbeat when last seen moving, and when. */
+  private seen_read_pos = 0;
+  private seen_heartbeat = 0;
+  private progress_ms = performance.now();
+  private readonly start_timeout_ms: number;
+  private readonly stall_timeout_ms: number;
 
   /**
    * `table` is the table the worker links into (this end links oversized versions into it
-   * itself); `stop` ends the worker, {@link close} calls it.
+   * itself); `stop` ends the worker, {@link close} calls it. `log` hears of a takeover. The
+   * timeouts are for tests.
    */
   constructor(
     shared: PipeShared,
     table: Table,
     private readonly stop: () => void,
-    private readonly start_timeout_ms: number = START_TIMEOUT_MS,
+    options: {
+      readonly log?: (line: string) => void;
+      readonly start_timeout_ms?: number;
+      readonly stall_timeout_ms?: number;
+    } = {},
   ) {
+    this.log = options.log ?? (() => {});
+    this.start_timeout_ms = options.start_timeout_ms ?? START_TIMEOUT_MS;
+    this.stall_timeout_ms = options.stall_timeout_ms ?? STALL_TIMEOUT_MS;
     this.ring = new Ring(shared);
     this.direct = new Loader(table);
     this.max_message_bytes = this.ring.length_bytes / 4;
@@ -172,14 +201,15 @@ export class PipeSink implements ReplaySink {
     tombstone: boolean,
   ): void {
     const size = messageBytes(kl, vl);
-    if (size > this.max_message_bytes) {
-      this.flush();
+    const at = this.taken_over || size > this.max_message_bytes ? -1 : this.reserve(size);
+    if (at < 0 || this.taken_over) {
+      // Linked here: after a takeover, or an oversized version once the worker linked all before it.
+      if (!this.taken_over) this.flush();
       if (tombstone) this.direct.del(bytes, ko, kl, lsn);
       else this.direct.set(bytes, ko, kl, vo, vl, lsn, expiry);
-      this.direct.flush();
+      if (!this.taken_over) this.direct.flush();
       return;
     }
-    const at = this.reserve(size);
     this.writeHeader(at, kl, tombstone ? DEL_MARK : vl, hashKey(bytes, ko, ko + kl), lsn, expiry);
     const u8 = this.ring.u8;
     if (vo === ko + kl) copyBytes(u8, at + HEADER_BYTES, bytes, ko, kl + vl);
@@ -192,12 +222,17 @@ export class PipeSink implements ReplaySink {
 
   /** Sends a barrier and waits until the worker has consumed it: everything before is linked. */
   flush(): void {
-    const at = this.reserve(HEADER_BYTES);
+    const at = this.taken_over ? -1 : this.reserve(HEADER_BYTES);
+    if (this.taken_over) {
+      this.direct.flush();
+      return;
+    }
     this.ring.u32[at >>> 2] = BARRIER_MARK;
     this.commit(HEADER_BYTES);
     this.ring.publish(C_WRITE, this.write_pos);
     this.published_pos = this.write_pos;
-    while (this.read_pos !== this.write_pos) this.waitForReader();
+    while (this.read_pos !== this.write_pos && !this.taken_over) this.waitForReader();
+    if (this.taken_over) this.direct.flush();
   }
 
   /** Stops the worker (after {@link flush}, or to abandon a failed recovery). */
@@ -217,7 +252,10 @@ export class PipeSink implements ReplaySink {
     ring.f64[(at >>> 3) + 3] = expiry;
   }
 
-  /** Waits for room for `size` bytes (wrapping to the ring's start if need be); returns the offset. */
+  /**
+   * Waits for room for `size` bytes (wrapping to the ring's start if need be); returns the offset,
+   * or -1 if the sink took over from a worker that never started (nothing goes into the ring then).
+   */
   private reserve(size: number): number {
     const ring = this.ring;
     const offset = ring.offsetOf(this.write_pos);
@@ -226,6 +264,7 @@ export class PipeSink implements ReplaySink {
       this.read_pos = Atomics.load(ring.control, C_READ);
       if (ring.length_bytes - ring.used(this.write_pos, this.read_pos) >= wrap_bytes + size) break;
       this.waitForReader();
+      if (this.taken_over) return -1;
     }
     if (wrap_bytes === 0) return offset;
     ring.u32[offset >>> 2] = WRAP_MARK;
@@ -251,10 +290,35 @@ export class PipeSink implements ReplaySink {
     Atomics.wait(ring.control, C_READ, this.read_pos, WAIT_MS);
     this.read_pos = Atomics.load(ring.control, C_READ);
     if (Atomics.load(ring.control, C_FAILED) !== 0) throw new UnavailableError(failureText(ring));
-    const waited_ms = performance.now() - this.started_ms;
-    if (Atomics.load(ring.control, C_STARTED) === 0 && waited_ms > this.start_timeout_ms) {
-      throw new UnavailableError(`the replay worker did not start within ${this.start_timeout_ms} ms`);
+    const now_ms = performance.now();
+    const started = Atomics.load(ring.control, C_STARTED);
+    if (started === 0) {
+      if (now_ms - this.started_ms > this.start_timeout_ms) this.takeOver();
+      return;
     }
+    const heartbeat = Atomics.load(ring.control, C_HEARTBEAT);
+    if (heartbeat !== this.seen_heartbeat || this.read_pos !== this.seen_read_pos) {
+      this.seen_heartbeat = heartbeat;
+      this.seen_read_pos = this.read_pos;
+      this.progress_ms = now_ms;
+    } else if (now_ms - this.progress_ms > this.stall_timeout_ms) {
+      throw new UnavailableError(
+        `recovery: the replay worker stopped (no progress for ${this.stall_timeout_ms} ms)`,
+      );
+    }
+  }
+
+  /**
+   * The worker did not start in time: takes the start word from it (if it has not just started),
+   * links what the ring holds, and links everything after it on this thread.
+   */
+  private takeOver(): void {
+    if (Atomics.compareExchange(this.ring.control, C_STARTED, 0, TAKEN_OVER) !== 0) return;
+    this.log(`recovery: the replay worker did not start within ${this.start_timeout_ms} ms; linking here`);
+    const reader = new PipeReader(this.ring, this.direct);
+    while (reader.read_pos !== this.write_pos) reader.consume();
+    this.read_pos = this.write_pos;
+    this.taken_over = true;
   }
 }
 
@@ -273,7 +337,7 @@ function failureText(ring: Ring): string {
  */
 export function drainPipe(shared: PipeShared, loader: Loader): void {
   const ring = new Ring(shared);
-  ring.publish(C_STARTED, 1);
+  if (Atomics.compareExchange(ring.control, C_STARTED, 0, 1) !== 0) return; // the sink took over
   Atomics.notify(ring.control, C_READ);
   try {
     drain(ring, loader);
@@ -291,6 +355,7 @@ export function drainPipe(shared: PipeShared, loader: Loader): void {
 function drain(ring: Ring, loader: Loader): void {
   const reader = new PipeReader(ring, loader);
   for (;;) {
+    Atomics.add(ring.control, C_HEARTBEAT, 1);
     const write_pos = Atomics.load(ring.control, C_WRITE);
     if (reader.read_pos === write_pos) {
       reader.publish();

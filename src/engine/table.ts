@@ -104,6 +104,10 @@ export interface ValueSink {
 }
 
 const IGNORE_VALUE: ValueSink = { value: () => {} };
+/** A read attempt a writer interfered with before the value was handed over: retry. */
+const INTERFERED: unique symbol = Symbol("interfered");
+/** The `seq` of a read under the shard mutex: no writer can interfere. */
+const UNDER_LOCK = -1;
 
 /** The sink behind {@link Table.get}: a fresh copy of the last value it saw. */
 class ValueCopier implements ValueSink {
@@ -167,16 +171,18 @@ export class Table {
    */
   get(key: Uint8Array, h: number, visible_lsn: number, copy = true): Uint8Array | undefined | typeof STALE {
     const found = this.read(key, h, visible_lsn, copy ? this.copier : IGNORE_VALUE);
+    const value = copy ? this.copier.take() : PRESENT; // taken either way: no torn copy is kept
     if (found === STALE) return STALE;
-    if (!found) return undefined;
-    return copy ? this.copier.take() : PRESENT;
+    return found ? value : undefined;
   }
 
   /**
    * Reads like {@link get} without a copy of its own: `sink.value(bytes, start, length)` sees the
    * visible value in place and copies what it keeps (straight into a reply, say). A writer may change
    * the bytes mid-copy: the read is then repeated and `sink.value` called again, and only its last
-   * call counts. Returns true (the sink saw the value), false (absent) or {@link STALE}.
+   * call counts. The sink is only called with a start and length that were valid when read (the
+   * seqlock is checked before the call), so it never sees a freed record's garbage length.
+   * Returns true (the sink saw the value), false (absent) or {@link STALE}.
    *
    * @example
    * const found = table.read(key, hashKey(key), visible_lsn, { value: (b, s, n) => out.set(b.subarray(s, s + n)) });
@@ -186,25 +192,33 @@ export class Table {
     for (let attempt = 0; attempt < READ_RETRIES_BEFORE_LOCK; attempt++) {
       const seq = Atomics.load(this.meta, base + W_SEQ);
       if ((seq & 1) === 0) {
-        const result = this.readVisible(key, h, base, visible_lsn, sink);
-        if (Atomics.load(this.meta, base + W_SEQ) === seq) return result;
+        const result = this.readVisible(key, h, base, visible_lsn, sink, seq);
+        if (result !== INTERFERED && Atomics.load(this.meta, base + W_SEQ) === seq) return result;
       }
     }
     lock(this.meta, base + W_LOCK);
     try {
-      return this.readVisible(key, h, base, visible_lsn, sink);
+      const result = this.readVisible(key, h, base, visible_lsn, sink, UNDER_LOCK);
+      assert(result !== INTERFERED, "no writer interferes under the shard mutex");
+      return result;
     } finally {
       unlock(this.meta, base + W_LOCK);
     }
   }
 
+  /**
+   * One attempt of {@link read}. `seq` is the seqlock value the attempt started under: before the
+   * sink is called it must be unchanged (else INTERFERED: a writer may have freed the record, and its
+   * lengths may be garbage), and the value must lie inside its buffer. UNDER_LOCK skips the check.
+   */
   private readVisible(
     key: Uint8Array,
     h: number,
     base: number,
     visible_lsn: number,
     sink: ValueSink,
-  ): boolean | typeof STALE {
+    seq: number,
+  ): boolean | typeof STALE | typeof INTERFERED {
     const head = this.findHead(key, 0, key.length, h, base);
     const ref = head === 0 ? 0 : this.visibleVersion(head, visible_lsn);
     // No version at visible_lsn: absent then, unless a delete's removal since may have hidden one.
@@ -213,7 +227,15 @@ export class Table {
     const b = bufferIndex(ref);
     const w = (ref & 0x1fffffff) * 2;
     if ((this.u32[b]![w + 3]! & FLAG_TOMBSTONE) !== 0) return false;
-    sink.value(this.u8[b]!, offsetBytes(ref) + RECORD_HEADER_BYTES + this.u32[b]![w]!, this.u32[b]![w + 1]!);
+    const bytes = this.u8[b]!;
+    const start = offsetBytes(ref) + RECORD_HEADER_BYTES + this.u32[b]![w]!;
+    const length = this.u32[b]![w + 1]!;
+    if (
+      seq !== UNDER_LOCK &&
+      (Atomics.load(this.meta, base + W_SEQ) !== seq || start + length > bytes.length)
+    )
+      return INTERFERED;
+    sink.value(bytes, start, length);
     return true;
   }
 
@@ -392,8 +414,9 @@ export class Table {
    * Recovery's {@link link}, with every version visible: `ref` came from {@link newVersion} with its
    * lsn, and the caller passes what else link would read from the record (`key_length`, whether it
    * is a delete). A new key's record is then never touched again: replay links records in shard
-   * order, not in the order they were written, so each such touch would be a cache miss. Only one
-   * thread may use the table (no seqlock window), and a slot must be reserved.
+   * order, not in the order they were written, so each such touch would be a cache miss. One thread
+   * at a time may use the table and none may read it (no seqlock window: recovery, whose replay pipe
+   * hands the table between two threads at barriers); a slot must be reserved.
    */
   linkRecovered(ref: number, h: number, key_length: number, tombstone: boolean): void {
     const base = this.shardOf(h) * SHARD_WORDS;

@@ -130,12 +130,32 @@ async function shutdown(
   if (!drained)
     log(`shutdown: in-flight requests still running after ${config.shutdown_timeout_ms} ms; closing anyway`);
   stopSupervising();
-  for (const w of workers) w.terminate();
+  // Ended, not only asked to end: a worker still running could write after the final checkpoint.
+  await Promise.all(workers.map((w) => terminated(w)));
   await admin?.close();
   await host.close();
   removeSockets(config, bound_socket);
   pid_file.release();
   log("shutdown complete: WAL durable, final checkpoint written");
+}
+
+/** A terminated worker's thread has ended by then, or had ended before (its close event is gone). */
+const WORKER_EXIT_WAIT_MS = 5000;
+
+/** Terminates `worker` and resolves once its thread has ended (at most WORKER_EXIT_WAIT_MS). */
+function terminated(worker: Worker): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, WORKER_EXIT_WAIT_MS);
+    worker.addEventListener(
+      "close",
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+    worker.terminate();
+  });
 }
 
 /** Removes the socket files this daemon bound (not an inherited one). */

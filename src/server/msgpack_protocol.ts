@@ -211,6 +211,7 @@ function execute(
   out: MsgWriter,
 ): Promise<Uint8Array> | undefined {
   const { id, op, op_index, started_ms } = request;
+  const mark = out.length;
   try {
     if (request.bad !== undefined) throw new RequestError(CODE_BAD_REQUEST, request.bad);
     if (!session.authenticated && op !== "auth") {
@@ -223,6 +224,7 @@ function execute(
     writeResponse(out, id, CODE_OK, result, ctx.config.max_frame_bytes);
     recordOp(ctx, op_index, started_ms, false);
   } catch (error) {
+    out.truncate(mark); // a response half written when the error came (a StoredRead) goes
     writeError(out, id, error);
     recordOp(ctx, op_index, started_ms, true);
   }

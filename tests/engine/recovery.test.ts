@@ -168,8 +168,21 @@ describe("recovery", () => {
     expect(on_thread.entries.size).toBe(150);
     expect(offloaded.entries).toEqual(on_thread.entries);
     expect(offloaded.result.next_lsn).toBe(on_thread.result.next_lsn);
-    const corrupt = await disk(true);
-    expect(() => recoverFresh(corrupt, [], true)).toThrow(CorruptionError);
+    const caught = async (offload: boolean): Promise<CorruptionError> => {
+      try {
+        recoverFresh(await disk(true), [], offload);
+      } catch (error) {
+        expect(error).toBeInstanceOf(CorruptionError);
+        return error as CorruptionError;
+      }
+      throw new Error("recovered corrupt data");
+    };
+    const [offloaded_error, on_thread_error] = [await caught(true), await caught(false)];
+    expect([offloaded_error.file, offloaded_error.offset_bytes, offloaded_error.message]).toEqual([
+      on_thread_error.file,
+      on_thread_error.offset_bytes,
+      on_thread_error.message,
+    ]);
     const repaired = recoverFresh(await disk(true), [], true, { repair_wal: true });
     expect(repaired.entries.size).toBe(7);
     expect(repaired.entries).toEqual(recoverFresh(await disk(true), [], false, { repair_wal: true }).entries);

@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Arena, createArenaShared } from "../../src/engine/arena.ts";
-import { UnavailableError } from "../../src/engine/errors.ts";
 import { prng, randomInt } from "../../src/engine/io/prng.ts";
 import { Loader, type ReplaySink } from "../../src/engine/replay_loader.ts";
 import { createPipeShared, PipeSink } from "../../src/engine/replay_pipe.ts";
@@ -119,15 +118,41 @@ describe("replay pipe", () => {
     }
   });
 
-  test("a worker that never starts is reported, not waited for forever", () => {
+  test("a worker that never starts is replaced: the sink links everything itself (seeded)", () => {
+    const direct = freshTable();
     const target = freshTable();
-    const sink = new PipeSink(createPipeShared(1024), target.table, () => {}, 200);
-    const value = new Uint8Array(200);
+    const lines: string[] = [];
+    const sink = new PipeSink(createPipeShared(2048), target.table, () => {}, {
+      log: (line) => lines.push(line),
+      start_timeout_ms: 100,
+    });
     const started_ms = performance.now();
-    expect(() => {
-      for (let lsn = 1; lsn < 100; lsn++) sink.set(value, 0, 8, 8, 150, lsn, 0);
-    }).toThrow(UnavailableError);
-    expect(performance.now() - started_ms).toBeGreaterThanOrEqual(200);
-    sink.close();
+    try {
+      feed(SEED, [new Loader(direct.table), sink]); // fills the ring, waits, takes over, goes on
+    } finally {
+      sink.close();
+    }
+    expect(performance.now() - started_ms).toBeGreaterThanOrEqual(100);
+    expect(lines.some((line) => line.includes("did not start within 100 ms; linking here"))).toBe(true);
+    expect(contents(target.table)).toEqual(contents(direct.table));
+  });
+
+  test("a worker that dies after it started is reported, not waited for forever", () => {
+    const target = freshTable();
+    const pipe = createPipeShared(2048);
+    const url = new URL("./replay_dying_worker.ts", import.meta.url).href;
+    const worker = new Worker(url, { type: "module" });
+    workers.push(worker);
+    worker.postMessage({ pipe, table: target.table_shared, arena: target.arena, die_after: 20 });
+    const sink = new PipeSink(pipe, target.table, () => worker.terminate(), { stall_timeout_ms: 300 });
+    const value = new Uint8Array(200);
+    try {
+      expect(() => {
+        for (let lsn = 1; lsn <= 1000; lsn++) sink.set(value, 0, 8, 8, 150, lsn, 0);
+        sink.flush();
+      }).toThrow(/replay worker stopped \(no progress for 300 ms\)/);
+    } finally {
+      sink.close();
+    }
   });
 });

@@ -19,7 +19,7 @@
  * local.close(); // at shutdown: flushed, synced, file closed
  */
 import { Engine, type EngineShared } from "../engine.ts";
-import { assert } from "../errors.ts";
+import { assert, UnavailableError } from "../errors.ts";
 import { RealIo } from "../io/real_io.ts";
 import { type WalStart, WalWriter, walWriterOptions } from "./wal_writer.ts";
 
@@ -38,7 +38,7 @@ export class LocalWalWriter {
     const config = shared.config;
     assert(config.fsync !== "always", "fsync always keeps the WAL writer worker");
     this.engine = new Engine(shared, {
-      inline: { wait_for_space: () => this.step(), on_append: () => this.step() },
+      inline: { wait_for_space: () => this.makeSpace(), on_append: () => this.step() },
     });
     this.writer = new WalWriter(
       new RealIo(),
@@ -51,16 +51,36 @@ export class LocalWalWriter {
     this.timer.unref?.();
   }
 
-  /** Writes and publishes everything complete, then settles this thread's waiting writes. */
+  /**
+   * Writes and publishes everything complete, then settles this thread's waiting writes. An
+   * exception from the writer (a bug: I/O errors are handled inside it) is also thrown
+   * asynchronously, so that it ends the worker and the daemon fails fast, as it would on the WAL
+   * writer worker.
+   */
   step(): void {
-    if (this.stepping || this.closed) return; // wait_for_space during a step: the step frees it
+    if (this.stepping || this.closed) return;
     this.stepping = true;
     try {
       while (this.writer.step()) {}
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error;
+      });
+      throw error;
     } finally {
       this.stepping = false;
     }
     this.engine.poll();
+  }
+
+  /**
+   * The ring is full while appending (this thread holds shard locks). Unreachable from this thread's
+   * own appends — it steps after each one, so they never wait — but not from records of another
+   * thread: those are written out here.
+   */
+  private makeSpace(): void {
+    if (this.closed) throw new UnavailableError("the write-ahead log is closed");
+    this.step();
   }
 
   /** Flushes and syncs what is complete, closes the segment (shutdown; nothing appends after it). */
