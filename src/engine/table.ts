@@ -325,17 +325,8 @@ export class Table {
     expiry_unix_ms: number,
     lsn = 0,
   ): number {
-    const ref = this.arena.alloc(RECORD_HEADER_BYTES + key_length + value_length);
-    const b = bufferIndex(ref);
-    const w = (ref & 0x1fffffff) * 2;
-    const words = this.u32[b]!;
-    words[w] = key_length;
-    words[w + 1] = value_length;
-    words[w + 2] = 0;
-    words[w + 3] = value === undefined ? FLAG_TOMBSTONE : 0;
-    this.f64[b]![(ref & 0x1fffffff) + 2] = lsn;
-    this.f64[b]![(ref & 0x1fffffff) + 3] = expiry_unix_ms;
-    const bytes = this.u8[b]!;
+    const ref = this.versionRecord(key_length, value_length, value === undefined, expiry_unix_ms, lsn);
+    const bytes = this.u8[bufferIndex(ref)]!;
     const start = offsetBytes(ref) + RECORD_HEADER_BYTES;
     if (value === src && value_offset === key_offset + key_length) {
       copyBytes(bytes, start, src, key_offset, key_length + value_length); // adjacent on disk: one copy
@@ -343,6 +334,59 @@ export class Table {
       copyBytes(bytes, start, src, key_offset, key_length);
       if (value !== undefined) copyBytes(bytes, start + key_length, value, value_offset, value_length);
     }
+    return ref;
+  }
+
+  /**
+   * {@link newVersion} of a SET whose key and value lie together in `src` from `offset`, a multiple
+   * of 4, with `src_words` a Uint32Array over the same bytes: copied four bytes at a time (the replay
+   * worker's ring; a 116-byte pair takes ≈ 55 ns instead of ≈ 125 ns with `set` and a `subarray`).
+   */
+  newVersionFromWords(
+    src: Uint8Array,
+    src_words: Uint32Array,
+    offset: number,
+    key_length: number,
+    value_length: number,
+    expiry_unix_ms: number,
+    lsn: number,
+  ): number {
+    assert(
+      offset % 4 === 0 && src_words.buffer === src.buffer && src.byteOffset === src_words.byteOffset,
+      "aligned source",
+    );
+    const ref = this.versionRecord(key_length, value_length, false, expiry_unix_ms, lsn);
+    const b = bufferIndex(ref);
+    const start = offsetBytes(ref) + RECORD_HEADER_BYTES; // a multiple of 8
+    const n = key_length + value_length;
+    const whole_words = n >>> 2;
+    const dst_words = this.u32[b]!;
+    const d0 = start >>> 2;
+    const s0 = offset >>> 2;
+    for (let i = 0; i < whole_words; i++) dst_words[d0 + i] = src_words[s0 + i]!;
+    const bytes = this.u8[b]!;
+    for (let i = whole_words * 4; i < n; i++) bytes[start + i] = src[offset + i]!;
+    return ref;
+  }
+
+  /** Allocates a version's record and writes its header; the key and value are the caller's to copy. */
+  private versionRecord(
+    key_length: number,
+    value_length: number,
+    tombstone: boolean,
+    expiry_unix_ms: number,
+    lsn: number,
+  ): number {
+    const ref = this.arena.alloc(RECORD_HEADER_BYTES + key_length + value_length);
+    const b = bufferIndex(ref);
+    const w = (ref & 0x1fffffff) * 2;
+    const words = this.u32[b]!;
+    words[w] = key_length;
+    words[w + 1] = value_length;
+    words[w + 2] = 0;
+    words[w + 3] = tombstone ? FLAG_TOMBSTONE : 0;
+    this.f64[b]![(ref & 0x1fffffff) + 2] = lsn;
+    this.f64[b]![(ref & 0x1fffffff) + 3] = expiry_unix_ms;
     return ref;
   }
 

@@ -19,18 +19,19 @@ class DyingLoader extends Loader {
     super(table);
   }
 
-  override setHashed(
+  /** What the pipe calls for every SET it hands over. */
+  override setHashedWords(
     h: number,
     bytes: Uint8Array,
+    words: Uint32Array,
     ko: number,
     kl: number,
-    vo: number,
     vl: number,
     lsn: number,
     expiry: number,
   ): void {
     if (++this.linked > this.die_after) process.exit(1);
-    super.setHashed(h, bytes, ko, kl, vo, vl, lsn, expiry);
+    super.setHashedWords(h, bytes, words, ko, kl, vl, lsn, expiry);
   }
 }
 
