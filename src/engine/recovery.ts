@@ -9,7 +9,8 @@
  *    records > redo in LSN order, into a {@link ReplaySink}. Applying never writes a file. The sink
  *    is a Loader on this thread, or (`options.offload`: the threaded host, for recoveries of 8 MiB
  *    and more) a pipe to a replay worker that links while this thread reads and verifies on
- *    (replay_pipe.ts): 1M keys recover from the WAL in 0.75 of the time, from data.db in 0.9. (Linking on two threads, each
+ *    (replay_pipe.ts): 1M keys recover from the WAL in 1.0–1.34 s instead of ≈ 1.7, from data.db in
+ *    0.80–0.90 s instead of ≈ 0.97 (docs/BENCHMARKS.md). (Linking on two threads, each
  *    taking half of the shards, was measured and gained nothing on 2 cores: both threads then
  *    contend on page faults and allocator locks. Pre-faulting the arena's pages on a helper thread
  *    made it slower, for the same reason.)
