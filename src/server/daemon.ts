@@ -67,8 +67,7 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
     admin = config.http === undefined ? undefined : await startAdminHttp(config, host.engine, metrics, log);
   } catch (error) {
     stopping = true;
-    await host.close();
-    pid_file.release();
+    await teardown({ workers: [], admin: undefined, host, pid_file });
     throw error;
   }
   const local_wal = local_wal_writer ? walStart(host.recovery) : undefined;
@@ -80,10 +79,8 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
   });
   if ("error" in started) {
     stopping = true;
-    for (const w of started.workers) w.terminate(); // worker 0 removed the sockets it had bound
-    await admin?.close();
-    await host.close();
-    pid_file.release();
+    // Worker 0 removed the sockets it had bound.
+    await teardown({ workers: started.workers, admin, host, pid_file });
     throw new InvalidError(started.error);
   }
   const workers = started.workers;
@@ -130,13 +127,28 @@ async function shutdown(
   if (!drained)
     log(`shutdown: in-flight requests still running after ${config.shutdown_timeout_ms} ms; closing anyway`);
   stopSupervising();
-  // Ended, not only asked to end: a worker still running could write after the final checkpoint.
-  await Promise.all(workers.map((w) => terminated(w)));
-  await admin?.close();
-  await host.close();
-  removeSockets(config, bound_socket);
-  pid_file.release();
+  await teardown({ workers, admin, host, pid_file, after_host: () => removeSockets(config, bound_socket) });
   log("shutdown complete: WAL durable, final checkpoint written");
+}
+
+/**
+ * Stops what was started, in order — on a clean shutdown and when a start fails half-way: the I/O
+ * workers (their threads ended, not only asked to end: a worker still running could write after the
+ * final checkpoint), admin HTTP, the engine (final checkpoint, WAL synced), then `after_host` and
+ * the pid file.
+ */
+async function teardown(parts: {
+  readonly workers: readonly Worker[];
+  readonly admin: { close(): Promise<void> } | undefined;
+  readonly host: Awaited<ReturnType<typeof openEngine>>;
+  readonly pid_file: PidFile;
+  readonly after_host?: () => void;
+}): Promise<void> {
+  await Promise.all(parts.workers.map((w) => terminated(w)));
+  await parts.admin?.close();
+  await parts.host.close();
+  parts.after_host?.();
+  parts.pid_file.release();
 }
 
 /** A terminated worker's thread has ended by then, or had ended before (its close event is gone). */
