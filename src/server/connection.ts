@@ -32,8 +32,11 @@ export class Final {
   constructor(readonly bytes: Uint8Array) {}
 }
 
-/** A wire protocol: splits requests off the input, runs them, encodes their responses. */
-export interface Protocol<Request> {
+/**
+ * A wire protocol: splits requests off the input, runs them, encodes their responses into its own
+ * kind of output buffer (`Writer`: MsgWriter, RespWriter).
+ */
+export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
   /**
    * The next whole request in `bytes[start, end)`, undefined if more bytes are needed, or a
    * {@link Final}: the connection answers it and ends. Must refuse (Final) before an incomplete
@@ -57,9 +60,9 @@ export interface Protocol<Request> {
    * Runs `request`. Answers at once into `out` and returns undefined, or returns a promise of the
    * encoded response (a write). Never throws: failures are responses.
    */
-  execute(request: Request, out: OutputWriter): Promise<Uint8Array> | undefined;
+  execute(request: Request, out: Writer): Promise<Uint8Array> | undefined;
   /** A fresh output buffer of this protocol. */
-  writer(initial_bytes: number): OutputWriter;
+  writer(initial_bytes: number): Writer;
 }
 
 /** Sent responses whose slots are dropped at once from the response queue. */
@@ -71,10 +74,10 @@ const OUT_INITIAL_BYTES = 16 * 1024;
 /** Initial size of the buffer that holds responses queued behind a pending write. */
 const SCRATCH_INITIAL_BYTES = 256;
 
-export class Connection<Request> {
-  private readonly out: OutputWriter;
+export class Connection<Request, Writer extends OutputWriter = OutputWriter> {
+  private readonly out: Writer;
   /** Encodes answers that must wait in the queue (a write before them is pending). */
-  private scratch: OutputWriter | undefined;
+  private scratch: Writer | undefined;
   /** Responses not yet sent, in request order: encoded bytes, or a pending write. */
   private readonly queue: Array<Uint8Array | undefined> = [];
   private queue_head = 0;
@@ -95,7 +98,7 @@ export class Connection<Request> {
 
   constructor(
     private readonly socket: Socket,
-    private readonly protocol: Protocol<Request>,
+    private readonly protocol: Protocol<Request, Writer>,
     private readonly ctx: WorkerContext,
     private readonly onClose: (cut_off: boolean) => void,
   ) {
@@ -167,7 +170,7 @@ export class Connection<Request> {
     pending.then((bytes) => this.complete(slot, bytes));
   }
 
-  private scratchWriter(): OutputWriter {
+  private scratchWriter(): Writer {
     if (this.scratch === undefined) this.scratch = this.protocol.writer(SCRATCH_INITIAL_BYTES);
     return this.scratch;
   }

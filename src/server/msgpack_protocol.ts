@@ -12,7 +12,7 @@
  */
 
 import type { WalEntry } from "../engine/wal/record.ts";
-import { Final, type OutputWriter, type Protocol } from "./connection.ts";
+import { Final, type Protocol } from "./connection.ts";
 import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
 import {
@@ -86,7 +86,7 @@ const settled = new MsgWriter(64 * 1024);
 /** Ops that only read: on a connection they wait for the writes sent before them. */
 const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
 
-export class MsgpackProtocol implements Protocol<ParsedRequest> {
+export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
   next_start = 0;
   private readonly session: Session;
   /** Every frame is decoded into this object: no allocation per request. */
@@ -124,8 +124,8 @@ export class MsgpackProtocol implements Protocol<ParsedRequest> {
     return READS.has(request.op) || request.op_index === OP_OTHER;
   }
 
-  execute(request: ParsedRequest, out: OutputWriter): Promise<Uint8Array> | undefined {
-    return execute(this.ctx, this.session, request, out as MsgWriter);
+  execute(request: ParsedRequest, out: MsgWriter): Promise<Uint8Array> | undefined {
+    return execute(this.ctx, this.session, request, out);
   }
 
   writer(initial_bytes: number): MsgWriter {

@@ -12,7 +12,7 @@
  * @example
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
-import { Final, type OutputWriter, type Protocol } from "./connection.ts";
+import { Final, type Protocol } from "./connection.ts";
 import { newSession, OP_OTHER, recordOp, type WorkerContext } from "./ops.ts";
 import { findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
 import { READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
@@ -24,7 +24,7 @@ const MIN_SLAB_BYTES = 4096;
 /** Connections started by this worker: HELLO's `id`. */
 let connections_started = 0;
 
-export class RespProtocol implements Protocol<RespRequest> {
+export class RespProtocol implements Protocol<RespRequest, RespWriter> {
   next_start = 0;
   private readonly reader: RespReader;
   private readonly state: RespSession;
@@ -61,8 +61,7 @@ export class RespProtocol implements Protocol<RespRequest> {
     return request.command === undefined || !request.command.writes;
   }
 
-  execute(request: RespRequest, out: OutputWriter): Promise<Uint8Array> | undefined {
-    const w = out as RespWriter;
+  execute(request: RespRequest, w: RespWriter): Promise<Uint8Array> | undefined {
     const mark = w.length;
     const { ctx } = this;
     const started_ms = request.started_ms; // the request object is reused once this returns
