@@ -14,7 +14,9 @@
  * const result = await conn.request("get", 1, (w) => w.string("k")); // msgpack bytes of the result
  * await conn.end();
  */
+
 import * as net from "node:net";
+import { readU32BE } from "../engine/bytes.ts";
 import { assert } from "../engine/errors.ts";
 import { MsgReader, MsgWriter } from "../server/msgpack.ts";
 import { packr } from "../server/pack.ts";
@@ -208,8 +210,7 @@ export class Connection {
     const bytes = this.received.length === 0 ? chunk : concat(this.received, chunk);
     let pos = 0;
     while (!this.closed && bytes.length - pos >= FRAME_HEADER_BYTES) {
-      const length =
-        ((bytes[pos]! << 24) | (bytes[pos + 1]! << 16) | (bytes[pos + 2]! << 8) | bytes[pos + 3]!) >>> 0;
+      const length = readU32BE(bytes, pos);
       if (length === 0 || length > this.limits.max_frame_bytes) {
         this.destroy(
           new ConnectionError(

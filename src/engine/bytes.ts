@@ -40,6 +40,32 @@ export function writeU32(bytes: Uint8Array, offset: number, value: number): void
 }
 
 /**
+ * Reads the big-endian u32 at `bytes[offset]` (network order: msgpack lengths, frame headers).
+ *
+ * @example
+ * readU32BE(new Uint8Array([0, 0, 1, 0]), 0) === 256;
+ */
+export function readU32BE(bytes: Uint8Array, offset: number): number {
+  return (
+    ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>>
+    0
+  );
+}
+
+/**
+ * Writes `value` (an integer in [0, 2^32)) as a big-endian u32 at `bytes[offset]`.
+ *
+ * @example
+ * writeU32BE(frame, 0, body_bytes);
+ */
+export function writeU32BE(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value >>> 24;
+  bytes[offset + 1] = value >>> 16;
+  bytes[offset + 2] = value >>> 8;
+  bytes[offset + 3] = value;
+}
+
+/**
  * Reads the little-endian u64 at `bytes[offset]` as two u32 halves. Returns -1 when the value is
  * 2^53 or more (not representable as an exact JS integer): callers report that as corruption.
  *

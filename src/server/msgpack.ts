@@ -11,6 +11,7 @@
  * const start = r.pos; r.skip();      // frame[start, r.pos) is one whole msgpack value
  */
 
+import { writeU32BE } from "../engine/bytes.ts";
 import { scratchCopy } from "./scratch_key.ts";
 import { SlabWriter } from "./slab_writer.ts";
 
@@ -286,10 +287,7 @@ export class MsgWriter extends SlabWriter {
   endFrame(start: number): number {
     const body = this.length - start - 4;
     const at = this.start + start;
-    this.buffer[at] = body >>> 24;
-    this.buffer[at + 1] = (body >>> 16) & 0xff;
-    this.buffer[at + 2] = (body >>> 8) & 0xff;
-    this.buffer[at + 3] = body & 0xff;
+    writeU32BE(this.buffer, at, body);
     return body;
   }
 
@@ -363,10 +361,7 @@ export class MsgWriter extends SlabWriter {
   private head32(type: number, n: number): void {
     this.ensure(5);
     this.buffer[this.end] = type;
-    this.buffer[this.end + 1] = n >>> 24;
-    this.buffer[this.end + 2] = (n >>> 16) & 0xff;
-    this.buffer[this.end + 3] = (n >>> 8) & 0xff;
-    this.buffer[this.end + 4] = n & 0xff;
+    writeU32BE(this.buffer, this.end + 1, n);
     this.end += 5;
   }
 }

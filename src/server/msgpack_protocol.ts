@@ -11,6 +11,7 @@
  * new Connection(socket, new MsgpackProtocol(ctx), ctx, onClose);
  */
 
+import { readU32BE } from "../engine/bytes.ts";
 import type { WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol } from "./connection.ts";
 import { OPS } from "./metrics.ts";
@@ -99,9 +100,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
   next(bytes: Uint8Array, start: number, end: number): ParsedRequest | Final | undefined {
     this.next_start = start;
     if (end - start < FRAME_HEADER_BYTES) return undefined;
-    const length =
-      ((bytes[start]! << 24) | (bytes[start + 1]! << 16) | (bytes[start + 2]! << 8) | bytes[start + 3]!) >>>
-      0;
+    const length = readU32BE(bytes, start);
     const max = this.ctx.config.max_frame_bytes;
     if (length === 0 || length > max) {
       const reason = length === 0 ? "empty frame" : `frame of ${length} bytes is over the limit of ${max}`;

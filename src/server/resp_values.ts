@@ -10,7 +10,7 @@
  * msgpackTypeName(0x81);                     // "map"
  */
 
-import { copyBytes } from "../engine/bytes.ts";
+import { copyBytes, writeU32BE } from "../engine/bytes.ts";
 
 /** Copies up to this many bytes by a loop rather than `subarray` + `set` (measured break-even ≈ 1 KiB). */
 export const COPY_LOOP_MAX_BYTES = 512;
@@ -46,10 +46,7 @@ export function writeBinHeader(dst: Uint8Array, at: number, n: number): void {
     dst[at + 2] = n & 0xff;
   } else {
     dst[at] = 0xc6;
-    dst[at + 1] = n >>> 24;
-    dst[at + 2] = (n >>> 16) & 0xff;
-    dst[at + 3] = (n >>> 8) & 0xff;
-    dst[at + 4] = n & 0xff;
+    writeU32BE(dst, at + 1, n);
   }
 }
 

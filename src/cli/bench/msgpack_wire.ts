@@ -6,7 +6,9 @@
  * const wire = new MsgpackWire({ value_bytes: 100, seed: 1 });
  * const n = wire.writeRequest(out, 0, OP_GET, 4711, 1); // [1, "get", "key:000000004711"], framed
  */
+
 import { responseError } from "../../client/errors.ts";
+import { writeU32BE } from "../../engine/bytes.ts";
 import { assert } from "../../engine/errors.ts";
 import { MsgReader, MsgWriter } from "../../server/msgpack.ts";
 import { KEY_TEMPLATE, MAX_RESPONSE_BYTES, type Wire, WireError, type WireOptions } from "./wire.ts";
@@ -44,10 +46,7 @@ export class MsgpackWire implements Wire {
   writeRequest(out: Uint8Array, offset: number, op: number, key_index: number, id: number): number {
     const template = this.templates[op]!;
     out.set(template, offset);
-    out[offset + MSGPACK_ID_OFFSET] = id >>> 24;
-    out[offset + MSGPACK_ID_OFFSET + 1] = (id >>> 16) & 0xff;
-    out[offset + MSGPACK_ID_OFFSET + 2] = (id >>> 8) & 0xff;
-    out[offset + MSGPACK_ID_OFFSET + 3] = id & 0xff;
+    writeU32BE(out, offset + MSGPACK_ID_OFFSET, id);
     writeKeyDigits(out, offset + MSGPACK_DIGITS_OFFSET, key_index);
     return template.length;
   }
