@@ -72,16 +72,8 @@ export class MsgReader {
 
   /** The payload of a str or bin (a view, not a copy), or undefined (nothing consumed). */
   bytesOrString(): Uint8Array | undefined {
-    const start = this.pos;
-    const length = this.stringOrBinLength();
-    if (length < 0) return undefined;
-    if (this.pos + length > this.end) {
-      this.pos = start;
-      return undefined;
-    }
-    const payload = this.bytes.subarray(this.pos, this.pos + length);
-    this.pos += length;
-    return payload;
+    const n = this.payload();
+    return n < 0 ? undefined : this.bytes.subarray(this.pos - n, this.pos);
   }
 
   /**
@@ -89,15 +81,21 @@ export class MsgReader {
    * the engine reads at once and does not keep, without allocating a view.
    */
   bytesOrStringScratch(): Uint8Array | undefined {
+    const n = this.payload();
+    return n < 0 ? undefined : scratchCopy(this.bytes, this.pos - n, n);
+  }
+
+  /** Consumes a str or bin whole; returns its payload's length (the payload ends at `pos`), or -1 (nothing consumed). */
+  private payload(): number {
     const start = this.pos;
     const length = this.stringOrBinLength();
-    if (length < 0) return undefined;
+    if (length < 0) return -1;
     if (this.pos + length > this.end) {
       this.pos = start;
-      return undefined;
+      return -1;
     }
     this.pos += length;
-    return scratchCopy(this.bytes, this.pos - length, length);
+    return length;
   }
 
   /** A str decoded as UTF-8, or undefined (nothing consumed). */
