@@ -14,15 +14,8 @@ const REPO = path.resolve(import.meta.dir, "../..");
 
 afterAll(killAll);
 
-function denoServe(dir: string): Promise<ServeProcess> {
-  const flags = [
-    "--data",
-    path.join(dir, "data"),
-    "--socket",
-    path.join(dir, "walkv.sock"),
-    "--workers",
-    "2",
-  ];
+function denoServe(dir: string, more: string[] = ["--workers", "2"]): Promise<ServeProcess> {
+  const flags = ["--data", path.join(dir, "data"), "--socket", path.join(dir, "walkv.sock"), ...more];
   return ServeProcess.start({
     argv: [path.join(REPO, "node_modules/.bin/deno"), "task", "serve", ...flags],
     cwd: REPO,
@@ -46,6 +39,26 @@ test("deno task serve: ping, set, get, SIGTERM → 0, restart recovers the value
 
   const second = await denoServe(dir);
   expect(second.stderr).toMatch(/recovery: /);
+  const c2 = await RawClient.connect(socket_path);
+  expect(await c2.call("get", "runtime")).toEqual([1, 0, "deno"]);
+  c2.close();
+  expect(await second.stop("SIGTERM"), second.describe()).toBe(0);
+}, 90_000);
+
+test("deno task serve, one I/O worker and fsync everysec: the I/O worker writes the WAL; a restart recovers", async () => {
+  const dir = tempDir("deno-local-wal");
+  const socket_path = path.join(dir, "walkv.sock");
+  const flags = ["--workers", "1", "--fsync", "everysec"];
+  const first = await denoServe(dir, flags);
+  expect(first.stderr).toContain("wal: written by the I/O worker itself");
+  const c = await RawClient.connect(socket_path);
+  expect(await c.call("set", "runtime", "deno")).toEqual([1, 0, true]);
+  expect(await c.call("get", "runtime")).toEqual([2, 0, "deno"]);
+  c.close();
+  expect(await first.stop("SIGTERM"), first.describe()).toBe(0);
+  expect(first.stderr).toContain("final checkpoint written");
+
+  const second = await denoServe(dir, flags);
   const c2 = await RawClient.connect(socket_path);
   expect(await c2.call("get", "runtime")).toEqual([1, 0, "deno"]);
   c2.close();
