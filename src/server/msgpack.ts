@@ -19,6 +19,7 @@ import { SlabWriter } from "./slab_writer.ts";
 export const MAX_DEPTH = 256;
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
+const utf8_encoder = new TextEncoder();
 
 /** Reads msgpack from `bytes[start, end)`. Every method returns a sentinel instead of throwing. */
 export class MsgReader {
@@ -327,7 +328,7 @@ export class MsgWriter extends SlabWriter {
   }
 
   string(s: string): void {
-    const bytes = new TextEncoder().encode(s);
+    const bytes = utf8_encoder.encode(s);
     const n = bytes.length;
     if (n < 32) this.byte(0xa0 | n);
     else if (n < 0x100) {

@@ -215,6 +215,8 @@ export class SetCoalescer {
 
 type AuthOutcome = "ok" | "wrong" | "not_configured";
 
+const utf8 = new TextEncoder();
+
 /**
  * Checks `given` against `--auth-token-file`'s token (constant time in the token's length). A right
  * token authenticates the session; a wrong one takes a previous authentication back.
@@ -226,7 +228,7 @@ export function authenticate(
 ): AuthOutcome {
   const token = ctx.config.auth_token;
   if (token === undefined) return "not_configured";
-  session.authenticated = given !== undefined && sameBytes(given, new TextEncoder().encode(token));
+  session.authenticated = given !== undefined && sameBytes(given, utf8.encode(token));
   return session.authenticated ? "ok" : "wrong";
 }
 
