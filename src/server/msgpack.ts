@@ -19,6 +19,54 @@ import { SlabWriter } from "./slab_writer.ts";
 export const MAX_DEPTH = 256;
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/**
+ * Header bytes of a str or bin by its first byte (the payload follows them), or -1 for any other
+ * type: 1 (fixstr), 2 (bin8, str8), 3 (bin16, str16), 5 (bin32, str32).
+ *
+ * @example
+ * strOrBinHeaderBytes(0xc4) === 2;
+ */
+export function strOrBinHeaderBytes(b: number | undefined): number {
+  if (b === undefined) return -1;
+  if (b >= 0xa0 && b <= 0xbf) return 1;
+  if (b === 0xc4 || b === 0xd9) return 2;
+  if (b === 0xc5 || b === 0xda) return 3;
+  if (b === 0xc6 || b === 0xdb) return 5;
+  return -1;
+}
+
+/**
+ * Header bytes of a bin holding `n` bytes (bin8, bin16 or bin32).
+ *
+ * @example
+ * binHeaderBytes(300) === 3;
+ */
+export function binHeaderBytes(n: number): number {
+  return n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+}
+
+/**
+ * Writes the header of a bin holding `n` bytes (< 2^32) at `dst[at]`: {@link binHeaderBytes}(n) bytes.
+ *
+ * @example
+ * writeBinHeader(out, 0, payload.length); out.set(payload, binHeaderBytes(payload.length));
+ */
+export function writeBinHeader(dst: Uint8Array, at: number, n: number): void {
+  const header = binHeaderBytes(n);
+  if (header === 2) {
+    dst[at] = 0xc4;
+    dst[at + 1] = n;
+  } else if (header === 3) {
+    dst[at] = 0xc5;
+    dst[at + 1] = n >>> 8;
+    dst[at + 2] = n & 0xff;
+  } else {
+    dst[at] = 0xc6;
+    writeU32BE(dst, at + 1, n);
+  }
+}
+
 const utf8_encoder = new TextEncoder();
 
 /** Reads msgpack from `bytes[start, end)`. Every method returns a sentinel instead of throwing. */
@@ -250,15 +298,12 @@ export class MsgReader {
 
   private stringOrBinLength(): number {
     const b = this.bytes[this.pos];
-    if (b === undefined || this.pos >= this.end) return -1;
-    if (b >= 0xa0 && b <= 0xbf) {
-      this.pos += 1;
-      return b & 0x1f;
-    }
-    if (b === 0xd9 || b === 0xc4) return this.lengthAfter(1);
-    if (b === 0xda || b === 0xc5) return this.lengthAfter(2);
-    if (b === 0xdb || b === 0xc6) return this.lengthAfter(4);
-    return -1;
+    if (this.pos >= this.end) return -1;
+    const header = strOrBinHeaderBytes(b);
+    if (header < 0) return -1;
+    if (header > 1) return this.lengthAfter(header - 1);
+    this.pos += 1;
+    return b! & 0x1f;
   }
 }
 
@@ -340,12 +385,10 @@ export class MsgWriter extends SlabWriter {
   }
 
   bin(bytes: Uint8Array): void {
-    const n = bytes.length;
-    if (n < 0x100) {
-      this.byte(0xc4);
-      this.byte(n);
-    } else if (n < 0x10000) this.head16(0xc5, n);
-    else this.head32(0xc6, n);
+    const header = binHeaderBytes(bytes.length);
+    this.ensure(header);
+    writeBinHeader(this.buffer, this.end, bytes.length);
+    this.end += header;
     this.raw(bytes);
   }
 

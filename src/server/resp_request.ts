@@ -12,9 +12,10 @@
  * waiting.push(request.clone()); // to keep it past the next load
  */
 import { copyBytes } from "../engine/bytes.ts";
+import { writeBinHeader } from "./msgpack.ts";
 import type { RespCommand } from "./resp_commands.ts";
 import { KEEP_ARGUMENT_SLOTS, type RespReader } from "./resp_reader.ts";
-import { binSize, binValue, COPY_LOOP_MAX_BYTES, writeBinHeader } from "./resp_values.ts";
+import { binSize, binValue, COPY_LOOP_MAX_BYTES } from "./resp_values.ts";
 import { scratchCopy } from "./scratch_key.ts";
 
 /** Keys up to this length are read through a reused scratch array. */

@@ -10,7 +10,8 @@
  * msgpackTypeName(0x81);                     // "map"
  */
 
-import { copyBytes, writeU32BE } from "../engine/bytes.ts";
+import { copyBytes } from "../engine/bytes.ts";
+import { binHeaderBytes, strOrBinHeaderBytes, writeBinHeader } from "./msgpack.ts";
 
 /** Copies up to this many bytes by a loop rather than `subarray` + `set` (measured break-even ≈ 1 KiB). */
 export const COPY_LOOP_MAX_BYTES = 512;
@@ -22,7 +23,7 @@ const MAX_BIN_BYTES = 0xffffffff;
 export function binSize(payload_bytes: number): number {
   if (payload_bytes > MAX_BIN_BYTES)
     throw new Error(`binSize: ${payload_bytes} bytes do not fit a msgpack bin`);
-  return payload_bytes + (payload_bytes < 0x100 ? 2 : payload_bytes < 0x10000 ? 3 : 5);
+  return payload_bytes + binHeaderBytes(payload_bytes);
 }
 
 /** The stored form of RESP bytes `src[start, +n)`: a msgpack bin, its header sized by the length. */
@@ -34,38 +35,12 @@ export function binValue(src: Uint8Array, start: number, n: number): Uint8Array 
   return out;
 }
 
-/** Writes the msgpack bin header of an `n`-byte payload at `dst[at]` (binSize(n) - n bytes). */
-export function writeBinHeader(dst: Uint8Array, at: number, n: number): void {
-  const header = binSize(n) - n;
-  if (header === 2) {
-    dst[at] = 0xc4;
-    dst[at + 1] = n;
-  } else if (header === 3) {
-    dst[at] = 0xc5;
-    dst[at + 1] = n >>> 8;
-    dst[at + 2] = n & 0xff;
-  } else {
-    dst[at] = 0xc6;
-    writeU32BE(dst, at + 1, n);
-  }
-}
-
 /**
  * Where the payload of a stored str or bin starts (it runs to the end: a stored value is exactly one
  * msgpack value), or -1 for any other type.
  */
 export function payloadStart(value: Uint8Array): number {
-  return payloadHeaderBytes(value[0]);
-}
-
-/** Header bytes of a stored str or bin by its first byte (the payload follows), or -1 for any other type. */
-export function payloadHeaderBytes(b: number | undefined): number {
-  if (b === undefined) return -1;
-  if (b >= 0xa0 && b <= 0xbf) return 1; // fixstr
-  if (b === 0xc4 || b === 0xd9) return 2; // bin8, str8
-  if (b === 0xc5 || b === 0xda) return 3; // bin16, str16
-  if (b === 0xc6 || b === 0xdb) return 5; // bin32, str32
-  return -1;
+  return strOrBinHeaderBytes(value[0]);
 }
 
 /** The msgpack type of a value by its first byte, for error messages. */

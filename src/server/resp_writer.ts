@@ -9,8 +9,9 @@
  * socket.write(w.take());
  */
 
+import { strOrBinHeaderBytes } from "./msgpack.ts";
 import { CODE_UNAVAILABLE, classify } from "./ops.ts";
-import { msgpackTypeName, payloadHeaderBytes } from "./resp_values.ts";
+import { msgpackTypeName } from "./resp_values.ts";
 import { SlabWriter, type ValueSource } from "./slab_writer.ts";
 
 const CR = 0x0d;
@@ -61,7 +62,7 @@ export class RespWriter extends SlabWriter {
 
   /** A stored str or bin as a bulk string of its payload; any other type is refused, unwritten. */
   protected override storedValue(bytes: Uint8Array, start: number, length: number): void {
-    const header = payloadHeaderBytes(bytes[start]);
+    const header = strOrBinHeaderBytes(bytes[start]);
     this.refused_type_byte = header < 0 ? (bytes[start] ?? 0) : -1;
     if (header >= 0) this.bulk(bytes, start + header, start + length);
   }

@@ -5,14 +5,9 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr";
+import { writeBinHeader } from "../../src/server/msgpack.ts";
 import { globMatch, humanBytes } from "../../src/server/resp_server.ts";
-import {
-  binSize,
-  binValue,
-  msgpackTypeName,
-  payloadStart,
-  writeBinHeader,
-} from "../../src/server/resp_values.ts";
+import { binSize, binValue, msgpackTypeName, payloadStart } from "../../src/server/resp_values.ts";
 import { RespWriter } from "../../src/server/resp_writer.ts";
 
 const decoder = new TextDecoder();
