@@ -11,8 +11,8 @@
  * node_modules/.bin/bun scripts/sab_gc_repro.ts --sab-mib 256 --mode sync --seconds 20
  */
 import { heapStats } from "bun:jsc";
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { procStatusBytes } from "./proc_status.ts";
 
 const { values } = parseArgs({
   options: {
@@ -47,7 +47,7 @@ if (Bun.isMainThread) {
       reported_ms = Date.now();
       if (values.mode === "gc") Bun.gc(true);
       const heap = heapStats();
-      const rss_kib = Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+      const rss_kib = procStatusBytes("self") / 1024;
       postMessage({
         t_s: Math.round((reported_ms - started_ms) / 1000),
         rss_mib: Math.round(rss_kib / 1024),

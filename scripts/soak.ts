@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { connect } from "../src/client/index.ts";
 import { prng } from "../src/engine/io/prng.ts";
 import { DaemonProcess, describeExit } from "./daemon_process.ts";
+import { procStatusBytes } from "./proc_status.ts";
 
 const { values } = parseArgs({
   options: {
@@ -133,8 +134,7 @@ process.exit(problems.length === 0 ? 0 : 1);
 
 async function sample(t_s: number): Promise<Sample> {
   const memory = ((await clients[0]!.stats()) as { memory: Record<string, number> }).memory;
-  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-  const rss_kib = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
+  const rss_kib = procStatusBytes(pid) / 1024;
   const wal_bytes = fs
     .readdirSync(`${dir}/data/wal`)
     .reduce((sum, f) => sum + fs.statSync(`${dir}/data/wal/${f}`).size, 0);

@@ -5,9 +5,10 @@
  * stayed: JavaScriptCore sized that thread's budget by the arena it holds, ~2 × 2 × arena).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { procStatusBytes } from "../../scripts/proc_status.ts";
 import { engineConfig } from "../../src/engine/config.ts";
 import { GcPacer, HeapGrowthPacer } from "../../src/engine/gc_pacer.ts";
 import { openEngine } from "../../src/engine/host.ts";
@@ -17,10 +18,7 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-function rssMiB(): number {
-  const status = readFileSync("/proc/self/status", "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
-}
+const rssMiB = (): number => procStatusBytes("self") / 2 ** 20;
 
 describe("HeapGrowthPacer", () => {
   test("collects when the heap doubles since the last collection, never below the floor", () => {

@@ -15,9 +15,9 @@
  * Seeded: WALKV_SEED (fast-check prints seed and path on failure); WALKV_FUZZ_RUNS scales the runs.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import * as fs from "node:fs";
 import fc from "fast-check";
 import { Unpackr } from "msgpackr";
+import { procStatusBytes } from "../../scripts/proc_status.ts";
 import { Daemon, stopAllDaemons, waitUntil } from "../server/daemon.ts";
 import { concat, frame, okBody, packr, type RawClient, testSeed } from "../server/raw_client.ts";
 
@@ -77,13 +77,8 @@ function runs(fallback: number): number {
   return RUNS > 0 ? RUNS : fallback;
 }
 
-/** A `/proc/<pid>/status` field of the daemon, in bytes (the kernel reports kB). */
-function statusBytes(field: "VmRSS" | "VmHWM"): number {
-  const status = fs.readFileSync(`/proc/${daemon.proc.pid}/status`, "utf8");
-  const match = status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
-  if (match === null) throw new Error(`no ${field} in /proc/${daemon.proc.pid}/status`);
-  return Number(match[1]) * 1024;
-}
+/** A `/proc/<pid>/status` field of the daemon, in bytes. */
+const statusBytes = (field: "VmRSS" | "VmHWM"): number => procStatusBytes(daemon.proc.pid!, field);
 
 /** The daemon's `stats`, over the control connection. */
 async function stats(): Promise<{

@@ -5,8 +5,8 @@
  * connections must bring the count back down. WALKV_IDLE_CONNECTIONS changes the number.
  */
 import { afterAll, expect, test } from "bun:test";
-import * as fs from "node:fs";
 import * as net from "node:net";
+import { procStatusBytes } from "../../scripts/proc_status.ts";
 import { connect } from "../../src/client/index.ts";
 import { Daemon, stopAllDaemons, waitUntil } from "../server/daemon.ts";
 
@@ -18,11 +18,7 @@ const RSS_BOUND_BYTES = 256 * 1024 * 1024;
 
 afterAll(stopAllDaemons);
 
-function rssBytes(pid: number): number {
-  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-  const kib = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
-  return kib * 1024;
-}
+const rssBytes = (pid: number): number => procStatusBytes(pid);
 
 /**
  * Opens `count` raw connections that never send anything, `batch` at a time. A connect refused
