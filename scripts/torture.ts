@@ -58,6 +58,11 @@ export interface TortureOptions {
   readonly acks_max: number;
   /** I/O workers of the daemon. */
   readonly workers: number;
+  /**
+   * Some kills follow a requested checkpoint (during or after it). False: none do — for a test of
+   * the checker, where a checkpoint that happens to cover the cut-off WAL would hide the loss.
+   */
+  readonly checkpoint_kills: boolean;
   readonly log: (line: string) => void;
   /** Called after each kill with the data directory, before the restart: lets a test damage it. */
   readonly after_kill: ((data_dir: string) => void) | undefined;
@@ -74,6 +79,7 @@ export const DEFAULT_TORTURE_OPTIONS: TortureOptions = {
   acks_min: 200,
   acks_max: 2000,
   workers: 2,
+  checkpoint_kills: true,
   log: (line) => console.error(line),
   after_kill: undefined,
 };
@@ -306,8 +312,9 @@ const AFTER_EXTRA_ACKS_MAX = 400;
 function killPlan(rng: () => number, o: TortureOptions, cycle: number): KillPlan {
   const kill_after_acks = o.acks_min + randomInt(rng, o.acks_max - o.acks_min + 1);
   const r = rng();
-  const checkpoint =
-    r < CHECKPOINT_DURING_SHARE
+  const checkpoint = !o.checkpoint_kills
+    ? "none"
+    : r < CHECKPOINT_DURING_SHARE
       ? "during"
       : r < CHECKPOINT_DURING_SHARE + CHECKPOINT_AFTER_SHARE
         ? "after"
