@@ -2,7 +2,6 @@ import { describe, expect, test } from "bun:test";
 import { writeU32 } from "../../../src/engine/bytes.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { CorruptionError, IoError } from "../../../src/engine/errors.ts";
-import type { FileId, Io } from "../../../src/engine/io/io.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
 import { encodeSegmentHeader, OP_DEL, OP_SET, segmentName } from "../../../src/engine/wal/format.ts";
 import { encodedRecordSize, encodeRecord, type WalEntry } from "../../../src/engine/wal/record.ts";
@@ -11,57 +10,11 @@ import {
   readSegment,
   type SegmentReadResult,
 } from "../../../src/engine/wal/segment_reader.ts";
+import { MemIo } from "../io/mem_io.ts";
 
 const SEED = Number(process.env.WALKV_SEED ?? 20240601);
 const PATH = `/data/wal/${segmentName(1)}`;
 const MAX_RECORD_BYTES = 1 << 20;
-
-/** A minimal in-memory Io: enough for reading segments (no faults, no page cache). */
-class MapIo implements Io {
-  readonly files = new Map<string, Uint8Array>();
-  private readonly open_files = new Map<FileId, string>();
-  private next_id = 1;
-
-  open(path: string): FileId {
-    if (!this.files.has(path)) throw new IoError("ENOENT", "open", path);
-    this.open_files.set(this.next_id, path);
-    return this.next_id++;
-  }
-  close(file: FileId): void {
-    this.open_files.delete(file);
-  }
-  private data(file: FileId): Uint8Array {
-    return this.files.get(this.open_files.get(file) ?? "")!;
-  }
-  write(): void {
-    throw new Error("MapIo is read-only");
-  }
-  read(file: FileId, into: Uint8Array, position_bytes: number): number {
-    const chunk = this.data(file).subarray(position_bytes, position_bytes + into.length);
-    into.set(chunk);
-    return chunk.length;
-  }
-  size(file: FileId): number {
-    return this.data(file).length;
-  }
-  truncate(): void {
-    throw new Error("MapIo is read-only");
-  }
-  sync(): void {}
-  syncDir(): void {}
-  rename(): void {}
-  unlink(): void {}
-  exists(path: string): boolean {
-    return this.files.has(path);
-  }
-  list(): string[] {
-    return [...this.files.keys()].sort();
-  }
-  mkdirp(): void {}
-  openCount(): number {
-    return this.open_files.size;
-  }
-}
 
 const ascii = (s: string) => new TextEncoder().encode(s);
 
@@ -117,7 +70,7 @@ interface Read {
 }
 
 function read(bytes: Uint8Array, options: Partial<ReadSegmentOptions> = {}): Read {
-  const io = new MapIo();
+  const io = new MemIo();
   io.files.set(PATH, bytes);
   const lsns: number[] = [];
   const file_offsets: number[] = [];
@@ -203,7 +156,7 @@ describe("readSegment: clean segments", () => {
   });
 
   test("a missing file is an IoError, not corruption", () => {
-    const io = new MapIo();
+    const io = new MemIo();
     expect(() =>
       readSegment(io, PATH, { newest: true, max_record_bytes: MAX_RECORD_BYTES }, () => {}),
     ).toThrow(IoError);
