@@ -291,10 +291,13 @@ export class InlineHost implements EngineHost {
   ) {
     this.engine = new Engine(shared, { inline: { wait_for_space: () => this.step() } });
     const config = shared.config;
-    this.writer = new WalWriter(io, this.engine.wal, this.engine.table, walWriterOptions(config, log), {
-      next_lsn: recovery.next_lsn,
-      replayed_bytes: recovery.wal_bytes,
-    });
+    this.writer = new WalWriter(
+      io,
+      this.engine.wal,
+      this.engine.table,
+      walWriterOptions(config, log),
+      walStart(recovery),
+    );
     this.checkpointer = new Checkpointer(io, config, this.engine.table, this.engine.wal, {
       make_durable: (lsn) => {
         this.writer.step();
