@@ -23,7 +23,12 @@ export const SERVE_FLAGS = {
     value_name: "MODE",
   },
   fsync: { type: "enum", help: "WAL durability (default always)", values: ["always", "everysec", "no"] },
-  workers: { type: "integer", help: "I/O workers (default: cores - 1, at least 1)", min: 1, max: 256 },
+  workers: {
+    type: "integer",
+    help: "I/O workers (default: cores - 1, at least 1); a lone one writes the WAL itself unless --fsync always",
+    min: 1,
+    max: 256,
+  },
   checkpoint_interval: {
     type: "integer",
     help: "seconds between checkpoints, 0 = off (default 300)",
