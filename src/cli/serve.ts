@@ -29,6 +29,11 @@ export const SERVE_FLAGS = {
     min: 1,
     max: 256,
   },
+  transport: {
+    type: "enum",
+    help: "client sockets: auto = Bun's own when one I/O worker binds them, else node:net (default auto)",
+    values: ["auto", "node"],
+  },
   checkpoint_interval: {
     type: "integer",
     help: "seconds between checkpoints, 0 = off (default 300)",
@@ -124,6 +129,7 @@ export function serveConfig(argv: string[], env: Record<string, string | undefin
     engine,
     socket_path: v.socket ?? "(inherited)",
     workers: v.workers ?? defaultWorkers(),
+    ...(v.transport !== undefined && { transport: v.transport as "auto" | "node" }),
     ...(v.socket_mode !== undefined && { socket_mode: octal(v.socket_mode) }),
     ...(v.max_frame_bytes !== undefined && { max_frame_bytes: v.max_frame_bytes }),
     ...(v.max_connections !== undefined && { max_connections: v.max_connections }),

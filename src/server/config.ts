@@ -22,6 +22,11 @@ export interface ServerConfig {
   readonly socket_mode: number;
   /** I/O workers. Default: number of cores. */
   readonly workers: number;
+  /**
+   * Client sockets: `auto` uses Bun's own (Bun.listen) when the runtime is Bun and one I/O worker
+   * binds the sockets itself, node:net otherwise; `node` always node:net. Default `auto`.
+   */
+  readonly transport: "auto" | "node";
   /** Largest request or response frame body. Default 64 MiB. */
   readonly max_frame_bytes: number;
   /** Open connections over all workers. Default 16384. */
@@ -61,6 +66,7 @@ export function serverConfig(
   const max_frame_bytes = partial.max_frame_bytes ?? SERVER_DEFAULTS.max_frame_bytes;
   const config: ServerConfig = {
     socket_mode: SERVER_DEFAULTS.socket_mode,
+    transport: "auto",
     max_connections: SERVER_DEFAULTS.max_connections,
     max_inflight_requests: SERVER_DEFAULTS.max_inflight_requests,
     shutdown_timeout_ms: SERVER_DEFAULTS.shutdown_timeout_ms,

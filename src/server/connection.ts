@@ -10,12 +10,16 @@
  * - More than `max_inflight_requests` unanswered requests pause reading (TCP-style backpressure on
  *   the client); more than `max_output_bytes` of unread replies cut the connection off.
  * - A {@link Final} from the protocol (a malformed stream, an over-limit request, QUIT) is sent after
- *   every earlier request's response; then the connection ends.
+ *   every earlier request's response; then the connection ends. So does a client that half-closes:
+ *   every request it sent is answered first.
+ *
+ * The socket is either transport of client_socket.ts; it reports its events to the connection.
  *
  * @example
- * server.on("connection", (socket) => new Connection(socket, new MsgpackProtocol(ctx), ctx, onClose));
+ * const socket = new NodeClientSocket(net_socket);
+ * socket.attach(new Connection(socket, new MsgpackProtocol(ctx), ctx, onClose));
  */
-import type { Socket } from "node:net";
+import type { ClientSocket, SocketEvents } from "./client_socket.ts";
 import type { WorkerContext } from "./ops.ts";
 
 /** Where responses are encoded: a growable byte buffer (MsgWriter, RespWriter). */
@@ -67,14 +71,14 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
 
 /** Sent responses whose slots are dropped at once from the response queue. */
 const QUEUE_COMPACT_AFTER = 1024;
-/** How long an ended connection waits for the client to close its side. */
-const LINGER_MS = 2000;
+/** How long an ended connection (or a refused one) waits for the client to close its side. */
+export const LINGER_MS = 2000;
 /** Initial size of the output buffer (it grows to what one event-loop turn sends). */
 const OUT_INITIAL_BYTES = 16 * 1024;
 /** Initial size of the buffer that holds responses queued behind a pending write. */
 const SCRATCH_INITIAL_BYTES = 256;
 
-export class Connection<Request, Writer extends OutputWriter = OutputWriter> {
+export class Connection<Request, Writer extends OutputWriter = OutputWriter> implements SocketEvents {
   private readonly out: Writer;
   /** Encodes answers that must wait in the queue (a write before them is pending). */
   private scratch: Writer | undefined;
@@ -92,21 +96,19 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter> {
   /** Ending: replies are flushed, further input is read and dropped until the client closes. */
   private discarding = false;
   private paused = false;
+  /** The client half-closed: the connection ends once every request it sent is answered. */
+  private input_ended = false;
   private readonly input = new InputBuffer();
   /** The protocol's last words: sent after every earlier request's response, then the end. */
   private final: Uint8Array | undefined;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: ClientSocket,
     private readonly protocol: Protocol<Request, Writer>,
     private readonly ctx: WorkerContext,
     private readonly onClose: (cut_off: boolean) => void,
   ) {
     this.out = protocol.writer(OUT_INITIAL_BYTES);
-    socket.on("data", (chunk: Uint8Array) => this.receive(chunk));
-    socket.on("drain", () => this.checkOutput());
-    socket.on("error", () => this.close(false));
-    socket.on("close", () => this.close(false));
   }
 
   /** Stops reading new requests; in-flight ones still get their responses, then the socket ends. */
@@ -120,7 +122,20 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter> {
     return this.inflight === 0 && this.deferred.length === 0;
   }
 
-  private receive(chunk: Uint8Array): void {
+  drained(): void {
+    this.checkOutput();
+  }
+
+  inputEnded(): void {
+    this.input_ended = true;
+    if (this.idle()) this.endWhenFlushed();
+  }
+
+  disconnected(): void {
+    this.close(false);
+  }
+
+  receive(chunk: Uint8Array): void {
     if (this.discarding || this.final !== undefined) return;
     const input = this.input;
     input.append(chunk);
@@ -229,13 +244,13 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter> {
     this.flushOut();
     const waiting = this.inflight + this.deferred.length;
     if (this.paused && !this.closed && waiting < this.ctx.config.max_inflight_requests / 2) {
-      if (this.socket.readableFlowing === false && !this.ctx.draining()) {
+      if (!this.discarding && !this.ctx.draining()) {
         this.paused = false;
         this.socket.resume();
       }
     }
     this.sendFinal();
-    if (this.ctx.draining() && this.idle()) this.endWhenFlushed();
+    if ((this.ctx.draining() || this.input_ended) && this.idle()) this.endWhenFlushed();
   }
 
   /** Stops reading requests: `bytes` go out after every earlier response, then the connection ends. */
@@ -275,7 +290,7 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter> {
 
   /** Cuts off a client whose unread replies pass the limit. */
   private checkOutput(): void {
-    const unread = this.socket.writableLength + this.queued_bytes;
+    const unread = this.socket.unsent_bytes + this.queued_bytes;
     if (unread > this.ctx.config.max_output_bytes) {
       this.socket.destroy();
       this.close(true);

@@ -23,7 +23,7 @@ import { InvalidError } from "../engine/errors.ts";
 import { openEngine, walStart } from "../engine/host.ts";
 import type { WalStart } from "../engine/wal/wal_writer.ts";
 import type { ServerConfig } from "./config.ts";
-import type { ListenerInit } from "./io_worker.ts";
+import type { ListenerInit } from "./listener.ts";
 import { createMetricsBuffer, Metrics } from "./metrics.ts";
 import { acquirePidFile, type PidFile } from "./pid_file.ts";
 

@@ -10,30 +10,21 @@
  * Log lines go to the daemon as `{ log }`.
  */
 import * as fs from "node:fs";
-import * as net from "node:net";
 import { crashPoint } from "../engine/crash_points.ts";
 import { Engine, type EngineShared } from "../engine/engine.ts";
 import { HEAP_CHECK_INTERVAL_MS, HeapGrowthPacer } from "../engine/gc_pacer.ts";
 import { requestCheckpoint } from "../engine/host.ts";
 import { LocalWalWriter } from "../engine/wal/local_wal_writer.ts";
 import type { WalStart } from "../engine/wal/wal_writer.ts";
-import type { ServerConfig, TcpAddress } from "./config.ts";
-import { Connection, type Protocol } from "./connection.ts";
+import type { ServerConfig } from "./config.ts";
+import { Connection, LINGER_MS, type Protocol } from "./connection.ts";
+import { type AcceptedSocket, bound_paths, type Listener, type ListenerInit, listen } from "./listener.ts";
 import { Metrics } from "./metrics.ts";
 import { MsgpackProtocol, msgpackRefusal } from "./msgpack_protocol.ts";
 import { SetCoalescer, type WorkerContext } from "./ops.ts";
 import { RespProtocol, respRefusal } from "./resp_protocol.ts";
 
 declare const self: Worker;
-
-/** A listening socket: an fd to share (every worker but 0), or an address to bind (worker 0). */
-export interface ListenerInit {
-  readonly fd: number | undefined;
-  /** Unix socket path and mode, or a TCP address; only when `fd` is undefined. */
-  readonly bind: { readonly path: string; readonly mode: number } | TcpAddress | undefined;
-  /** The bound TCP port (0 for a Unix socket); known once worker 0 bound it. */
-  readonly port: number;
-}
 
 interface Init {
   readonly shared: EngineShared;
@@ -62,12 +53,8 @@ let draining = false;
 /** The WAL writer on this thread, if this worker writes the WAL itself. */
 let local_wal: LocalWalWriter | undefined;
 const connections = new Set<Connection<unknown>>();
-const servers: net.Server[] = [];
-/** Socket files this worker bound (renamed into place): removed if the start fails. */
-const bound_paths: string[] = [];
+const listeners: Listener[] = [];
 let resp_tcp_port = 0;
-/** How long a connect to an existing socket file may take to tell a live server from a stale file. */
-const PROBE_TIMEOUT_MS = 1000;
 
 self.onmessage = (event: MessageEvent) => {
   const message = event.data as Partial<Init> & { drain?: boolean };
@@ -105,111 +92,47 @@ async function start(init: Init): Promise<{ main: ListenerInit; resp: ListenerIn
     started_unix_ms: init.started_unix_ms,
     resp_tcp_port: () => resp_tcp_port,
   };
-  const main = await listen(init.worker_index, init.main, MSGPACK, ctx);
-  const resp = init.resp === undefined ? undefined : await listen(init.worker_index, init.resp, RESP, ctx);
+  // Bun's own sockets need a listener of this worker's alone (listener.ts).
+  const native = typeof Bun !== "undefined" && init.config.workers === 1 && init.config.transport === "auto";
+  const serve = async (listener_init: ListenerInit, wire: Wire): Promise<ListenerInit> => {
+    const listener = await listen(listener_init, wire.name, native, (socket) => accept(socket, ctx, wire));
+    listeners.push(listener);
+    return { fd: listener.fd, bind: undefined, port: listener.port };
+  };
+  if (init.worker_index === 0) {
+    self.postMessage({ log: `client sockets: ${native ? "Bun's own (Bun.listen)" : "node:net"}` });
+  }
+  const main = await serve(init.main, MSGPACK);
+  const resp = init.resp === undefined ? undefined : await serve(init.resp, RESP);
   resp_tcp_port = resp?.port ?? 0;
   return { main, resp };
 }
 
-/** Listens on `init`'s fd, or binds its address; resolves with the fd and port to share. */
-function listen(
-  worker_index: number,
-  init: ListenerInit,
-  wire: Wire,
-  ctx: WorkerContext,
-): Promise<ListenerInit> {
-  const bind = init.bind;
-  const tcp = init.port > 0 || (bind !== undefined && "host" in bind);
-  const server = net.createServer({ pauseOnConnect: false }, (socket) => accept(socket, ctx, wire, tcp));
-  servers.push(server);
-  return new Promise((resolve, reject) => {
-    const failed = (error: Error) => reject(new Error(`${wire.name}: cannot listen: ${error.message}`));
-    server.once("error", failed);
-    const listening = () => {
-      server.off("error", failed);
-      server.on("error", (error) => {
-        throw new Error(`I/O worker ${worker_index}: listening ${wire.name} failed: ${error.message}`);
-      });
-      const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : init.port;
-      resolve({ fd, bind: undefined, port });
-    };
-    if (init.fd !== undefined) server.listen({ fd: init.fd }, listening);
-    else if (bind === undefined) failed(new Error("neither an fd nor an address to bind"));
-    else if ("host" in bind) server.listen({ host: bind.host, port: bind.port }, listening);
-    else bindPrivately(server, bind.path, bind.mode, listening, failed);
-  });
-}
-
-/**
- * Binds the socket in a fresh 0700 directory next to `path`, sets its mode, then renames it into
- * place: it is never reachable with a wider mode than `mode`. A socket file at `path` that a live
- * server answers on (another walkv, Redis…) is never replaced: the start fails instead. A stale file
- * (its server died) is replaced.
- */
-function bindPrivately(
-  listener: net.Server,
-  path: string,
-  mode: number,
-  listening: () => void,
-  failed: (error: Error) => void,
-): void {
-  liveServerAt(path).then((live) => {
-    if (live) return failed(new Error(`${path} is in use: a live server accepts connections there`));
-    const dir = path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const private_dir = fs.mkdtempSync(`${dir}/.walkv-bind-`);
-    const temporary = `${private_dir}/s`;
-    listener.listen(temporary, () => {
-      try {
-        fs.chmodSync(temporary, mode);
-        fs.renameSync(temporary, path);
-        bound_paths.push(path);
-      } finally {
-        fs.rmSync(private_dir, { recursive: true, force: true });
-      }
-      listening();
-    });
-  });
-}
-
-/** True if a server accepts a connection on the Unix socket `path` (false: no file, or stale). */
-function liveServerAt(path: string): Promise<boolean> {
-  if (!fs.existsSync(path)) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const probe = net.createConnection(path);
-    const done = (live: boolean) => {
-      clearTimeout(timer);
-      probe.destroy();
-      resolve(live);
-    };
-    const timer = setTimeout(() => done(true), PROBE_TIMEOUT_MS); // a server too busy to accept is live
-    probe.once("connect", () => done(true));
-    probe.once("error", () => done(false));
-  });
-}
-
-function accept(socket: net.Socket, ctx: WorkerContext, wire: Wire, tcp: boolean): void {
+function accept(socket: AcceptedSocket, ctx: WorkerContext, wire: Wire): void {
   crashPoint("io-worker-accept");
   if (draining || !ctx.metrics.tryOpenConnection(ctx.config.max_connections)) {
     const reason = draining ? "shutting down" : `too many connections (limit ${ctx.config.max_connections})`;
-    socket.on("error", () => {});
-    socket.end(wire.refusal(reason));
+    socket.attach(IGNORED);
+    socket.write(wire.refusal(reason));
+    socket.end(); // a half-close: the client reads the refusal, not a reset
+    setTimeout(() => socket.destroy(), LINGER_MS).unref?.();
     return;
   }
-  if (tcp) socket.setNoDelay(true);
   const connection = new Connection(socket, wire.create(ctx), ctx, (cut_off) => {
     connections.delete(connection);
     ctx.metrics.closeConnection(cut_off);
     if (draining) reportIfDrained();
   });
+  socket.attach(connection);
   connections.add(connection);
 }
 
+/** The events of a refused socket: it is written its refusal and ended, nothing else. */
+const IGNORED = { receive() {}, drained() {}, inputEnded() {}, disconnected() {} };
+
 function drain(): void {
   draining = true;
-  for (const server of servers) server.close();
+  for (const listener of listeners) listener.close();
   for (const c of connections) c.drainAndEnd();
   reportIfDrained();
 }
