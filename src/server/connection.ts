@@ -31,6 +31,23 @@ export interface OutputWriter {
   take(): Uint8Array;
 }
 
+/** Takes the response of a request answered later (see {@link Protocol.execute}). */
+export interface Responder {
+  respond(slot: number, bytes: Uint8Array): void;
+}
+
+/**
+ * `then` callbacks that answer `slot` through `responder` with the bytes a write's promise resolves
+ * to: for protocols whose writes are promises.
+ *
+ * @example
+ * respondWhenSettled(deleteKeys(ctx, keys).then(encode), responder, slot);
+ */
+export function respondWhenSettled(response: Promise<Uint8Array>, responder: Responder, slot: number): true {
+  response.then((bytes) => responder.respond(slot, bytes));
+  return true;
+}
+
 /** The last bytes a connection sends (after every earlier response) before it ends. */
 export class Final {
   constructor(readonly bytes: Uint8Array) {}
@@ -61,10 +78,11 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
   /** True if `request` must not run before the connection's earlier writes complete. */
   mustFollowWrites(request: Request): boolean;
   /**
-   * Runs `request`. Answers at once into `out` and returns undefined, or returns a promise of the
-   * encoded response (a write). Never throws: failures are responses.
+   * Runs `request`. Answers at once into `out` and returns false, or returns true and later calls
+   * `responder.respond(slot, response)` once, never from within this call (a write answers when it
+   * is visible). Never throws: failures are responses.
    */
-  execute(request: Request, out: Writer): Promise<Uint8Array> | undefined;
+  execute(request: Request, out: Writer, responder: Responder, slot: number): boolean;
   /** A fresh output buffer of this protocol. */
   writer(initial_bytes: number): Writer;
 }
@@ -78,7 +96,9 @@ const OUT_INITIAL_BYTES = 16 * 1024;
 /** Initial size of the buffer that holds responses queued behind a pending write. */
 const SCRATCH_INITIAL_BYTES = 256;
 
-export class Connection<Request, Writer extends OutputWriter = OutputWriter> implements SocketEvents {
+export class Connection<Request, Writer extends OutputWriter = OutputWriter>
+  implements SocketEvents, Responder
+{
   private readonly out: Writer;
   /** Encodes answers that must wait in the queue (a write before them is pending). */
   private scratch: Writer | undefined;
@@ -173,16 +193,14 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter> imp
   private run(request: Request): void {
     const direct = this.queue_head === this.queue.length;
     const writer = direct ? this.out : this.scratchWriter();
-    const pending = this.protocol.execute(request, writer);
-    if (pending === undefined) {
+    const slot = this.queue_base + this.queue.length; // absolute: survives compaction
+    if (!this.protocol.execute(request, writer, this, slot)) {
       if (!direct) this.enqueue(writer.take());
       return;
     }
     if (direct) this.flushOut();
-    const slot = this.queue_base + this.queue.length; // absolute: survives compaction
     this.queue.push(undefined);
     this.inflight++;
-    pending.then((bytes) => this.complete(slot, bytes));
   }
 
   private scratchWriter(): Writer {
@@ -191,9 +209,13 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter> imp
   }
 
   /** A pending write's response arrived: it takes its slot; waiting requests may run now. */
-  private complete(slot: number, bytes: Uint8Array): void {
+  respond(slot: number, bytes: Uint8Array): void {
+    const index = slot - this.queue_base;
+    if (index < this.queue_head || index >= this.queue.length || this.queue[index] !== undefined) {
+      throw new Error(`response to slot ${slot}, which is not waiting for one`);
+    }
     this.inflight--;
-    this.queue[slot - this.queue_base] = bytes;
+    this.queue[index] = bytes;
     this.queued_bytes += bytes.length;
     if (this.inflight === 0) this.runDeferred();
     this.scheduleFlush();

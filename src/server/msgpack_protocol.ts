@@ -13,7 +13,7 @@
 
 import { readU32BE } from "../engine/bytes.ts";
 import type { WalEntry } from "../engine/wal/record.ts";
-import { Final, type Protocol } from "./connection.ts";
+import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
 import {
@@ -32,8 +32,8 @@ import {
   RequestError,
   recordOp,
   type Session,
+  type SetWaiter,
   setEntry,
-  setValue,
   type WorkerContext,
   writeAll,
 } from "./ops.ts";
@@ -123,8 +123,8 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     return READS.has(request.op) || request.op_index === OP_OTHER;
   }
 
-  execute(request: ParsedRequest, out: MsgWriter): Promise<Uint8Array> | undefined {
-    return execute(this.ctx, this.session, request, out);
+  execute(request: ParsedRequest, out: MsgWriter, responder: Responder, slot: number): boolean {
+    return execute(this.ctx, this.session, request, out, responder, slot);
   }
 
   writer(initial_bytes: number): MsgWriter {
@@ -200,15 +200,17 @@ function hasTrailingBytes(r: MsgReader, argc: number): boolean {
 }
 
 /**
- * Runs one request. Sync ops write their response into `out` and return undefined; writes return a
- * promise of their encoded response (the connection keeps responses in request order).
+ * Runs one request. Sync ops write their response into `out` and return false; writes return true
+ * and answer `slot` through `responder` once visible (the connection keeps responses in order).
  */
 function execute(
   ctx: WorkerContext,
   session: Session,
   request: ParsedRequest,
   out: MsgWriter,
-): Promise<Uint8Array> | undefined {
+  responder: Responder,
+  slot: number,
+): boolean {
   const { id, op, op_index, started_ms } = request;
   const mark = out.length;
   try {
@@ -216,10 +218,22 @@ function execute(
     if (!session.authenticated && op !== "auth") {
       throw new RequestError(CODE_AUTH_REQUIRED, 'authentication required: send [id, "auth", token] first');
     }
+    if (op === "set") {
+      const entry = setRequest(ctx, request.reader, request.argc);
+      ctx.sets.add(entry, new TrueWhenDone(ctx, responder, slot, id, started_ms));
+      return true;
+    }
     const result = run(ctx, session, op, request.reader, request.argc);
-    if (result instanceof Acknowledged)
-      return settle(ctx, id, op_index, started_ms, result.write, alwaysTrue);
-    if (result instanceof Promise) return settle(ctx, id, op_index, started_ms, result, asResult);
+    if (result instanceof Acknowledged) {
+      return respondWhenSettled(
+        settle(ctx, id, op_index, started_ms, result.write, alwaysTrue),
+        responder,
+        slot,
+      );
+    }
+    if (result instanceof Promise) {
+      return respondWhenSettled(settle(ctx, id, op_index, started_ms, result, asResult), responder, slot);
+    }
     writeResponse(out, id, CODE_OK, result, ctx.config.max_frame_bytes);
     recordOp(ctx, op_index, started_ms, false);
   } catch (error) {
@@ -227,8 +241,38 @@ function execute(
     writeError(out, id, error);
     recordOp(ctx, op_index, started_ms, true);
   }
-  return undefined;
+  return false;
 }
+
+/** `set`'s arguments `key, value[, options]` as a validated SET entry (coalesced: see SetCoalescer). */
+function setRequest(ctx: WorkerContext, r: MsgReader, argc: number): WalEntry {
+  arity("set", argc, 2, 3);
+  const k = key(ctx, r);
+  const v = value(r);
+  if (argc === 3) options(r);
+  return setEntry(ctx, k, v);
+}
+
+/** A coalesced `set`'s answer: `[id, 0, true]` once visible, else `[id, code, message]`. */
+class TrueWhenDone implements SetWaiter {
+  constructor(
+    private readonly ctx: WorkerContext,
+    private readonly responder: Responder,
+    private readonly slot: number,
+    private readonly id: number,
+    private readonly started_ms: number,
+  ) {}
+
+  setDone(failure: unknown): void {
+    recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined);
+    if (failure === undefined)
+      writeResponse(settled, this.id, CODE_OK, true, this.ctx.config.max_frame_bytes);
+    else writeError(settled, this.id, failure);
+    this.responder.respond(this.slot, settled.take());
+  }
+}
+
+const OP_SET_INDEX = opIndex("set");
 
 function settle(
   ctx: WorkerContext,
@@ -307,13 +351,6 @@ function run(
     case "exists":
       arity(op, argc, 1, 1);
       return e.exists(readKey(ctx, r));
-    case "set": {
-      arity(op, argc, 2, 3);
-      const k = key(ctx, r);
-      const v = value(r);
-      if (argc === 3) options(r);
-      return new Acknowledged(setValue(ctx, k, v));
-    }
     case "del":
       arity(op, argc, 1, 1);
       return deleteKeys(ctx, [key(ctx, r)]).then((removed) => removed === 1);

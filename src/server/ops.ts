@@ -12,9 +12,10 @@
  * const key = checkKey(ctx, key_bytes);          // RequestError(CODE_TOO_LARGE) over the limit
  * const value = ctx.engine.get(key);             // reads: the engine directly
  * await deleteKeys(ctx, [k1, k2]);               // → how many held a value; one WAL record
+ * setValue(ctx, key, value, waiter);             // coalesced: waiter.setDone(failure) once visible
  */
 
-import type { Engine, WriteResult } from "../engine/engine.ts";
+import type { Engine } from "../engine/engine.ts";
 import { InvalidError, TooLargeError, WalkvError } from "../engine/errors.ts";
 import { OP_DEL, OP_SET, RECORD_HEADER_SIZE_BYTES } from "../engine/wal/format.ts";
 import { entrySizeBytes, type WalEntry } from "../engine/wal/record.ts";
@@ -120,9 +121,12 @@ export function setEntry(ctx: WorkerContext, key: Uint8Array, value: Uint8Array)
   return { op: OP_SET, key: checkKey(ctx, key), value: checkValue(ctx, value), expiry_unix_ms: 0 };
 }
 
-/** Sets one key; resolves once visible (durable with fsync `always`). */
-export function setValue(ctx: WorkerContext, key: Uint8Array, value: Uint8Array): Promise<unknown> {
-  return ctx.sets.add(setEntry(ctx, key, value));
+/**
+ * Sets one key through the worker's {@link SetCoalescer}: `waiter.setDone` is called once the SET is
+ * visible (durable with fsync `always`), or with the failure.
+ */
+export function setValue(ctx: WorkerContext, key: Uint8Array, value: Uint8Array, waiter: SetWaiter): void {
+  ctx.sets.add(setEntry(ctx, key, value), waiter);
 }
 
 /** Applies `entries` as one WAL record: all or nothing, visible at once. */
@@ -146,10 +150,17 @@ export async function deleteKeys(ctx: WorkerContext, keys: readonly Uint8Array[]
 /** Most SETs coalesced into one record (a bound on a batch's latency and memory besides its bytes). */
 const COALESCE_MAX_ENTRIES = 1024;
 
+/** Told once what became of a coalesced SET. Must not throw. */
+export interface SetWaiter {
+  /** `failure` is undefined when the SET is visible, else why it failed (nothing of it is visible). */
+  setDone(failure: unknown): void;
+}
+
 /**
  * Coalesces the single-key SETs that one I/O worker receives in one event-loop turn, from every
  * connection, into one WAL record: the engine's cost per write (locks, LSN, visibility wait) is
  * paid once per batch instead of once per SET, as pipelined and concurrent SETs arrive together.
+ * Each SET has a {@link SetWaiter} (no promise per SET): the batch's one write settles them all.
  *
  * Semantics are unchanged: each SET was validated alone before it joined; the batch's SETs take
  * effect at one instant, in arrival order (a later SET of a key wins), which is a valid order for
@@ -161,54 +172,59 @@ const COALESCE_MAX_ENTRIES = 1024;
  *
  * @example
  * const sets = new SetCoalescer(engine);
- * await sets.add({ op: OP_SET, key, value, expiry_unix_ms: 0 }); // visible (durable with fsync always)
+ * sets.add({ op: OP_SET, key, value, expiry_unix_ms: 0 }, { setDone: (failure) => reply(failure) });
  */
 export class SetCoalescer {
   private entries: WalEntry[] = [];
+  private waiters: SetWaiter[] = [];
   private size_bytes = RECORD_HEADER_SIZE_BYTES;
-  /** The promise every SET of the open batch gets, and how to settle it. */
-  private batch:
-    | { promise: Promise<WriteResult>; resolve: (r: WriteResult) => void; reject: (e: unknown) => void }
-    | undefined;
+  /** A flush is scheduled for the end of this turn. */
+  private scheduled = false;
+  private readonly scheduledFlush = () => {
+    this.scheduled = false;
+    this.flush();
+  };
 
   constructor(
     private readonly engine: Engine,
     private readonly schedule: (flush: () => void) => void = (flush) => setImmediate(flush),
   ) {}
 
-  /** Adds one validated SET entry; resolves once its batch is visible. */
-  add(entry: WalEntry): Promise<WriteResult> {
+  /** Adds one validated SET entry; `waiter` hears once its batch is visible or failed. */
+  add(entry: WalEntry, waiter: SetWaiter): void {
     if (entry.op !== OP_SET) throw new Error("SetCoalescer takes SET entries only");
     const entry_bytes = entrySizeBytes(entry);
     const full =
       this.entries.length >= COALESCE_MAX_ENTRIES ||
       this.size_bytes + entry_bytes > this.engine.config.max_batch_bytes;
     if (full) this.flush();
-    if (this.batch === undefined) {
-      let resolve!: (r: WriteResult) => void;
-      let reject!: (e: unknown) => void;
-      const promise = new Promise<WriteResult>((yes, no) => {
-        resolve = yes;
-        reject = no;
-      });
-      this.batch = { promise, resolve, reject };
-      this.schedule(() => this.flush());
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.schedule(this.scheduledFlush);
     }
     this.entries.push(entry);
+    this.waiters.push(waiter);
     this.size_bytes += entry_bytes;
-    return this.batch.promise;
   }
 
   /** Issues the open batch to the engine now (its LSN is taken here). */
   flush(): void {
-    const batch = this.batch;
-    if (batch === undefined) return;
+    if (this.entries.length === 0) return;
     const entries = this.entries;
+    const waiters = this.waiters;
     this.entries = [];
+    this.waiters = [];
     this.size_bytes = RECORD_HEADER_SIZE_BYTES;
-    this.batch = undefined;
-    this.engine.write(entries).then(batch.resolve, batch.reject); // async: failures are rejections
+    this.engine.write(entries).then(
+      // async: failures are rejections
+      () => settleAll(waiters, undefined),
+      (error: unknown) => settleAll(waiters, error ?? new Error("the write failed")),
+    );
   }
+}
+
+function settleAll(waiters: readonly SetWaiter[], failure: unknown): void {
+  for (const waiter of waiters) waiter.setDone(failure);
 }
 
 // ------------------------------------------------------------------------------------- auth

@@ -21,6 +21,7 @@ import {
   deleteKeys,
   opIndex,
   type Session,
+  type SetWaiter,
   setEntry,
   setValue,
   type WorkerContext,
@@ -37,7 +38,12 @@ export interface RespSession {
   readonly session: Session;
   /** A number naming this connection within its worker (HELLO's `id`). */
   readonly connection_id: number;
+  /** A waiter that answers the running request with `+OK` or its failure (a coalesced SET). */
+  readonly okWhenDone: () => SetWaiter;
 }
+
+/** `run`'s result for a request answered later through a {@link SetWaiter} it registered. */
+export const ANSWERED_LATER = 1;
 
 export interface RespCommand {
   /** Lowercase name. */
@@ -58,7 +64,11 @@ export interface RespCommand {
   readonly key_step: number;
   readonly group: string;
   readonly summary: string;
-  readonly run: (s: RespSession, request: RespRequest, out: RespWriter) => Promise<unknown> | undefined;
+  readonly run: (
+    s: RespSession,
+    request: RespRequest,
+    out: RespWriter,
+  ) => Promise<unknown> | undefined | typeof ANSWERED_LATER;
   /** Encodes a write's result. */
   readonly reply: (result: unknown) => Uint8Array;
 }
@@ -69,11 +79,12 @@ function get(s: RespSession, request: RespRequest, out: RespWriter): undefined {
   out.storedBulk(s.ctx.engine, checkKey(s.ctx, scratchKey(request, 0)));
 }
 
-function set(s: RespSession, request: RespRequest): Promise<unknown> {
+function set(s: RespSession, request: RespRequest): typeof ANSWERED_LATER {
   if (request.count > 2) {
     throw new RespError("ERR SET options (EX, PX, EXAT, PXAT, NX, XX, KEEPTTL, GET) are not supported yet");
   }
-  return setValue(s.ctx, keyArgument(s.ctx, request, 0), storedValue(s.ctx, request, 1));
+  setValue(s.ctx, keyArgument(s.ctx, request, 0), storedValue(s.ctx, request, 1), s.okWhenDone());
+  return ANSWERED_LATER;
 }
 
 /** Argument `i` as a key (a copy), its limit checked before it is copied and before the value's. */

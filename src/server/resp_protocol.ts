@@ -12,9 +12,9 @@
  * @example
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
-import { Final, type Protocol } from "./connection.ts";
-import { newSession, OP_OTHER, recordOp, type WorkerContext } from "./ops.ts";
-import { findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
+import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
+import { newSession, OP_OTHER, opIndex, recordOp, type SetWaiter, type WorkerContext } from "./ops.ts";
+import { ANSWERED_LATER, findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
 import { READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
 import { RespRequest } from "./resp_request.ts";
 import { REPLY_OK, RespError, RespWriter, replyBytes, respErrorText } from "./resp_writer.ts";
@@ -30,10 +30,19 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
   private readonly state: RespSession;
   /** The request `next` returns, reused (see RespRequest.load). */
   private readonly request = new RespRequest();
+  /** Where and when the running request answers (for `okWhenDone`). */
+  private responder: Responder | undefined;
+  private slot = 0;
+  private started_ms = 0;
 
   constructor(private readonly ctx: WorkerContext) {
     this.reader = new RespReader(ctx.config.max_frame_bytes);
-    this.state = { ctx, session: newSession(ctx), connection_id: ++connections_started };
+    this.state = {
+      ctx,
+      session: newSession(ctx),
+      connection_id: ++connections_started,
+      okWhenDone: () => new OkWhenDone(ctx, this.responder!, this.slot, this.started_ms),
+    };
   }
 
   next(bytes: Uint8Array, start: number, end: number): RespRequest | Final | undefined {
@@ -61,18 +70,22 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     return request.command === undefined || !request.command.writes;
   }
 
-  execute(request: RespRequest, w: RespWriter): Promise<Uint8Array> | undefined {
+  execute(request: RespRequest, w: RespWriter, responder: Responder, slot: number): boolean {
     const mark = w.length;
     const { ctx } = this;
     const started_ms = request.started_ms; // the request object is reused once this returns
+    this.responder = responder;
+    this.slot = slot;
+    this.started_ms = started_ms;
     try {
       const command = this.admit(request);
       const pending = command.run(this.state, request, w);
+      if (pending === ANSWERED_LATER) return true;
       if (pending === undefined) {
         recordOp(ctx, command.op_index, started_ms, false);
-        return undefined;
+        return false;
       }
-      return pending.then(
+      const response = pending.then(
         (result) => {
           recordOp(ctx, command.op_index, started_ms, false);
           return command.reply(result);
@@ -82,11 +95,12 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
           return errorBytes(respErrorText(error));
         },
       );
+      return respondWhenSettled(response, responder, slot);
     } catch (error) {
       w.truncate(mark);
       w.error(respErrorText(error));
       recordOp(ctx, request.command?.op_index ?? OP_OTHER, started_ms, true);
-      return undefined;
+      return false;
     }
   }
 
@@ -109,6 +123,23 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     return command;
   }
 }
+
+/** A coalesced SET's answer: `+OK` once visible, else its failure as an error reply. */
+class OkWhenDone implements SetWaiter {
+  constructor(
+    private readonly ctx: WorkerContext,
+    private readonly responder: Responder,
+    private readonly slot: number,
+    private readonly started_ms: number,
+  ) {}
+
+  setDone(failure: unknown): void {
+    recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined);
+    this.responder.respond(this.slot, failure === undefined ? REPLY_OK : errorBytes(respErrorText(failure)));
+  }
+}
+
+const OP_SET_INDEX = opIndex("set");
 
 /** Redis's wording: `ERR unknown command 'x', with args beginning with: 'a' 'b' ` (128 bytes each at most). */
 function unknownCommand(request: RespRequest): string {
