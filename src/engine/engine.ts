@@ -222,7 +222,9 @@ export class Engine {
     let epoch = 0;
     let existed = true;
     let removed = 0;
-    let finalize: boolean[] = [];
+    /** The slot of each entry to finalize once visible, -1 for none (Table.link). */
+    let finalize: number[] = [];
+    let linked: number[] = [];
     for (const shard of shards) this.table.lockShard(shard);
     try {
       removed = this.countHeld(entries, hashes);
@@ -242,6 +244,7 @@ export class Engine {
         try {
           encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
           const visible = this.wal.visibleLsn();
+          linked = versions.slice();
           finalize = versions.map((v, i) => this.table.link(v, hashes[i]!, lsn, visible));
         } finally {
           versions.length = 0;
@@ -256,7 +259,9 @@ export class Engine {
       this.on_append?.();
       await this.visibility.wait(lsn, epoch);
     }
-    for (let i = 0; i < finalize.length; i++) if (finalize[i]) this.finalize(entries[i]!.key, hashes[i]!);
+    for (let i = 0; i < finalize.length; i++) {
+      if (finalize[i]! >= 0) this.finalize(entries[i]!.key, hashes[i]!, finalize[i]!, linked[i]!);
+    }
     return { lsn, existed, removed };
   }
 
@@ -276,11 +281,11 @@ export class Engine {
     this.visibility.poll();
   }
 
-  private finalize(key: Uint8Array, h: number): void {
+  private finalize(key: Uint8Array, h: number, slot: number, ref: number): void {
     const shard = this.table.shardOf(h);
     this.table.lockShard(shard);
     try {
-      this.table.finalize(key, h, this.wal.visibleLsn());
+      this.table.finalize(key, h, this.wal.visibleLsn(), slot, ref);
     } finally {
       this.table.unlockShard(shard);
     }

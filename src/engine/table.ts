@@ -423,10 +423,11 @@ export class Table {
   /**
    * Links version `ref` (from {@link newVersion}) at `lsn` as the newest version of its key, whose hash
    * is `h`; frees versions older than the newest one visible at `visible_lsn`. A delete of a key the
-   * table does not hold is freed at once. Returns true if {@link finalize} should run once `lsn` is
-   * visible (older versions or a delete remain). Caller holds the shard mutex and reserved a slot.
+   * table does not hold is freed at once. Returns the key's slot if {@link finalize} should run once
+   * `lsn` is visible (older versions or a delete remain), to hand it back as a hint; else -1. Caller
+   * holds the shard mutex and reserved a slot.
    */
-  link(ref: number, h: number, lsn: number, visible_lsn: number): boolean {
+  link(ref: number, h: number, lsn: number, visible_lsn: number): number {
     const base = this.shardOf(h) * SHARD_WORDS;
     const b = bufferIndex(ref);
     const key_offset = offsetBytes(ref) + RECORD_HEADER_BYTES;
@@ -437,13 +438,13 @@ export class Table {
     if (slot < 0) {
       if (tombstone) {
         this.freeRecord(ref);
-        return false;
+        return -1;
       }
       assert((this.meta[base + W_USED]! + 1) * 4 <= 3 << this.meta[base + W_CAP_LOG2]!, "slot reserved");
       this.beginWrite(base);
       this.insertSlot(base, h, ref);
       this.endWrite(base);
-      return false;
+      return -1;
     }
     this.setPrev(ref, this.slotRef(base, slot));
     this.beginWrite(base);
@@ -451,7 +452,7 @@ export class Table {
     this.discardBelowVisible(ref, visible_lsn);
     slot = this.removeIfVisibleTombstone(base, slot, ref, visible_lsn);
     this.endWrite(base);
-    return slot >= 0 && (this.recordPrev(ref) !== 0 || tombstone);
+    return slot >= 0 && (this.recordPrev(ref) !== 0 || tombstone) ? slot : -1;
   }
 
   /**
@@ -472,10 +473,16 @@ export class Table {
     this.insertSlot(base, h, ref);
   }
 
-  /** Drops versions the table no longer needs once `visible_lsn` covers a key's head. Caller holds the mutex. */
-  finalize(key: Uint8Array, h: number, visible_lsn: number): void {
+  /**
+   * Drops versions the table no longer needs once `visible_lsn` covers a key's head. Caller holds the
+   * mutex. `hint`, from {@link link}, saves the lookup while the slot still holds version `hint_ref`
+   * (another writer may have moved it since: then the key is looked up).
+   */
+  finalize(key: Uint8Array, h: number, visible_lsn: number, hint = -1, hint_ref = 0): void {
     const base = this.shardOf(h) * SHARD_WORDS;
-    const slot = this.findSlot(key, 0, key.length, h, base);
+    const hinted =
+      hint >= 0 && hint < 1 << this.meta[base + W_CAP_LOG2]! && this.slotRef(base, hint) === hint_ref;
+    const slot = hinted ? hint : this.findSlot(key, 0, key.length, h, base);
     if (slot < 0) return;
     const head = this.slotRef(base, slot);
     const keep = this.visibleVersion(head, visible_lsn);

@@ -31,7 +31,7 @@ class Harness {
     this.table.lockShard(shard);
     try {
       this.table.reserveSlots(shard, 1);
-      return { lsn, finalize: this.table.link(version, h, lsn, this.visible) };
+      return { lsn, finalize: this.table.link(version, h, lsn, this.visible) >= 0 };
     } finally {
       this.table.unlockShard(shard);
     }
@@ -182,6 +182,39 @@ describe("version chains", () => {
     expect(t.arena.stats().live_bytes).toBe(live_one);
     expect(text(t.get(key, second))).toBe("b".repeat(100));
     expect(t.get(key, first)).toBe(STALE);
+  });
+
+  test("finalize with link's slot hint, or with a hint gone stale as the shard grew, frees the same", () => {
+    const freed_bytes: number[] = [];
+    for (const stale of [false, true]) {
+      const t = new Harness();
+      const key = utf8("k");
+      const h = hashKey(key);
+      t.apply(key, utf8("a".repeat(100)));
+      const version = t.table.newVersion(key, 0, key.length, utf8("b".repeat(100)), 0, 100, 0);
+      const shard = t.table.shardOf(h);
+      const b_lsn = ++t.lsn;
+      t.table.lockShard(shard);
+      t.table.reserveSlots(shard, 1);
+      const hint = t.table.link(version, h, b_lsn, t.visible);
+      t.table.unlockShard(shard);
+      expect(hint).toBeGreaterThanOrEqual(0);
+      // Other keys of the shard make its slot array grow: the key's slot moves, the hint is stale.
+      for (let i = 0; stale && i < 200; i++) {
+        const other = utf8(`other-${i}`);
+        if (t.table.shardOf(hashKey(other)) === shard) t.apply(other, utf8("x"));
+      }
+      t.visible = t.lsn;
+      const live_before = t.arena.stats().live_bytes;
+      t.table.lockShard(shard);
+      t.table.finalize(key, h, t.visible, hint, version);
+      t.table.unlockShard(shard);
+      freed_bytes.push(live_before - t.arena.stats().live_bytes);
+      expect(text(t.get(key))).toBe("b".repeat(100));
+      expect(t.get(key, b_lsn - 1)).toBe(STALE); // "a" was freed
+    }
+    expect(freed_bytes[0]).toBeGreaterThan(100);
+    expect(freed_bytes[1]).toBe(freed_bytes[0]!);
   });
 
   test("linking over a visible chain discards what the visible LSN no longer needs", () => {
