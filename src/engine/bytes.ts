@@ -113,3 +113,25 @@ export function copyBytes(
     for (let i = 0; i < length_bytes; i++) dst[dst_offset + i] = src[src_offset + i]!;
   } else dst.set(src.subarray(src_offset, src_offset + length_bytes), dst_offset);
 }
+
+/**
+ * Up to this many bytes, {@link copyOrView} copies. Measured in Bun 1.4.4: a `subarray` costs 80-100
+ * ns whatever its length; a fresh array filled by a byte loop 45-80 ns at 16 bytes, 145-170 ns at 100.
+ */
+const COPY_NOT_VIEW_MAX_BYTES = 32;
+
+/**
+ * `src[start, end)` as the cheaper of two arrays that stay valid while `src` is not overwritten: a
+ * copy of its own when short (allocating and filling a small array costs less than a view in
+ * JavaScriptCore), else a view (no copy of a large value).
+ *
+ * @example
+ * const key = copyOrView(frame, key_start, key_end); // kept by a pending write
+ */
+export function copyOrView(src: Uint8Array, start: number, end: number): Uint8Array {
+  const n = end - start;
+  if (n > COPY_NOT_VIEW_MAX_BYTES) return src.subarray(start, end);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = src[start + i]!;
+  return out;
+}

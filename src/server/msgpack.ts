@@ -11,7 +11,7 @@
  * const start = r.pos; r.skip();      // frame[start, r.pos) is one whole msgpack value
  */
 
-import { writeU32BE } from "../engine/bytes.ts";
+import { copyOrView, writeU32BE } from "../engine/bytes.ts";
 import { scratchCopy } from "./scratch_key.ts";
 import { SlabWriter } from "./slab_writer.ts";
 
@@ -119,10 +119,10 @@ export class MsgReader {
     return -1;
   }
 
-  /** The payload of a str or bin (a view, not a copy), or undefined (nothing consumed). */
+  /** The payload of a str or bin (a copy if short, else a view: copyOrView), or undefined (nothing consumed). */
   bytesOrString(): Uint8Array | undefined {
     const n = this.payload();
-    return n < 0 ? undefined : this.bytes.subarray(this.pos - n, this.pos);
+    return n < 0 ? undefined : copyOrView(this.bytes, this.pos - n, this.pos);
   }
 
   /**

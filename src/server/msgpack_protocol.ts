@@ -11,7 +11,7 @@
  * new Connection(socket, new MsgpackProtocol(ctx), ctx, onClose);
  */
 
-import { readU32BE } from "../engine/bytes.ts";
+import { copyOrView, readU32BE } from "../engine/bytes.ts";
 import type { WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { OPS } from "./metrics.ts";
@@ -403,11 +403,11 @@ function keyBytes(bytes: Uint8Array | undefined): Uint8Array {
   return bytes;
 }
 
-/** A value: exactly one msgpack value, kept as its encoded bytes. */
+/** A value: exactly one msgpack value, kept as its encoded bytes (a copy if short, else a view). */
 function value(r: MsgReader): Uint8Array {
   const start = r.pos;
   if (!r.skip()) throw new RequestError(CODE_BAD_REQUEST, "a value must be one well-formed msgpack value");
-  return r.bytes.subarray(start, r.pos);
+  return copyOrView(r.bytes, start, r.pos);
 }
 
 /** `set` options: reserved for conditional and expiring writes; only an empty map (or nil) for now. */

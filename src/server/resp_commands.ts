@@ -87,7 +87,7 @@ function set(s: RespSession, request: RespRequest): typeof ANSWERED_LATER {
   return ANSWERED_LATER;
 }
 
-/** Argument `i` as a key (a copy), its limit checked before it is copied and before the value's. */
+/** Argument `i` as a key (a copy if short, else a view), its limit checked before the value's. */
 function keyArgument(ctx: WorkerContext, request: RespRequest, i: number): Uint8Array {
   checkKeySize(ctx, request.length(i));
   return request.copy(i);

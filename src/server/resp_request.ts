@@ -11,11 +11,11 @@
  * engine.get(scratchKey(request, 0));
  * waiting.push(request.clone()); // to keep it past the next load
  */
-import { copyBytes } from "../engine/bytes.ts";
+import { copyOrView } from "../engine/bytes.ts";
 import { writeBinHeader } from "./msgpack.ts";
 import type { RespCommand } from "./resp_commands.ts";
 import { KEEP_ARGUMENT_SLOTS, type RespReader } from "./resp_reader.ts";
-import { binSize, binValue, COPY_LOOP_MAX_BYTES } from "./resp_values.ts";
+import { binSize, binValue } from "./resp_values.ts";
 import { scratchCopy } from "./scratch_key.ts";
 
 /** Keys up to this length are read through a reused scratch array. */
@@ -74,12 +74,9 @@ export class RespRequest {
     return this.offsets[2 * i + 2]!;
   }
 
-  /** A copy of argument `i`: for what outlives the call (keys of writes). */
+  /** Argument `i` for what outlives the call (keys of writes): a copy if short, else a view. */
   copy(i: number): Uint8Array {
-    const start = this.offsets[2 * i + 2]!;
-    const out = new Uint8Array(this.offsets[2 * i + 3]! - start);
-    copyBytes(out, 0, this.bytes, start, out.length, COPY_LOOP_MAX_BYTES);
-    return out;
+    return copyOrView(this.bytes, this.offsets[2 * i + 2]!, this.offsets[2 * i + 3]!);
   }
 
   /**
