@@ -32,7 +32,7 @@ import {
   RequestError,
   recordOp,
   type Session,
-  type SetWaiter,
+  SetAnswer,
   setEntry,
   type WorkerContext,
   writeAll,
@@ -220,7 +220,7 @@ function execute(
     }
     if (op === "set") {
       const entry = setRequest(ctx, request.reader, request.argc);
-      ctx.sets.add(entry, new TrueWhenDone(ctx, responder, slot, id, started_ms));
+      ctx.sets.add(entry, new TrueWhenDone(ctx, responder, slot, started_ms, id));
       return true;
     }
     const result = run(ctx, session, op, request.reader, request.argc);
@@ -254,25 +254,24 @@ function setRequest(ctx: WorkerContext, r: MsgReader, argc: number): WalEntry {
 }
 
 /** A coalesced `set`'s answer: `[id, 0, true]` once visible, else `[id, code, message]`. */
-class TrueWhenDone implements SetWaiter {
+class TrueWhenDone extends SetAnswer {
   constructor(
-    private readonly ctx: WorkerContext,
-    private readonly responder: Responder,
-    private readonly slot: number,
+    ctx: WorkerContext,
+    responder: Responder,
+    slot: number,
+    started_ms: number,
     private readonly id: number,
-    private readonly started_ms: number,
-  ) {}
+  ) {
+    super(ctx, responder, slot, started_ms);
+  }
 
-  setDone(failure: unknown): void {
-    recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined);
+  protected response(failure: unknown): Uint8Array {
     if (failure === undefined)
       writeResponse(settled, this.id, CODE_OK, true, this.ctx.config.max_frame_bytes);
     else writeError(settled, this.id, failure);
-    this.responder.respond(this.slot, settled.take());
+    return settled.take();
   }
 }
-
-const OP_SET_INDEX = opIndex("set");
 
 function settle(
   ctx: WorkerContext,

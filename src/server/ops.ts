@@ -20,6 +20,7 @@ import { InvalidError, TooLargeError, WalkvError } from "../engine/errors.ts";
 import { OP_DEL, OP_SET, RECORD_HEADER_SIZE_BYTES } from "../engine/wal/format.ts";
 import { entrySizeBytes, type WalEntry } from "../engine/wal/record.ts";
 import type { ServerConfig } from "./config.ts";
+import type { Responder } from "./connection.ts";
 import { type Metrics, OPS, type OpName } from "./metrics.ts";
 
 export const CODE_OK = 0;
@@ -222,6 +223,33 @@ export class SetCoalescer {
     );
   }
 }
+
+/**
+ * A SET's waiter that answers its request: records the op in the metrics and hands the protocol's
+ * encoding of the outcome to the connection's slot.
+ *
+ * @example
+ * class OkWhenDone extends SetAnswer { protected response(failure: unknown) { return failure ? ERR : OK; } }
+ * setValue(ctx, key, value, new OkWhenDone(ctx, responder, slot, started_ms));
+ */
+export abstract class SetAnswer implements SetWaiter {
+  constructor(
+    protected readonly ctx: WorkerContext,
+    private readonly responder: Responder,
+    private readonly slot: number,
+    private readonly started_ms: number,
+  ) {}
+
+  setDone(failure: unknown): void {
+    recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined);
+    this.responder.respond(this.slot, this.response(failure));
+  }
+
+  /** The encoded response: success when `failure` is undefined. */
+  protected abstract response(failure: unknown): Uint8Array;
+}
+
+const OP_SET_INDEX = OPS.indexOf("set");
 
 function settleAll(waiters: readonly SetWaiter[], failure: unknown): void {
   for (const waiter of waiters) waiter.setDone(failure);

@@ -13,7 +13,7 @@
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
-import { newSession, OP_OTHER, opIndex, recordOp, type SetWaiter, type WorkerContext } from "./ops.ts";
+import { newSession, OP_OTHER, recordOp, SetAnswer, type WorkerContext } from "./ops.ts";
 import { ANSWERED_LATER, findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
 import { READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
 import { RespRequest } from "./resp_request.ts";
@@ -125,21 +125,11 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
 }
 
 /** A coalesced SET's answer: `+OK` once visible, else its failure as an error reply. */
-class OkWhenDone implements SetWaiter {
-  constructor(
-    private readonly ctx: WorkerContext,
-    private readonly responder: Responder,
-    private readonly slot: number,
-    private readonly started_ms: number,
-  ) {}
-
-  setDone(failure: unknown): void {
-    recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined);
-    this.responder.respond(this.slot, failure === undefined ? REPLY_OK : errorBytes(respErrorText(failure)));
+class OkWhenDone extends SetAnswer {
+  protected response(failure: unknown): Uint8Array {
+    return failure === undefined ? REPLY_OK : errorBytes(respErrorText(failure));
   }
 }
-
-const OP_SET_INDEX = opIndex("set");
 
 /** Redis's wording: `ERR unknown command 'x', with args beginning with: 'a' 'b' ` (128 bytes each at most). */
 function unknownCommand(request: RespRequest): string {
