@@ -98,9 +98,12 @@ export function createTableShared(arena: Arena, shard_bits = 12): TableShared {
   return { meta, shard_bits };
 }
 
-/** Receives a value in place during {@link Table.read}; valid only during the call. */
+/**
+ * Receives a value in place during {@link Table.read}; valid only during the call. `words` is a
+ * Uint32Array view of the buffer `bytes` views, both from its byte 0 (for engine/bytes.ts copyWords).
+ */
 export interface ValueSink {
-  value(bytes: Uint8Array, start: number, length: number): void;
+  value(bytes: Uint8Array, words: Uint32Array, start: number, length: number): void;
 }
 
 const IGNORE_VALUE: ValueSink = { value: () => {} };
@@ -113,7 +116,7 @@ const UNDER_LOCK = -1;
 class ValueCopier implements ValueSink {
   private copy: Uint8Array = PRESENT;
 
-  value(bytes: Uint8Array, start: number, length: number): void {
+  value(bytes: Uint8Array, _words: Uint32Array, start: number, length: number): void {
     this.copy = bytes.slice(start, start + length);
   }
 
@@ -177,7 +180,7 @@ export class Table {
   }
 
   /**
-   * Reads like {@link get} without a copy of its own: `sink.value(bytes, start, length)` sees the
+   * Reads like {@link get} without a copy of its own: `sink.value(bytes, words, start, length)` sees the
    * visible value in place and copies what it keeps (straight into a reply, say). A writer may change
    * the bytes mid-copy: the read is then repeated and `sink.value` called again, and only its last
    * call counts. The sink is only called with a start and length that were valid when read (the
@@ -235,7 +238,7 @@ export class Table {
       (Atomics.load(this.meta, base + W_SEQ) !== seq || start + length > bytes.length)
     )
       return INTERFERED;
-    sink.value(bytes, start, length);
+    sink.value(bytes, this.u32[b]!, start, length);
     return true;
   }
 

@@ -61,20 +61,29 @@ export class RespWriter extends SlabWriter {
   }
 
   /** A stored str or bin as a bulk string of its payload; any other type is refused, unwritten. */
-  protected override storedValue(bytes: Uint8Array, start: number, length: number): void {
+  protected override storedValue(bytes: Uint8Array, words: Uint32Array, start: number, length: number): void {
     const header = strOrBinHeaderBytes(bytes[start]);
     this.refused_type_byte = header < 0 ? (bytes[start] ?? 0) : -1;
-    if (header >= 0) this.bulk(bytes, start + header, start + length);
+    if (header < 0) return;
+    const n = length - header;
+    this.bulkHeader(n);
+    this.copyStored(bytes, words, start + header, n);
+    this.crlf();
   }
 
   /** `$len\r\n` + `bytes[start, end)` + `\r\n`. */
   bulk(bytes: Uint8Array, start = 0, end = bytes.length): void {
     const n = end - start;
+    this.bulkHeader(n);
+    this.copyIn(bytes, start, n);
+    this.crlf();
+  }
+
+  /** `$n\r\n`, with room made for the `n` bytes and the `\r\n` that follow. */
+  private bulkHeader(n: number): void {
     this.ensure(n + 16);
     this.buffer[this.end++] = 0x24;
     this.decimal(n);
-    this.crlf();
-    this.copyIn(bytes, start, n);
     this.crlf();
   }
 

@@ -14,6 +14,7 @@
  * socket.write(w.take());
  */
 import { Buffer } from "node:buffer";
+import { copyWords } from "../engine/bytes.ts";
 import type { ValueSink } from "../engine/table.ts";
 
 /** Up to this many bytes, {@link SlabWriter.copyIn} copies in a loop rather than `set(subarray)`. */
@@ -31,11 +32,15 @@ export class SlabWriter implements ValueSink {
   /** Where the next byte goes in `buffer`. */
   protected end = 0;
 
+  /** `buffer` as 32-bit words, for copyWords (the slab is a buffer of its own, from byte 0). */
+  protected words: Uint32Array;
+
   constructor(private readonly slab_bytes: number) {
     if (!Number.isSafeInteger(slab_bytes) || slab_bytes < 1) {
       throw new Error(`writer: slab_bytes ${slab_bytes} is not a positive integer`);
     }
     this.buffer = Buffer.allocUnsafeSlow(slab_bytes);
+    this.words = wordsOf(this.buffer);
   }
 
   /**
@@ -83,15 +88,21 @@ export class SlabWriter implements ValueSink {
   }
 
   /** ValueSink: called by the table during {@link stored}, perhaps more than once (a writer raced). */
-  value(bytes: Uint8Array, start: number, length: number): void {
+  value(bytes: Uint8Array, words: Uint32Array, start: number, length: number): void {
     this.end = this.start + this.value_at;
-    this.storedValue(bytes, start, length);
+    this.storedValue(bytes, words, start, length);
   }
 
   /** Encodes a stored value (an encoded msgpack value) at `end`: as is. */
-  protected storedValue(bytes: Uint8Array, start: number, length: number): void {
+  protected storedValue(bytes: Uint8Array, words: Uint32Array, start: number, length: number): void {
     this.ensure(length);
-    this.copyIn(bytes, start, length);
+    this.copyStored(bytes, words, start, length);
+  }
+
+  /** Appends `bytes[start, start + n)` of a table buffer (`words` its word view); room is made. */
+  protected copyStored(bytes: Uint8Array, words: Uint32Array, start: number, n: number): void {
+    copyWords(this.buffer, this.words, this.end, bytes, words, start, n);
+    this.end += n;
   }
 
   /** Appends `bytes[start, start + n)`; the caller made room for them. */
@@ -117,7 +128,14 @@ export class SlabWriter implements ValueSink {
     const next = Buffer.allocUnsafeSlow(Math.max(this.slab_bytes, 2 * (pending + n)));
     next.set(this.buffer.subarray(this.start, this.end));
     this.buffer = next;
+    this.words = wordsOf(next);
     this.start = 0;
     this.end = pending;
   }
+}
+
+/** The whole of `buffer` as 32-bit words; `buffer` must start at byte 0 of its ArrayBuffer. */
+function wordsOf(buffer: Uint8Array): Uint32Array {
+  if (buffer.byteOffset !== 0) throw new Error("writer: a slab must start at byte 0 of its buffer");
+  return new Uint32Array(buffer.buffer, 0, buffer.buffer.byteLength >>> 2);
 }

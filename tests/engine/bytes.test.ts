@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { copyOrView, readU32, readU32BE, writeU32, writeU32BE } from "../../src/engine/bytes.ts";
+import { copyOrView, copyWords, readU32, readU32BE, writeU32, writeU32BE } from "../../src/engine/bytes.ts";
 
 describe("u32 byte orders", () => {
   test("big-endian is network order, little-endian the reverse, and both round-trip every bit", () => {
@@ -31,5 +31,36 @@ describe("copyOrView", () => {
       expect([...got]).toEqual([...src.subarray(start, end)]);
       expect(got.buffer === src.buffer).toBe(end - start > 32);
     }
+  });
+});
+
+describe("copyWords", () => {
+  test("every alignment of source and destination, lengths around the word thresholds, ranges at the buffers' ends", () => {
+    let cases = 0;
+    for (const src_bytes of [4096, 4095, 4093]) {
+      const src8 = new Uint8Array(src_bytes).map((_, i) => (i * 31 + 7) & 255);
+      const src32 = new Uint32Array(src8.buffer, 0, src_bytes >>> 2);
+      for (const dst_bytes of [2048, 2047]) {
+        for (let src_align = 0; src_align < 8; src_align++) {
+          for (let dst_align = 0; dst_align < 8; dst_align++) {
+            for (const n of [0, 1, 15, 31, 32, 33, 100, 101, 1000]) {
+              for (const at_end of [false, true]) {
+                const dst8 = new Uint8Array(dst_bytes).fill(0xee);
+                const dst32 = new Uint32Array(dst8.buffer, 0, dst_bytes >>> 2);
+                const s = at_end ? src_bytes - n - (src_align % 4) : src_align;
+                const d = at_end ? dst_bytes - n - (dst_align % 4) : dst_align;
+                copyWords(dst8, dst32, d, src8, src32, s, n);
+                const expected = new Uint8Array(dst_bytes).fill(0xee);
+                expected.set(src8.subarray(s, s + n), d);
+                if (Buffer.compare(dst8, expected) !== 0)
+                  throw new Error(`src ${src_bytes}@${s} → dst ${dst_bytes}@${d}, ${n} bytes`);
+                cases++;
+              }
+            }
+          }
+        }
+      }
+    }
+    expect(cases).toBe(3 * 2 * 8 * 8 * 9 * 2);
   });
 });
