@@ -67,6 +67,14 @@ export interface WalStart {
 
 /** Doorbell checks before the idle writer sleeps (a few microseconds). */
 const IDLE_SPIN_ITERATIONS = 2000;
+/**
+ * `always`, threaded: after a group commit that left records waiting (other writers are active), the
+ * writer waits this long at most — and never more than half the last fdatasync — for the writers the
+ * group just released to come back, so that the next fdatasync covers them too (see waitAndStep).
+ */
+const GROUP_LINGER_MAX_MS = 2;
+/** While lingering, a pause in arrivals this long ends the wait. */
+const GROUP_QUIET_MS = 0.15;
 /** Largest single write(2) of a batch. */
 const BATCH_WRITE_BYTES_MAX = 8 << 20;
 
@@ -84,6 +92,10 @@ export class WalWriter {
   private last_sync_ms: number;
   private bytes_since_checkpoint_request = 0;
   private readonly sync_requests = { requests: 0, lsn: 0 };
+  /** How long the last fdatasync took (performance.now() clock). */
+  private last_fdatasync_ms = 0;
+  /** When an `always` group was published with records already waiting behind it; -1 otherwise. */
+  private group_released_ms = -1;
 
   constructor(io: Io, buffer: WalBuffer, table: Table, options: WalWriterOptions, start: WalStart) {
     assert(options.segment_bytes > SEGMENT_HEADER_SIZE_BYTES, "segment_bytes above the header size");
@@ -140,6 +152,9 @@ export class WalWriter {
       must_sync ? 1 : 0,
     );
     this.noteBytes(this.segment_size_bytes - size_before);
+    if (this.options.fsync === "always" && this.buffer.isComplete(batch.last_lsn + 1)) {
+      this.group_released_ms = performance.now();
+    }
     if (batch.rotate) this.rotate();
     return true;
   }
@@ -147,8 +162,15 @@ export class WalWriter {
   /**
    * Threaded mode: steps; when idle, spins briefly on the doorbell (a steady stream of writes then
    * never pays for a wake-up), then sleeps until records complete or a timer is due.
+   *
+   * With fsync `always`, a group commit that leaves records waiting is followed by a short linger
+   * ({@link lingerForGroup}), as Redis gathers a whole event-loop turn into one fsync and PostgreSQL
+   * offers `commit_delay`: without it, the clients a group releases come back while the next
+   * fdatasync (which took only the records already waiting) runs, and the clients split into two
+   * alternating groups of half the size.
    */
   waitAndStep(): void {
+    this.lingerForGroup();
     const seen = this.buffer.doorbell();
     if (this.step()) return;
     for (let i = 0; i < IDLE_SPIN_ITERATIONS; i++) if (this.buffer.doorbell() !== seen) return;
@@ -156,6 +178,28 @@ export class WalWriter {
       seen,
       this.options.fsync === "everysec" ? this.options.everysec_interval_ms : 1000,
     );
+  }
+
+  /**
+   * After a group was released with records waiting: waits for the next record to complete, then
+   * until arrivals pause for GROUP_QUIET_MS, at most until GROUP_LINGER_MAX_MS (or half the last
+   * fdatasync) after the release.
+   */
+  private lingerForGroup(): void {
+    if (this.group_released_ms < 0) return;
+    const deadline_ms = this.group_released_ms + Math.min(GROUP_LINGER_MAX_MS, this.last_fdatasync_ms / 2);
+    this.group_released_ms = -1;
+    let seen = this.buffer.doorbell();
+    let wait_ms = Number.POSITIVE_INFINITY; // the first arrival: up to the deadline
+    for (;;) {
+      const left_ms = deadline_ms - performance.now();
+      if (left_ms <= 0) return;
+      this.buffer.sleepOnDoorbell(seen, Math.min(left_ms, wait_ms));
+      const now_seen = this.buffer.doorbell();
+      if (now_seen === seen) return;
+      seen = now_seen;
+      wait_ms = GROUP_QUIET_MS;
+    }
   }
 
   /** Makes everything written durable now (shutdown, checkpoints). False if the fdatasync failed. */
@@ -254,6 +298,7 @@ export class WalWriter {
 
   /** fdatasync of the current segment; on failure stops the log for good. */
   private syncFile(): boolean {
+    const started_ms = performance.now();
     try {
       this.io.sync(this.file!);
     } catch (error) {
@@ -264,6 +309,7 @@ export class WalWriter {
     }
     this.durable_lsn = this.written_lsn;
     this.last_sync_ms = this.options.now_ms();
+    this.last_fdatasync_ms = performance.now() - started_ms;
     return true;
   }
 

@@ -47,6 +47,53 @@ describe("group commit", () => {
   });
 });
 
+describe("group commit linger (fsync always, threaded waitAndStep)", () => {
+  /** A host whose fdatasync takes `sync_ms` and, the first time, lets another writer append meanwhile. */
+  async function lingerCase(append_during_sync: boolean) {
+    const { host, engine, disk } = await openSim({ fsync: "always" });
+    await settle(host, engine.set(utf8("first"), utf8("creates the segment")));
+    const sleeps: number[] = [];
+    const buffer = engine.wal; // the buffer the writer sleeps on
+    const sleep = buffer.sleepOnDoorbell.bind(buffer);
+    buffer.sleepOnDoorbell = (seen: number, timeout_ms: number) => {
+      sleeps.push(timeout_ms);
+      sleep(seen, timeout_ms);
+    };
+    let second: Promise<number> | undefined;
+    disk.injectFault((call) => {
+      if (call.op !== "sync") return undefined;
+      const until = performance.now() + 4;
+      while (performance.now() < until) {} // a slow fdatasync
+      if (append_during_sync && second === undefined)
+        second = engine.set(utf8("second"), utf8("came during the sync"));
+      return undefined;
+    });
+    const first = engine.set(utf8("k"), utf8("v"));
+    host.writer.waitAndStep(); // the group of `first`: write, fdatasync (4 ms), publish
+    second ??= engine.set(utf8("second"), utf8("came after the group"));
+    const syncs = disk.stats.syncs;
+    host.writer.waitAndStep(); // lingers only if a record was waiting behind the group
+    host.engine.poll();
+    return { first, second, sleeps, syncs_after: disk.stats.syncs - syncs };
+  }
+
+  test("records waiting behind a group: the writer lingers, at most half the fdatasync, then writes them", async () => {
+    const r = await lingerCase(true);
+    expect(r.sleeps.length).toBeGreaterThan(0);
+    for (const timeout_ms of r.sleeps) expect(timeout_ms).toBeLessThanOrEqual(2 + 0.01);
+    expect(r.syncs_after).toBe(1); // then the waiting record had its own group
+    expect(await r.first).toBeGreaterThan(0);
+    expect(await r.second).toBeGreaterThan(await r.first);
+  });
+
+  test("nothing waiting behind a group (a lone writer): no linger, the next record is written at once", async () => {
+    const r = await lingerCase(false);
+    expect(r.sleeps).toEqual([]);
+    expect(r.syncs_after).toBe(1);
+    expect(await r.second).toBeGreaterThan(await r.first);
+  });
+});
+
 describe("ring space", () => {
   test("an empty ring takes any record up to its size, wherever its cursor stands", () => {
     // Minimal reproduction of a livelock: a record longer than the cursor's offset into the ring,
