@@ -24,7 +24,7 @@ import type * as net from "node:net";
 export interface SocketEvents {
   /** Bytes arrived. The chunk is the connection's to keep: it is never written again. */
   receive(chunk: Uint8Array): void;
-  /** Everything written so far has been handed to the kernel. */
+  /** Everything written so far has been handed to the kernel (after a backlog, or after `end`). */
   drained(): void;
   /** The client closed its side; no more bytes will arrive. */
   inputEnded(): void;
@@ -61,6 +61,7 @@ export class NodeClientSocket implements ClientSocket {
     const socket = this.socket;
     socket.on("data", (chunk: Uint8Array) => events.receive(chunk));
     socket.on("drain", () => events.drained());
+    socket.on("finish", () => events.drained()); // after end(): everything written has left
     socket.on("end", () => events.inputEnded());
     socket.on("error", () => events.disconnected());
     socket.on("close", () => events.disconnected());
@@ -163,7 +164,7 @@ export class BunClientSocket implements ClientSocket {
 
   /** Bun's `data` callback. */
   onData(chunk: Uint8Array): void {
-    this.events?.receive(chunk);
+    if (!this.gone) this.events?.receive(chunk);
   }
 
   /** Bun's `drain` callback: the kernel takes bytes again. */
@@ -177,6 +178,11 @@ export class BunClientSocket implements ClientSocket {
         return;
       }
       this.unsent[this.unsent_head++] = EMPTY;
+      if (this.unsent_head >= UNSENT_COMPACT_AFTER) {
+        // A reader that never catches up would otherwise grow the array by a slot per turn.
+        this.unsent.splice(0, this.unsent_head);
+        this.unsent_head = 0;
+      }
     }
     this.unsent = [];
     this.unsent_head = 0;
@@ -205,3 +211,5 @@ export class BunClientSocket implements ClientSocket {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Sent slots dropped at once from the unsent queue. */
+const UNSENT_COMPACT_AFTER = 1024;

@@ -118,6 +118,8 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
   private paused = false;
   /** The client half-closed: the connection ends once every request it sent is answered. */
   private input_ended = false;
+  /** Destroys the socket LINGER_MS after an end, if the client has not closed it by then. */
+  private linger: ReturnType<typeof setTimeout> | undefined;
   private readonly input = new InputBuffer();
   /** The protocol's last words: sent after every earlier request's response, then the end. */
   private final: Uint8Array | undefined;
@@ -127,6 +129,8 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
     private readonly protocol: Protocol<Request, Writer>,
     private readonly ctx: WorkerContext,
     private readonly onClose: (cut_off: boolean) => void,
+    /** Told when the socket took every byte written, while the daemon drains (shutdown). */
+    private readonly onFlushed?: () => void,
   ) {
     this.out = protocol.writer(OUT_INITIAL_BYTES);
   }
@@ -142,8 +146,16 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
     return this.inflight === 0 && this.deferred.length === 0;
   }
 
+  /** Idle, and every response handed to the kernel (none queued here or in the socket). */
+  flushed(): boolean {
+    return (
+      this.closed || (this.idle() && this.queue_head === this.queue.length && this.socket.unsent_bytes === 0)
+    );
+  }
+
   drained(): void {
     this.checkOutput();
+    if (this.ctx.draining()) this.onFlushed?.();
   }
 
   inputEnded(): void {
@@ -156,7 +168,7 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
   }
 
   receive(chunk: Uint8Array): void {
-    if (this.discarding || this.final !== undefined) return;
+    if (this.closed || this.discarding || this.final !== undefined) return;
     const input = this.input;
     input.append(chunk);
     while (!this.closed && input.start < input.end) {
@@ -301,7 +313,8 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
     this.discarding = true;
     this.socket.end();
     this.socket.resume();
-    setTimeout(() => this.socket.destroy(), LINGER_MS).unref?.();
+    this.linger = setTimeout(() => this.socket.destroy(), LINGER_MS);
+    this.linger.unref?.();
   }
 
   private flushOut(): void {
@@ -314,14 +327,15 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
   private checkOutput(): void {
     const unread = this.socket.unsent_bytes + this.queued_bytes;
     if (unread > this.ctx.config.max_output_bytes) {
+      this.close(true); // first: a socket may report its close from within destroy()
       this.socket.destroy();
-      this.close(true);
     }
   }
 
   private close(cut_off: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.linger); // a closed connection holds nothing for 2 s
     this.input.clear();
     this.onClose(cut_off);
   }

@@ -50,6 +50,8 @@ const MSGPACK: Wire = { name: "socket", create: (ctx) => new MsgpackProtocol(ctx
 const RESP: Wire = { name: "RESP socket", create: (ctx) => new RespProtocol(ctx), refusal: respRefusal };
 
 let draining = false;
+/** `{ drained: true }` was sent. */
+let drained = false;
 /** The WAL writer on this thread, if this worker writes the WAL itself. */
 let local_wal: LocalWalWriter | undefined;
 const connections = new Set<Connection<unknown>>();
@@ -118,11 +120,17 @@ function accept(socket: AcceptedSocket, ctx: WorkerContext, wire: Wire): void {
     setTimeout(() => socket.destroy(), LINGER_MS).unref?.();
     return;
   }
-  const connection = new Connection(socket, wire.create(ctx), ctx, (cut_off) => {
-    connections.delete(connection);
-    ctx.metrics.closeConnection(cut_off);
-    if (draining) reportIfDrained();
-  });
+  const connection = new Connection(
+    socket,
+    wire.create(ctx),
+    ctx,
+    (cut_off) => {
+      connections.delete(connection);
+      ctx.metrics.closeConnection(cut_off);
+      reportIfDrained();
+    },
+    reportIfDrained,
+  );
   socket.attach(connection);
   connections.add(connection);
 }
@@ -137,8 +145,11 @@ function drain(): void {
   reportIfDrained();
 }
 
+/** Drained: every connection answered all it read and handed every response to the kernel. */
 function reportIfDrained(): void {
-  for (const c of connections) if (!c.idle()) return;
+  if (!draining || drained) return;
+  for (const c of connections) if (!c.flushed()) return;
+  drained = true;
   local_wal?.close(); // nothing writes any more: flushed, synced, closed
   self.postMessage({ drained: true });
 }

@@ -71,19 +71,43 @@ export async function listen(
 /** Socket files bound by this thread (renamed into place): removed if the start fails. */
 export const bound_paths: string[] = [];
 
-/** Bun's socket callbacks: each socket's `data` is its BunClientSocket. */
+/**
+ * Bun's socket callbacks: each socket's `data` is its BunClientSocket. An exception from our own code
+ * in a callback fails the worker, as it does under node:net (the daemon then exits 70 and recovery
+ * runs): Bun would otherwise report it to `error` and keep the socket open. `error` is the socket's
+ * own failure (a reset): the socket goes.
+ */
 function bunHandlers(accept: (socket: AcceptedSocket) => void) {
+  const guarded =
+    <A extends unknown[]>(handler: (s: BunSocketWithData, ...args: A) => void) =>
+    (s: BunSocketWithData, ...args: A) => {
+      try {
+        handler(s, ...args);
+      } catch (error) {
+        failWorker(error);
+      }
+    };
   return {
-    open(s: BunSocketWithData) {
+    open: guarded((s) => {
       s.data = new BunClientSocket(s);
       accept(s.data);
-    },
-    data: (s: BunSocketWithData, chunk: Uint8Array) => s.data.onData(chunk),
-    drain: (s: BunSocketWithData) => s.data.onWritable(),
-    end: (s: BunSocketWithData) => s.data.onEnd(),
-    close: (s: BunSocketWithData) => s.data.onClose(),
-    error: (s: BunSocketWithData) => s.data.onClose(),
+    }),
+    data: guarded((s, chunk: Uint8Array) => s.data.onData(chunk)),
+    drain: guarded((s) => s.data.onWritable()),
+    end: guarded((s) => s.data.onEnd()),
+    close: guarded((s) => s.data?.onClose()),
+    error: guarded((s) => {
+      s.data?.onClose();
+      s.terminate();
+    }),
   };
+}
+
+/** Ends the worker with `error`, outside the runtime's callback (so nothing can swallow it). */
+function failWorker(error: unknown): void {
+  setTimeout(() => {
+    throw error;
+  }, 0);
 }
 
 type BunSocketWithData = ConstructorParameters<typeof BunClientSocket>[0] & { data: BunClientSocket };

@@ -251,8 +251,20 @@ export abstract class SetAnswer implements SetWaiter {
 
 const OP_SET_INDEX = OPS.indexOf("set");
 
+/**
+ * Settles every waiter, even if one throws (a bug: waiters must not): the others are still answered,
+ * then the first exception is thrown again.
+ */
 function settleAll(waiters: readonly SetWaiter[], failure: unknown): void {
-  for (const waiter of waiters) waiter.setDone(failure);
+  let thrown: { error: unknown } | undefined;
+  for (const waiter of waiters) {
+    try {
+      waiter.setDone(failure);
+    } catch (error) {
+      thrown ??= { error };
+    }
+  }
+  if (thrown !== undefined) throw thrown.error;
 }
 
 // ------------------------------------------------------------------------------------- auth
