@@ -78,21 +78,26 @@ export const bound_paths: string[] = [];
  * own failure (a reset): the socket goes.
  */
 function bunHandlers(accept: (socket: AcceptedSocket) => void) {
-  const guarded =
-    <A extends unknown[]>(handler: (s: BunSocketWithData, ...args: A) => void) =>
-    (s: BunSocketWithData, ...args: A) => {
-      try {
-        handler(s, ...args);
-      } catch (error) {
-        failWorker(error);
-      }
-    };
+  const guarded = (handler: (s: BunSocketWithData) => void) => (s: BunSocketWithData) => {
+    try {
+      handler(s);
+    } catch (error) {
+      failWorker(error);
+    }
+  };
   return {
     open: guarded((s) => {
       s.data = new BunClientSocket(s);
       accept(s.data);
     }),
-    data: guarded((s, chunk: Uint8Array) => s.data.onData(chunk)),
+    // Spelled out: runs for every chunk, so no wrapper with rest arguments (an array per call).
+    data(s: BunSocketWithData, chunk: Uint8Array) {
+      try {
+        s.data.onData(chunk);
+      } catch (error) {
+        failWorker(error);
+      }
+    },
     drain: guarded((s) => s.data.onWritable()),
     end: guarded((s) => s.data.onEnd()),
     close: guarded((s) => s.data?.onClose()),
