@@ -197,3 +197,44 @@ export function copyWords(
   }
   for (let i = 0; i < n; i++) dst8[d + i] = src8[s + i]!;
 }
+
+/**
+ * Copies `src[src_offset, +length_bytes)` (any byte array) to `dst8[dst_offset]`, storing four bytes
+ * at a time into `dst32`, a Uint32Array view of `dst8`'s bytes from its first (the arena, the WAL
+ * ring). No `set`, no `subarray`: for the 20-300-byte keys and values of writes, a JavaScriptCore
+ * native copy costs more in its call than in its bytes (100 bytes: 130-145 ns here, 160-250 ns by
+ * `set(subarray)`). From 4 KiB on the runtime copies.
+ *
+ * @example
+ * copyToWords(arena_bytes, arena_words, value_at, request, value_start, value_length);
+ */
+export function copyToWords(
+  dst8: Uint8Array,
+  dst32: Uint32Array,
+  dst_offset: number,
+  src: Uint8Array,
+  src_offset: number,
+  length_bytes: number,
+): void {
+  if (length_bytes >= NATIVE_COPY_MIN_BYTES) {
+    dst8.set(src.subarray(src_offset, src_offset + length_bytes), dst_offset);
+    return;
+  }
+  let d = dst_offset;
+  let s = src_offset;
+  let n = length_bytes;
+  if (n >= WORD_COPY_MIN_BYTES) {
+    while ((d & 3) !== 0) {
+      dst8[d++] = src[s++]!;
+      n--;
+    }
+    const dw = d >>> 2;
+    const words = Math.max(0, Math.min(n >>> 2, dst32.length - dw));
+    for (let k = 0; k < words; k++, s += 4) {
+      dst32[dw + k] = src[s]! | (src[s + 1]! << 8) | (src[s + 2]! << 16) | (src[s + 3]! << 24);
+    }
+    d += words * 4;
+    n -= words * 4;
+  }
+  for (let i = 0; i < n; i++) dst8[d + i] = src[s + i]!;
+}

@@ -32,7 +32,7 @@
  * table.get(key, h, visible_lsn); // → a copy of the value, undefined, or STALE
  */
 import { type Arena, bufferIndex, offsetBytes } from "./arena.ts";
-import { copyBytes } from "./bytes.ts";
+import { copyToWords } from "./bytes.ts";
 import { assert } from "./errors.ts";
 import { lock, unlock } from "./locks.ts";
 
@@ -330,12 +330,14 @@ export class Table {
   ): number {
     const ref = this.versionRecord(key_length, value_length, value === undefined, expiry_unix_ms, lsn);
     const bytes = this.u8[bufferIndex(ref)]!;
+    const words = this.u32[bufferIndex(ref)]!;
     const start = offsetBytes(ref) + RECORD_HEADER_BYTES;
     if (value === src && value_offset === key_offset + key_length) {
-      copyBytes(bytes, start, src, key_offset, key_length + value_length); // adjacent on disk: one copy
+      copyToWords(bytes, words, start, src, key_offset, key_length + value_length); // adjacent on disk: one copy
     } else {
-      copyBytes(bytes, start, src, key_offset, key_length);
-      if (value !== undefined) copyBytes(bytes, start + key_length, value, value_offset, value_length);
+      copyToWords(bytes, words, start, src, key_offset, key_length);
+      if (value !== undefined)
+        copyToWords(bytes, words, start + key_length, value, value_offset, value_length);
     }
     return ref;
   }

@@ -1,5 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import { copyOrView, copyWords, readU32, readU32BE, writeU32, writeU32BE } from "../../src/engine/bytes.ts";
+import {
+  copyOrView,
+  copyToWords,
+  copyWords,
+  readU32,
+  readU32BE,
+  writeU32,
+  writeU32BE,
+} from "../../src/engine/bytes.ts";
 
 describe("u32 byte orders", () => {
   test("big-endian is network order, little-endian the reverse, and both round-trip every bit", () => {
@@ -62,5 +70,32 @@ describe("copyWords", () => {
       }
     }
     expect(cases).toBe(3 * 2 * 8 * 8 * 11 * 2);
+  });
+});
+
+describe("copyToWords", () => {
+  test("any source offset, every destination alignment, lengths around the thresholds, at the destination's end", () => {
+    const src = new Uint8Array(9000).map((_, i) => (i * 13 + 5) & 255);
+    let cases = 0;
+    for (const dst_bytes of [4200, 4199]) {
+      for (let src_at = 0; src_at < 5; src_at++) {
+        for (let dst_align = 0; dst_align < 8; dst_align++) {
+          for (const n of [0, 1, 15, 31, 32, 33, 100, 101, 1000, 4095, 4096]) {
+            for (const at_end of [false, true]) {
+              const dst8 = new Uint8Array(dst_bytes).fill(0xee);
+              const dst32 = new Uint32Array(dst8.buffer, 0, dst_bytes >>> 2);
+              const d = at_end ? dst_bytes - n - (dst_align % 4) : dst_align;
+              copyToWords(dst8, dst32, d, src, src_at, n);
+              const expected = new Uint8Array(dst_bytes).fill(0xee);
+              expected.set(src.subarray(src_at, src_at + n), d);
+              if (Buffer.compare(dst8, expected) !== 0)
+                throw new Error(`src @${src_at} → dst ${dst_bytes}@${d}, ${n} bytes`);
+              cases++;
+            }
+          }
+        }
+      }
+    }
+    expect(cases).toBe(2 * 5 * 8 * 11 * 2);
   });
 });

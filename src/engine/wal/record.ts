@@ -13,7 +13,7 @@
  * encodeRecord(lsn, entries, bytes, 0);
  */
 
-import { MAX_LSN, MAX_U32, readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
+import { copyToWords, MAX_LSN, MAX_U32, readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert } from "../errors.ts";
 import {
@@ -102,7 +102,35 @@ function assertEntry(entry: WalEntry): void {
   assert(Number.isFinite(entry.expiry_unix_ms) && entry.expiry_unix_ms >= 0, "bad expiry_unix_ms");
 }
 
-function encodeEntry(entry: WalEntry, into: Uint8Array, offset: number): number {
+/**
+ * `into`'s bytes as 32-bit words from its first byte, for copyToWords; undefined if `into` does not
+ * start on a word boundary of its buffer. One cached view: the engine encodes into the same ring.
+ */
+function wordsOf(into: Uint8Array): Uint32Array | undefined {
+  if (into !== words_of) {
+    words_of = into;
+    words =
+      into.byteOffset % 4 === 0
+        ? new Uint32Array(into.buffer, into.byteOffset, into.length >>> 2)
+        : undefined;
+  }
+  return words;
+}
+let words_of: Uint8Array | undefined;
+let words: Uint32Array | undefined;
+
+/** `bytes` into `into[at]`: four bytes at a time when `into_words` exists (see copyToWords). */
+function put(into: Uint8Array, into_words: Uint32Array | undefined, at: number, bytes: Uint8Array): void {
+  if (into_words === undefined) into.set(bytes, at);
+  else copyToWords(into, into_words, at, bytes, 0, bytes.length);
+}
+
+function encodeEntry(
+  entry: WalEntry,
+  into: Uint8Array,
+  into_words: Uint32Array | undefined,
+  offset: number,
+): number {
   assertEntry(entry);
   const has_expiry = entry.expiry_unix_ms !== 0;
   const value_length = entry.value?.length ?? 0;
@@ -118,9 +146,9 @@ function encodeEntry(entry: WalEntry, into: Uint8Array, offset: number): number 
     into.set(f64_scratch_bytes, p);
     p += ENTRY_EXPIRY_SIZE_BYTES;
   }
-  into.set(entry.key, p);
+  put(into, into_words, p, entry.key);
   p += entry.key.length;
-  if (entry.value !== undefined) into.set(entry.value, p);
+  if (entry.value !== undefined) put(into, into_words, p, entry.value);
   return p + value_length - offset;
 }
 
@@ -153,7 +181,8 @@ export function encodeRecord(
   into[offset + 19] = 0;
   writeU32(into, offset + 20, entries.length);
   let p = offset + RECORD_HEADER_SIZE_BYTES;
-  for (const entry of entries) p += encodeEntry(entry, into, p);
+  const into_words = wordsOf(into);
+  for (const entry of entries) p += encodeEntry(entry, into, into_words, p);
   assert(p === offset + size_bytes, "encoded size mismatch");
   writeU32(into, offset + 4, crc32c(into, offset + RECORD_CRC_START_BYTES, p));
   return size_bytes;
