@@ -161,49 +161,15 @@ export function copyWords(
   src_offset: number,
   length_bytes: number,
 ): void {
-  if (length_bytes >= NATIVE_COPY_MIN_BYTES) {
-    dst8.set(src8.subarray(src_offset, src_offset + length_bytes), dst_offset);
-    return;
-  }
-  let d = dst_offset;
-  let s = src_offset;
-  let n = length_bytes;
-  if (n >= WORD_COPY_MIN_BYTES) {
-    while ((d & 3) !== 0) {
-      dst8[d++] = src8[s++]!;
-      n--;
-    }
-    const dw = d >>> 2;
-    let sw = s >>> 2;
-    const shift = (s & 3) * 8;
-    // Whole words only, inside both views (a shifted source reads one word ahead).
-    const words = Math.max(
-      0,
-      Math.min(n >>> 2, dst32.length - dw, src32.length - sw - (shift === 0 ? 0 : 1)),
-    );
-    if (shift === 0) {
-      for (let k = 0; k < words; k++) dst32[dw + k] = src32[sw + k]!;
-    } else {
-      let low = src32[sw]! >>> shift;
-      for (let k = 0; k < words; k++) {
-        const high = src32[++sw]!;
-        dst32[dw + k] = low | (high << (32 - shift));
-        low = high >>> shift;
-      }
-    }
-    d += words * 4;
-    s += words * 4;
-    n -= words * 4;
-  }
-  for (let i = 0; i < n; i++) dst8[d + i] = src8[s + i]!;
+  copyAligned(dst8, dst32, dst_offset, src8, src32, src_offset, length_bytes);
 }
 
 /**
- * Copies `src[src_offset, +length_bytes)` (any byte array) to `dst8[dst_offset]`, storing four bytes
- * at a time into `dst32`, a Uint32Array view of `dst8`'s bytes from its first (the arena, the WAL
- * ring). No `set`, no `subarray`: for the 20-300-byte keys and values of writes, a JavaScriptCore
- * native copy costs more in its call than in its bytes (100 bytes: 130-145 ns here, 160-250 ns by
- * `set(subarray)`). From 4 KiB on the runtime copies.
+ * Like {@link copyWords} from a source without a word view (any byte array: a request's bytes):
+ * each word is packed from four source bytes and stored into `dst32`, a word view of `dst8`'s bytes
+ * from its first (the arena, the WAL ring). For the 20-300-byte keys and values of writes a
+ * JavaScriptCore native copy costs more in its call than in its bytes (100 bytes: 130-145 ns here,
+ * 160-250 ns by `set(subarray)`).
  *
  * @example
  * copyToWords(arena_bytes, arena_words, value_at, request, value_start, value_length);
@@ -216,8 +182,21 @@ export function copyToWords(
   src_offset: number,
   length_bytes: number,
 ): void {
+  copyAligned(dst8, dst32, dst_offset, src, undefined, src_offset, length_bytes);
+}
+
+/** {@link copyWords} (`src32` given) and {@link copyToWords} (undefined): align, words, tail. */
+function copyAligned(
+  dst8: Uint8Array,
+  dst32: Uint32Array,
+  dst_offset: number,
+  src8: Uint8Array,
+  src32: Uint32Array | undefined,
+  src_offset: number,
+  length_bytes: number,
+): void {
   if (length_bytes >= NATIVE_COPY_MIN_BYTES) {
-    dst8.set(src.subarray(src_offset, src_offset + length_bytes), dst_offset);
+    dst8.set(src8.subarray(src_offset, src_offset + length_bytes), dst_offset);
     return;
   }
   let d = dst_offset;
@@ -225,16 +204,45 @@ export function copyToWords(
   let n = length_bytes;
   if (n >= WORD_COPY_MIN_BYTES) {
     while ((d & 3) !== 0) {
-      dst8[d++] = src[s++]!;
+      dst8[d++] = src8[s++]!;
       n--;
     }
-    const dw = d >>> 2;
-    const words = Math.max(0, Math.min(n >>> 2, dst32.length - dw));
-    for (let k = 0; k < words; k++, s += 4) {
-      dst32[dw + k] = src[s]! | (src[s + 1]! << 8) | (src[s + 2]! << 16) | (src[s + 3]! << 24);
-    }
+    const words =
+      src32 === undefined ? packWords(dst32, d >>> 2, src8, s, n) : shiftWords(dst32, d >>> 2, src32, s, n);
     d += words * 4;
+    s += words * 4;
     n -= words * 4;
   }
-  for (let i = 0; i < n; i++) dst8[d + i] = src[s + i]!;
+  for (let i = 0; i < n; i++) dst8[d + i] = src8[s + i]!;
+}
+
+/** Stores up to `n >>> 2` words packed from `src[s…]` at `dst32[dw…]`; returns how many. */
+function packWords(dst32: Uint32Array, dw: number, src: Uint8Array, s: number, n: number): number {
+  const words = Math.max(0, Math.min(n >>> 2, dst32.length - dw));
+  for (let k = 0, at = s; k < words; k++, at += 4) {
+    dst32[dw + k] = src[at]! | (src[at + 1]! << 8) | (src[at + 2]! << 16) | (src[at + 3]! << 24);
+  }
+  return words;
+}
+
+/**
+ * Stores up to `n >>> 2` words of the source bytes from `s` (read as words of `src32`, shifted when
+ * `s` is not word-aligned) at `dst32[dw…]`; returns how many. Whole words only, inside both views
+ * (a shifted source reads one word ahead).
+ */
+function shiftWords(dst32: Uint32Array, dw: number, src32: Uint32Array, s: number, n: number): number {
+  let sw = s >>> 2;
+  const shift = (s & 3) * 8;
+  const words = Math.max(0, Math.min(n >>> 2, dst32.length - dw, src32.length - sw - (shift === 0 ? 0 : 1)));
+  if (shift === 0) {
+    for (let k = 0; k < words; k++) dst32[dw + k] = src32[sw + k]!;
+    return words;
+  }
+  let low = src32[sw]! >>> shift;
+  for (let k = 0; k < words; k++) {
+    const high = src32[++sw]!;
+    dst32[dw + k] = low | (high << (32 - shift));
+    low = high >>> shift;
+  }
+  return words;
 }
