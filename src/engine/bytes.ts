@@ -136,6 +136,19 @@ export function copyOrView(src: Uint8Array, start: number, end: number): Uint8Ar
   return out;
 }
 
+/**
+ * `bytes` as 32-bit words from its first byte: the word view {@link copyWords} and
+ * {@link copyToWords} take. `bytes` must start on a word boundary of its buffer.
+ *
+ * @example
+ * const ring_words = wordView(ring); // ring_words[k] holds ring[4k, 4k + 4)
+ */
+export function wordView(bytes: Uint8Array): Uint32Array {
+  if (bytes.byteOffset % 4 !== 0)
+    throw new Error(`wordView: byte offset ${bytes.byteOffset} is not a multiple of 4`);
+  return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
+}
+
 /** Below this many bytes {@link copyWords} copies byte by byte (aligning costs more than it saves). */
 const WORD_COPY_MIN_BYTES = 32;
 /** From this many bytes on, {@link copyWords} leaves the copy to the runtime (`set` of a `subarray`). */
@@ -145,8 +158,8 @@ const NATIVE_COPY_MIN_BYTES = 4096;
  * Copies `src8[src_offset, +length_bytes)` to `dst8[dst_offset]` four bytes at a time: 2-3 times
  * faster than a byte loop for a 100-400-byte value in JavaScriptCore, and no `subarray` (80-100 ns).
  * The destination is aligned first; a source at another alignment is read as whole words and shifted
- * (little-endian). `src32` and `dst32` are Uint32Array views of the buffers of `src8` and `dst8`, all
- * four from byte 0; bytes a word view does not reach (a buffer's last 1-3) are copied one by one.
+ * (little-endian). `src32` and `dst32` are the word views ({@link wordView}) of `src8` and `dst8`;
+ * bytes a word view does not reach (an array's last 1-3) are copied one by one.
  * From 4 KiB on the runtime copies (`set`), faster there than any loop.
  *
  * @example
@@ -166,8 +179,8 @@ export function copyWords(
 
 /**
  * Like {@link copyWords} from a source without a word view (any byte array: a request's bytes):
- * each word is packed from four source bytes and stored into `dst32`, a word view of `dst8`'s bytes
- * from its first (the arena, the WAL ring). For the 20-300-byte keys and values of writes a
+ * each word is packed from four source bytes and stored into `dst32`, the word view of `dst8` (the
+ * arena, the WAL ring). For the 20-300-byte keys and values of writes a
  * JavaScriptCore native copy costs more in its call than in its bytes (100 bytes: 130-145 ns here,
  * 160-250 ns by `set(subarray)`).
  *

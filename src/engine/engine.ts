@@ -217,7 +217,8 @@ export class Engine {
     const hashes = entries.map((e) => hashKey(e.key));
     const per_shard = keysPerShard(hashes, this.table);
     const shards = [...per_shard.keys()].sort((a, b) => a - b);
-    const versions = this.newVersions(entries);
+    // Versions not linked yet: discarded if the write fails before linking them.
+    let versions = this.newVersions(entries);
     let lsn = 0;
     let epoch = 0;
     let existed = true;
@@ -242,12 +243,12 @@ export class Engine {
         lsn = this.wal.reserve(size_bytes);
         epoch = this.wal.reserved_epoch;
         try {
-          encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
+          encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn), this.wal.ring_words);
           const visible = this.wal.visibleLsn();
-          linked = versions.slice();
           finalize = versions.map((v, i) => this.table.link(v, hashes[i]!, lsn, visible));
         } finally {
-          versions.length = 0;
+          linked = versions;
+          versions = [];
           this.wal.complete(lsn);
         }
       }

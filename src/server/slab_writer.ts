@@ -14,7 +14,7 @@
  * socket.write(w.take());
  */
 import { Buffer } from "node:buffer";
-import { copyWords } from "../engine/bytes.ts";
+import { copyWords, wordView } from "../engine/bytes.ts";
 import type { ValueSink } from "../engine/table.ts";
 
 /** Up to this many bytes, {@link SlabWriter.copyIn} copies in a loop rather than `set(subarray)`. */
@@ -32,7 +32,7 @@ export class SlabWriter implements ValueSink {
   /** Where the next byte goes in `buffer`. */
   protected end = 0;
 
-  /** `buffer` as 32-bit words, for copyWords (the slab is a buffer of its own, from byte 0). */
+  /** `buffer` as 32-bit words, for copyWords. */
   protected words: Uint32Array;
 
   constructor(private readonly slab_bytes: number) {
@@ -40,7 +40,7 @@ export class SlabWriter implements ValueSink {
       throw new Error(`writer: slab_bytes ${slab_bytes} is not a positive integer`);
     }
     this.buffer = Buffer.allocUnsafeSlow(slab_bytes);
-    this.words = wordsOf(this.buffer);
+    this.words = wordView(this.buffer);
   }
 
   /**
@@ -128,14 +128,8 @@ export class SlabWriter implements ValueSink {
     const next = Buffer.allocUnsafeSlow(Math.max(this.slab_bytes, 2 * (pending + n)));
     next.set(this.buffer.subarray(this.start, this.end));
     this.buffer = next;
-    this.words = wordsOf(next);
+    this.words = wordView(next);
     this.start = 0;
     this.end = pending;
   }
-}
-
-/** The whole of `buffer` as 32-bit words; `buffer` must start at byte 0 of its ArrayBuffer. */
-function wordsOf(buffer: Uint8Array): Uint32Array {
-  if (buffer.byteOffset !== 0) throw new Error("writer: a slab must start at byte 0 of its buffer");
-  return new Uint32Array(buffer.buffer, 0, buffer.buffer.byteLength >>> 2);
 }

@@ -102,23 +102,6 @@ function assertEntry(entry: WalEntry): void {
   assert(Number.isFinite(entry.expiry_unix_ms) && entry.expiry_unix_ms >= 0, "bad expiry_unix_ms");
 }
 
-/**
- * `into`'s bytes as 32-bit words from its first byte, for copyToWords; undefined if `into` does not
- * start on a word boundary of its buffer. One cached view: the engine encodes into the same ring.
- */
-function wordsOf(into: Uint8Array): Uint32Array | undefined {
-  if (into !== words_of) {
-    words_of = into;
-    words =
-      into.byteOffset % 4 === 0
-        ? new Uint32Array(into.buffer, into.byteOffset, into.length >>> 2)
-        : undefined;
-  }
-  return words;
-}
-let words_of: Uint8Array | undefined;
-let words: Uint32Array | undefined;
-
 /** `bytes` into `into[at]`: four bytes at a time when `into_words` exists (see copyToWords). */
 function put(into: Uint8Array, into_words: Uint32Array | undefined, at: number, bytes: Uint8Array): void {
   if (into_words === undefined) into.set(bytes, at);
@@ -154,7 +137,8 @@ function encodeEntry(
 
 /**
  * Encodes one BATCH record with LSN `lsn` into `into[offset, offset + size)` and returns the size
- * (= {@link encodedRecordSize}); the caller sizes the buffer. Computes the CRC.
+ * (= {@link encodedRecordSize}); the caller sizes the buffer. Computes the CRC. With `into_words`,
+ * the word view of `into` (bytes.ts wordView), keys and values are copied four bytes at a time.
  *
  * @example
  * const written_bytes = encodeRecord(lsn, entries, buffer, buffer_used_bytes);
@@ -164,6 +148,7 @@ export function encodeRecord(
   entries: readonly WalEntry[],
   into: Uint8Array,
   offset: number,
+  into_words?: Uint32Array,
 ): number {
   assert(Number.isSafeInteger(lsn) && lsn >= 1 && lsn <= MAX_LSN, `bad lsn ${lsn}`);
   assert(entries.length >= 1 && entries.length <= MAX_U32, "a record holds 1 to 2^32-1 entries");
@@ -181,7 +166,6 @@ export function encodeRecord(
   into[offset + 19] = 0;
   writeU32(into, offset + 20, entries.length);
   let p = offset + RECORD_HEADER_SIZE_BYTES;
-  const into_words = wordsOf(into);
   for (const entry of entries) p += encodeEntry(entry, into, into_words, p);
   assert(p === offset + size_bytes, "encoded size mismatch");
   writeU32(into, offset + 4, crc32c(into, offset + RECORD_CRC_START_BYTES, p));
