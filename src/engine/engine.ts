@@ -20,8 +20,15 @@ import { type CheckpointStatus, EngineControl } from "./control.ts";
 import { InvalidError, TooLargeError } from "./errors.ts";
 import { hashKey } from "./hash.ts";
 import { STALE, Table, type TableShared, type ValueSink } from "./table.ts";
-import { OP_DEL, OP_SET } from "./wal/format.ts";
-import { encodedRecordSize, encodeRecord, type WalEntry } from "./wal/record.ts";
+import { OP_DEL } from "./wal/format.ts";
+import {
+  delEntry,
+  encodedRecordSize,
+  encodeRecord,
+  entryInBounds,
+  setEntry,
+  type WalEntry,
+} from "./wal/record.ts";
 import { Visibility } from "./wal/visibility.ts";
 import { WalBuffer, type WalBufferShared } from "./wal/wal_buffer.ts";
 
@@ -185,12 +192,12 @@ export class Engine {
    * `expiry_unix_ms` is reserved for TTL (0 = none).
    */
   async set(key: Uint8Array, value: Uint8Array, expiry_unix_ms = 0): Promise<number> {
-    return (await this.write([{ op: OP_SET, key, value, expiry_unix_ms }])).lsn;
+    return (await this.write([setEntry(key, value, expiry_unix_ms)])).lsn;
   }
 
   /** Deletes `key`; true if it held a value. */
   async del(key: Uint8Array): Promise<boolean> {
-    return (await this.write([{ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 }])).existed;
+    return (await this.write([delEntry(key)])).existed;
   }
 
   /**
@@ -199,9 +206,7 @@ export class Engine {
    */
   async mset(pairs: ReadonlyArray<readonly [Uint8Array, Uint8Array]>): Promise<number> {
     if (pairs.length === 0) throw new InvalidError("mset needs at least one key");
-    return await this.write(
-      pairs.map(([key, value]) => ({ op: OP_SET, key, value, expiry_unix_ms: 0 })),
-    ).then((r) => r.lsn);
+    return await this.write(pairs.map(([key, value]) => setEntry(key, value))).then((r) => r.lsn);
   }
 
   /**
@@ -214,7 +219,7 @@ export class Engine {
    */
   async write(entries: readonly WalEntry[]): Promise<WriteResult> {
     const size_bytes = this.checkBatch(entries);
-    const hashes = entries.map((e) => hashKey(e.key));
+    const hashes = entries.map((e) => hashKey(e.key, e.key_start, e.key_start + e.key_length));
     const per_shard = keysPerShard(hashes, this.table);
     const shards = [...per_shard.keys()].sort((a, b) => a - b);
     // Versions not linked yet: discarded if the write fails before linking them.
@@ -232,7 +237,7 @@ export class Engine {
       if (entries.length === 1 && entries[0]!.op === OP_DEL && removed === 0) {
         // A DEL of an absent key writes nothing; it reports the version it observed.
         existed = false;
-        const head = this.table.headRef(entries[0]!.key, hashes[0]!);
+        const head = this.headRef(entries[0]!, hashes[0]!);
         this.table.discardVersion(versions[0]!);
         versions.length = 0;
         lsn = head === 0 ? 0 : this.table.versionLsn(head);
@@ -261,7 +266,7 @@ export class Engine {
       await this.visibility.wait(lsn, epoch);
     }
     for (let i = 0; i < finalize.length; i++) {
-      if (finalize[i]! >= 0) this.finalize(entries[i]!.key, hashes[i]!, finalize[i]!, linked[i]!);
+      if (finalize[i]! >= 0) this.finalize(entries[i]!, hashes[i]!, finalize[i]!, linked[i]!);
     }
     return { lsn, existed, removed };
   }
@@ -271,10 +276,15 @@ export class Engine {
     let held = 0;
     for (let i = 0; i < entries.length; i++) {
       if (entries[i]!.op !== OP_DEL) continue;
-      const head = this.table.headRef(entries[i]!.key, hashes[i]!);
+      const head = this.headRef(entries[i]!, hashes[i]!);
       if (head !== 0 && !this.table.isTombstone(head)) held++;
     }
     return held;
+  }
+
+  /** The head version of `entry`'s key (the caller holds its shard's mutex). */
+  private headRef(entry: WalEntry, h: number): number {
+    return this.table.headRef(entry.key, entry.key_start, entry.key_length, h);
   }
 
   /** Simulation: settle writes whose LSN became visible. */
@@ -282,11 +292,11 @@ export class Engine {
     this.visibility.poll();
   }
 
-  private finalize(key: Uint8Array, h: number, slot: number, ref: number): void {
+  private finalize(entry: WalEntry, h: number, slot: number, ref: number): void {
     const shard = this.table.shardOf(h);
     this.table.lockShard(shard);
     try {
-      this.table.finalize(key, h, this.wal.visibleLsn(), slot, ref);
+      this.table.finalize(entry.key, entry.key_start, entry.key_length, h, this.wal.visibleLsn(), slot, ref);
     } finally {
       this.table.unlockShard(shard);
     }
@@ -297,9 +307,16 @@ export class Engine {
     const versions: number[] = [];
     try {
       for (const e of entries) {
-        const value_length = e.value?.length ?? 0;
         versions.push(
-          this.table.newVersion(e.key, 0, e.key.length, e.value, 0, value_length, e.expiry_unix_ms),
+          this.table.newVersion(
+            e.key,
+            e.key_start,
+            e.key_length,
+            e.value,
+            e.value_start,
+            e.value_length,
+            e.expiry_unix_ms,
+          ),
         );
       }
     } catch (error) {
@@ -313,8 +330,14 @@ export class Engine {
 
   private checkKey(key: Uint8Array): void {
     if (!(key instanceof Uint8Array)) throw new InvalidError("a key is a byte string");
-    if (key.length > this.config.max_key_bytes) {
-      throw new TooLargeError(`key of ${key.length} bytes is over the limit of ${this.config.max_key_bytes}`);
+    this.checkKeyLength(key.length);
+  }
+
+  private checkKeyLength(length_bytes: number): void {
+    if (length_bytes > this.config.max_key_bytes) {
+      throw new TooLargeError(
+        `key of ${length_bytes} bytes is over the limit of ${this.config.max_key_bytes}`,
+      );
     }
   }
 
@@ -322,12 +345,12 @@ export class Engine {
   private checkBatch(entries: readonly WalEntry[]): number {
     if (entries.length === 0) throw new InvalidError("a write needs at least one entry");
     for (const e of entries) {
-      this.checkKey(e.key);
-      if (e.op === OP_SET && !(e.value instanceof Uint8Array))
-        throw new InvalidError("a value is a byte string");
-      if ((e.value?.length ?? 0) > this.config.max_value_bytes) {
+      if (!entryInBounds(e))
+        throw new InvalidError("an entry is a SET of a byte string or a DEL, its ranges within their arrays");
+      this.checkKeyLength(e.key_length);
+      if (e.value_length > this.config.max_value_bytes) {
         throw new TooLargeError(
-          `value of ${e.value!.length} bytes is over the limit of ${this.config.max_value_bytes}`,
+          `value of ${e.value_length} bytes is over the limit of ${this.config.max_value_bytes}`,
         );
       }
       if (!Number.isFinite(e.expiry_unix_ms) || e.expiry_unix_ms < 0)

@@ -297,8 +297,8 @@ export class Table {
   // ---------------------------------------------------------------- writers (hold the shard mutex)
 
   /** The head version of a key (newest, visible or not), 0 if absent. Caller holds the shard mutex. */
-  headRef(key: Uint8Array, h: number): number {
-    return this.findHead(key, 0, key.length, h, this.shardOf(h) * SHARD_WORDS);
+  headRef(key: Uint8Array, key_offset: number, key_length: number, h: number): number {
+    return this.findHead(key, key_offset, key_length, h, this.shardOf(h) * SHARD_WORDS);
   }
 
   /** The version (LSN) of a record. */
@@ -473,11 +473,19 @@ export class Table {
    * mutex. `hint`, from {@link link}, saves the lookup while the slot still holds version `hint_ref`
    * (another writer may have moved it since: then the key is looked up).
    */
-  finalize(key: Uint8Array, h: number, visible_lsn: number, hint = -1, hint_ref = 0): void {
+  finalize(
+    key: Uint8Array,
+    key_offset: number,
+    key_length: number,
+    h: number,
+    visible_lsn: number,
+    hint = -1,
+    hint_ref = 0,
+  ): void {
     const base = this.shardOf(h) * SHARD_WORDS;
     const hinted =
       hint >= 0 && hint < 1 << this.meta[base + W_CAP_LOG2]! && this.slotRef(base, hint) === hint_ref;
-    const slot = hinted ? hint : this.findSlot(key, 0, key.length, h, base);
+    const slot = hinted ? hint : this.findSlot(key, key_offset, key_length, h, base);
     if (slot < 0) return;
     const head = this.slotRef(base, slot);
     const keep = this.visibleVersion(head, visible_lsn);

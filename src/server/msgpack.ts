@@ -135,7 +135,7 @@ export class MsgReader {
   }
 
   /** Consumes a str or bin whole; returns its payload's length (the payload ends at `pos`), or -1 (nothing consumed). */
-  private payload(): number {
+  payload(): number {
     const start = this.pos;
     const length = this.stringOrBinLength();
     if (length < 0) return -1;

@@ -11,8 +11,8 @@
  * new Connection(socket, new MsgpackProtocol(ctx), ctx, onClose);
  */
 
-import { copyOrView, readU32BE } from "../engine/bytes.ts";
-import type { WalEntry } from "../engine/wal/record.ts";
+import { readU32BE } from "../engine/bytes.ts";
+import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
@@ -23,7 +23,9 @@ import {
   CODE_OK,
   CODE_TOO_LARGE,
   CODE_UNAVAILABLE,
+  checkEntry,
   checkKey,
+  checkKeySize,
   classify,
   deleteKeys,
   newSession,
@@ -33,7 +35,6 @@ import {
   recordOp,
   type Session,
   SetAnswer,
-  setEntry,
   type WorkerContext,
   writeAll,
 } from "./ops.ts";
@@ -247,10 +248,24 @@ function execute(
 /** `set`'s arguments `key, value[, options]` as a validated SET entry (coalesced: see SetCoalescer). */
 function setRequest(ctx: WorkerContext, r: MsgReader, argc: number): WalEntry {
   arity("set", argc, 2, 3);
-  const k = key(ctx, r);
-  const v = value(r);
+  const entry = setPair(ctx, r);
   if (argc === 3) options(r);
-  return setEntry(ctx, k, v);
+  return entry;
+}
+
+/**
+ * A key and a value as a SET entry whose ranges are the request's bytes (no view, no copy), the key's
+ * limit checked before the value is read.
+ */
+function setPair(ctx: WorkerContext, r: MsgReader): WalEntry {
+  const key_length = r.payload();
+  if (key_length < 0) throw new RequestError(CODE_BAD_REQUEST, "a key must be a msgpack str or bin");
+  checkKeySize(ctx, key_length);
+  const key_start = r.pos - key_length;
+  const value_start = r.pos;
+  if (!r.skip()) throw new RequestError(CODE_BAD_REQUEST, "a value must be one well-formed msgpack value");
+  const entry = setEntryIn(r.bytes, key_start, key_length, r.bytes, value_start, r.pos - value_start, 0);
+  return checkEntry(ctx, entry);
 }
 
 /** A coalesced `set`'s answer: `[id, 0, true]` once visible, else `[id, code, message]`. */
@@ -402,13 +417,6 @@ function keyBytes(bytes: Uint8Array | undefined): Uint8Array {
   return bytes;
 }
 
-/** A value: exactly one msgpack value, kept as its encoded bytes (a copy if short, else a view). */
-function value(r: MsgReader): Uint8Array {
-  const start = r.pos;
-  if (!r.skip()) throw new RequestError(CODE_BAD_REQUEST, "a value must be one well-formed msgpack value");
-  return copyOrView(r.bytes, start, r.pos);
-}
-
 /** `set` options: reserved for conditional and expiring writes; only an empty map (or nil) for now. */
 function options(r: MsgReader): void {
   if (r.nil()) return;
@@ -424,7 +432,7 @@ function pairs(ctx: WorkerContext, r: MsgReader): WalEntry[] {
       "mset takes an array [k1, v1, k2, v2, …] with at least one pair",
     );
   const entries: WalEntry[] = [];
-  for (let i = 0; i < n; i += 2) entries.push(setEntry(ctx, key(ctx, r), value(r)));
+  for (let i = 0; i < n; i += 2) entries.push(setPair(ctx, r));
   return entries;
 }
 

@@ -5,20 +5,21 @@
  * call these, and encode the outcome their own way; the semantics (what is checked, in which order,
  * what changes) are defined once, here.
  *
- * Keys and values passed to the write ops may be views of a connection's input: input bytes are never
- * overwritten once read (see connection.ts), so a view stays valid until the write resolves.
+ * Keys and values passed to the write ops may be ranges (or views) of a connection's input: input
+ * bytes are never overwritten once read (see connection.ts), so they stay valid until the write
+ * resolves.
  *
  * @example
  * const key = checkKey(ctx, key_bytes);          // RequestError(CODE_TOO_LARGE) over the limit
  * const value = ctx.engine.get(key);             // reads: the engine directly
  * await deleteKeys(ctx, [k1, k2]);               // → how many held a value; one WAL record
- * setValue(ctx, key, value, waiter);             // coalesced: waiter.setDone(failure) once visible
+ * setValue(ctx, setEntry(key, value), waiter);  // coalesced: waiter.setDone(failure) once visible
  */
 
 import type { Engine } from "../engine/engine.ts";
 import { InvalidError, TooLargeError, WalkvError } from "../engine/errors.ts";
-import { OP_DEL, OP_SET, RECORD_HEADER_SIZE_BYTES } from "../engine/wal/format.ts";
-import { entrySizeBytes, type WalEntry } from "../engine/wal/record.ts";
+import { OP_SET, RECORD_HEADER_SIZE_BYTES } from "../engine/wal/format.ts";
+import { delEntry, entrySizeBytes, type WalEntry } from "../engine/wal/record.ts";
 import type { ServerConfig } from "./config.ts";
 import type { Responder } from "./connection.ts";
 import { type Metrics, OPS, type OpName } from "./metrics.ts";
@@ -95,12 +96,6 @@ export function checkKeySize(ctx: WorkerContext, size_bytes: number): void {
   checkSize("key", size_bytes, ctx.config.engine.max_key_bytes);
 }
 
-/** `value` (stored bytes) if it is within `--max-value-bytes`; else RequestError(CODE_TOO_LARGE). */
-function checkValue(ctx: WorkerContext, value: Uint8Array): Uint8Array {
-  checkValueSize(ctx, value.length);
-  return value;
-}
-
 /** Throws RequestError(CODE_TOO_LARGE) if a value stored as `size_bytes` is over `--max-value-bytes`. */
 export function checkValueSize(ctx: WorkerContext, size_bytes: number): void {
   checkSize("value", size_bytes, ctx.config.engine.max_value_bytes);
@@ -117,17 +112,19 @@ function checkSize(what: string, size_bytes: number, limit_bytes: number): void 
 
 // ------------------------------------------------------------------------------------- writes
 
-/** A SET entry of a batch, its key and value checked. */
-export function setEntry(ctx: WorkerContext, key: Uint8Array, value: Uint8Array): WalEntry {
-  return { op: OP_SET, key: checkKey(ctx, key), value: checkValue(ctx, value), expiry_unix_ms: 0 };
+/** `entry` if its key and value are within `--max-key-bytes` and `--max-value-bytes` (the key first). */
+export function checkEntry(ctx: WorkerContext, entry: WalEntry): WalEntry {
+  checkKeySize(ctx, entry.key_length);
+  checkValueSize(ctx, entry.value_length);
+  return entry;
 }
 
 /**
  * Sets one key through the worker's {@link SetCoalescer}: `waiter.setDone` is called once the SET is
  * visible (durable with fsync `always`), or with the failure.
  */
-export function setValue(ctx: WorkerContext, key: Uint8Array, value: Uint8Array, waiter: SetWaiter): void {
-  ctx.sets.add(setEntry(ctx, key, value), waiter);
+export function setValue(ctx: WorkerContext, entry: WalEntry, waiter: SetWaiter): void {
+  ctx.sets.add(checkEntry(ctx, entry), waiter);
 }
 
 /** Applies `entries` as one WAL record: all or nothing, visible at once. */
@@ -144,7 +141,7 @@ export function writeAll(ctx: WorkerContext, entries: readonly WalEntry[]): Prom
 export async function deleteKeys(ctx: WorkerContext, keys: readonly Uint8Array[]): Promise<number> {
   for (const key of keys) checkKey(ctx, key);
   ctx.sets.flush();
-  const entries = keys.map((key): WalEntry => ({ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 }));
+  const entries = keys.map((key) => delEntry(key));
   return (await ctx.engine.write(entries)).removed;
 }
 
@@ -173,7 +170,7 @@ export interface SetWaiter {
  *
  * @example
  * const sets = new SetCoalescer(engine);
- * sets.add({ op: OP_SET, key, value, expiry_unix_ms: 0 }, { setDone: (failure) => reply(failure) });
+ * sets.add(setEntry(key, value), { setDone: (failure) => reply(failure) });
  */
 export class SetCoalescer {
   private entries: WalEntry[] = [];
@@ -230,7 +227,7 @@ export class SetCoalescer {
  *
  * @example
  * class OkWhenDone extends SetAnswer { protected response(failure: unknown) { return failure ? ERR : OK; } }
- * setValue(ctx, key, value, new OkWhenDone(ctx, responder, slot, started_ms));
+ * setValue(ctx, entry, new OkWhenDone(ctx, responder, slot, started_ms));
  */
 export abstract class SetAnswer implements SetWaiter {
   constructor(

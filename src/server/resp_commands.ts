@@ -13,6 +13,7 @@
  * command.run(session, request, out);
  */
 import { VERSION } from "../cli/version.ts";
+import type { WalEntry } from "../engine/wal/record.ts";
 import {
   authenticate,
   checkKey,
@@ -22,7 +23,6 @@ import {
   opIndex,
   type Session,
   type SetWaiter,
-  setEntry,
   setValue,
   type WorkerContext,
   writeAll,
@@ -83,20 +83,18 @@ function set(s: RespSession, request: RespRequest): typeof ANSWERED_LATER {
   if (request.count > 2) {
     throw new RespError("ERR SET options (EX, PX, EXAT, PXAT, NX, XX, KEEPTTL, GET) are not supported yet");
   }
-  setValue(s.ctx, keyArgument(s.ctx, request, 0), storedValue(s.ctx, request, 1), s.okWhenDone());
+  setValue(s.ctx, setArguments(s.ctx, request, 0), s.okWhenDone());
   return ANSWERED_LATER;
 }
 
-/** Argument `i` as a key (a copy if short, else a view), its limit checked before the value's. */
-function keyArgument(ctx: WorkerContext, request: RespRequest, i: number): Uint8Array {
+/**
+ * Arguments `i` (the key) and `i + 1` (the value) as a SET entry, the limits checked (key first)
+ * before anything is copied.
+ */
+function setArguments(ctx: WorkerContext, request: RespRequest, i: number): WalEntry {
   checkKeySize(ctx, request.length(i));
-  return request.copy(i);
-}
-
-/** Argument `i` in its stored form (a msgpack bin), the limit checked before anything is copied. */
-function storedValue(ctx: WorkerContext, request: RespRequest, i: number): Uint8Array {
-  checkValueSize(ctx, binSize(request.length(i)));
-  return request.binValue(i);
+  checkValueSize(ctx, binSize(request.length(i + 1)));
+  return request.setEntry(i, i + 1);
 }
 
 function del(s: RespSession, request: RespRequest): Promise<number> {
@@ -140,7 +138,7 @@ function mset(s: RespSession, request: RespRequest): Promise<unknown> {
   if (request.count % 2 !== 0) throw new RespError("ERR wrong number of arguments for 'mset' command");
   const entries = [];
   for (let i = 0; i < request.count; i += 2) {
-    entries.push(setEntry(s.ctx, keyArgument(s.ctx, request, i), storedValue(s.ctx, request, i + 1)));
+    entries.push(setArguments(s.ctx, request, i));
   }
   return writeAll(s.ctx, entries);
 }

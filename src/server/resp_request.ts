@@ -1,17 +1,19 @@
 /**
  * One RESP request: its command and where its arguments lie in the connection's input. Arguments are
  * offsets, not views: making a typed-array view costs ≈ 0.3–1 µs in JavaScriptCore (more than the
- * rest of a GET), so a command takes exactly the form it needs — a copy to keep (writes), a reused
- * scratch key for a synchronous read, a view or a string on rare paths. Input bytes are never
+ * rest of a GET; the first view of a socket's buffer ≈ 1–1.5 µs), so a command takes exactly the form
+ * it needs — byte ranges for a write, a reused scratch key for a synchronous read, a view or a
+ * string on rare paths. Input bytes are never
  * overwritten (connection.ts), so the offsets stay valid while the request waits.
  *
  * @example
  * const request = new RespRequest().load(command, bytes, reader, performance.now());
  * request.count;              // arguments after the name
  * engine.get(scratchKey(request, 0));
+ * ctx.sets.add(request.setEntry(0, 1), waiter); // SET key value: ranges of the input
  * waiting.push(request.clone()); // to keep it past the next load
  */
-import { copyOrView } from "../engine/bytes.ts";
+import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
 import { writeBinHeader } from "./msgpack.ts";
 import type { RespCommand } from "./resp_commands.ts";
 import { KEEP_ARGUMENT_SLOTS, type RespReader } from "./resp_reader.ts";
@@ -74,25 +76,25 @@ export class RespRequest {
     return this.offsets[2 * i + 2]!;
   }
 
-  /** Argument `i` for what outlives the call (keys of writes): a copy if short, else a view. */
-  copy(i: number): Uint8Array {
-    return copyOrView(this.bytes, this.offsets[2 * i + 2]!, this.offsets[2 * i + 3]!);
-  }
-
   /**
-   * Argument `i` in its stored form, a msgpack bin, copied only if it must be: the bin header is
-   * written over the end of the argument's own `$<length>\r\n` line, which is never read again, and
-   * a view of header + payload is returned. An inline command has no room before its arguments:
-   * there, a copy.
+   * A SET of argument `key_i` to argument `value_i` in its stored form, a msgpack bin: both are ranges
+   * of the input, not views or copies (a first view of a socket's buffer costs ≈ 1 µs). The bin header
+   * is written over the end of the value's own `$<length>\r\n` line, which is never read again. An
+   * inline command has no room before its arguments: there, the value is a copy.
    */
-  binValue(i: number): Uint8Array {
-    const start = this.offsets[2 * i + 2]!;
-    const n = this.offsets[2 * i + 3]! - start;
+  setEntry(key_i: number, value_i: number): WalEntry {
+    const key_start = this.offsets[2 * key_i + 2]!;
+    const key_length = this.offsets[2 * key_i + 3]! - key_start;
+    const start = this.offsets[2 * value_i + 2]!;
+    const n = this.offsets[2 * value_i + 3]! - start;
     const header = binSize(n) - n;
-    const previous_end = this.offsets[2 * i + 1]! + 2; // keep the previous argument's CRLF
-    if (start - previous_end < header) return binValue(this.bytes, start, n);
+    const previous_end = this.offsets[2 * value_i + 1]! + 2; // keep the previous argument's CRLF
+    if (start - previous_end < header) {
+      const copy = binValue(this.bytes, start, n);
+      return setEntryIn(this.bytes, key_start, key_length, copy, 0, copy.length, 0);
+    }
     writeBinHeader(this.bytes, start - header, n);
-    return this.bytes.subarray(start - header, start + n);
+    return setEntryIn(this.bytes, key_start, key_length, this.bytes, start - header, header + n, 0);
   }
 
   /** A view of argument `i` (rare paths: multi-key commands, echoes). */

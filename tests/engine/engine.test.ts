@@ -8,8 +8,7 @@ import { InvalidError, TooLargeError, UnavailableError } from "../../src/engine/
 import { openEngine } from "../../src/engine/host.ts";
 import { prng } from "../../src/engine/io/prng.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
-import { OP_DEL, OP_SET } from "../../src/engine/wal/format.ts";
-import { encodedRecordSize } from "../../src/engine/wal/record.ts";
+import { delEntry, encodedRecordSize, setEntry } from "../../src/engine/wal/record.ts";
 import { SMALL_LIMITS as LIMITS, openSim, SEED, settle, text, utf8 } from "./sim_host.ts";
 
 /** An inline engine on a SimDisk; `log` collects its log lines. */
@@ -81,7 +80,7 @@ describe("limits", () => {
       [utf8("batch--1"), new Uint8Array(LIMITS.max_value_bytes)],
       [utf8("batch--2"), new Uint8Array(v2_length)],
     ];
-    const entries = pairs.map(([k, v]) => ({ op: OP_SET, key: k, value: v, expiry_unix_ms: 0 }) as const);
+    const entries = pairs.map(([k, v]) => setEntry(k, v));
     expect(encodedRecordSize(entries)).toBe(LIMITS.max_batch_bytes);
     await settle(host, engine.mset(pairs));
     expect(engine.get(utf8("batch--2"))!.length).toBe(v2_length);
@@ -125,7 +124,7 @@ describe("writes", () => {
   test("write() reports existed for a single DEL and the LSN of each write", async () => {
     const { host, engine } = await openSim();
     const l1 = await settle(host, engine.set(utf8("k"), utf8("v")));
-    const del = engine.write([{ op: OP_DEL, key: utf8("k"), value: undefined, expiry_unix_ms: 0 }]);
+    const del = engine.write([delEntry(utf8("k"))]);
     host.step();
     expect(await del).toEqual({ lsn: l1 + 1, existed: true, removed: 1 });
   });
@@ -134,8 +133,7 @@ describe("writes", () => {
     const { host, engine } = await openSim();
     await settle(host, engine.set(utf8("a"), utf8("1")));
     await settle(host, engine.set(utf8("b"), utf8("2")));
-    const del = (key: string) =>
-      ({ op: OP_DEL, key: utf8(key), value: undefined, expiry_unix_ms: 0 }) as const;
+    const del = (key: string) => delEntry(utf8(key));
     const first = engine.write([del("a"), del("absent"), del("b")]);
     host.step();
     expect((await first).removed).toBe(2);
@@ -263,9 +261,7 @@ describe("writes", () => {
     expect(full.lsn).toEqual({ visible: 5, durable: 5, written: 5, next: 6 });
     expect(full.wal.fsyncs).toBe(1);
     expect(full.wal.last_group_records).toBe(5);
-    const record_bytes = encodedRecordSize([
-      { op: OP_SET, key: utf8("k0"), value: utf8("value"), expiry_unix_ms: 0 },
-    ]);
+    const record_bytes = encodedRecordSize([setEntry(utf8("k0"), utf8("value"))]);
     expect(full.wal.bytes_written).toBe(5 * record_bytes);
     expect(disk.stats.bytes_written).toBe(32 + 5 * record_bytes); // segment header + records
     expect(full.memory.arena_live_bytes).toBeGreaterThan(empty.memory.arena_live_bytes);

@@ -23,8 +23,7 @@ import type { Engine } from "../../src/engine/engine.ts";
 import { hashKey } from "../../src/engine/hash.ts";
 import { openEngine } from "../../src/engine/host.ts";
 import { prng, randomInt } from "../../src/engine/io/prng.ts";
-import { OP_DEL } from "../../src/engine/wal/format.ts";
-import type { WalEntry } from "../../src/engine/wal/record.ts";
+import { delEntry } from "../../src/engine/wal/record.ts";
 
 const KEY_COUNT = 16;
 const WRITERS = 6;
@@ -90,7 +89,7 @@ function dump(engine: Engine): void {
     const h = hashKey(key_bytes);
     const shard = engine.table.shardOf(h);
     engine.table.lockShard(shard);
-    const head = engine.table.headRef(key_bytes, h);
+    const head = engine.table.headRef(key_bytes, 0, key_bytes.length, h);
     const present = head !== 0 && !engine.table.isTombstone(head);
     const lsn = present ? engine.table.versionLsn(head) : 0;
     engine.table.unlockShard(shard);
@@ -116,8 +115,7 @@ async function writer(engine: Engine, rng: () => number, next_id: () => string):
       } else if (roll < 0.7) {
         const key = pickKey(rng);
         emit(`S ${id} del ${key}`);
-        const entry: WalEntry = { op: OP_DEL, key: keyOf(key), value: undefined, expiry_unix_ms: 0 };
-        const result = await engine.write([entry]);
+        const result = await engine.write([delEntry(keyOf(key))]);
         emit(`A ${id} ${result.lsn} ${result.existed ? 1 : 0}`);
       } else {
         const keys = new Set<number>();

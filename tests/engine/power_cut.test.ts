@@ -16,8 +16,8 @@ import { type EngineConfig, engineConfig } from "../../src/engine/config.ts";
 import { type InlineHost, openEngine } from "../../src/engine/host.ts";
 import { prng } from "../../src/engine/io/prng.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
-import { OP_DEL, OP_SET } from "../../src/engine/wal/format.ts";
-import type { WalEntry } from "../../src/engine/wal/record.ts";
+import { OP_DEL } from "../../src/engine/wal/format.ts";
+import { delEntry, setEntry, type WalEntry } from "../../src/engine/wal/record.ts";
 import type { FsyncMode } from "../../src/engine/wal/wal_writer.ts";
 
 const RUNS = Number(process.env.WALKV_POWER_CUT_RUNS ?? 300);
@@ -93,11 +93,11 @@ class Run {
     const entries: WalEntry[] = [];
     for (let i = 0; i < count; i++) {
       const key = text.encode(`key-${this.int(KEYS)}`);
-      if (kind >= 4 && kind < 6) entries.push({ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 });
+      if (kind >= 4 && kind < 6) entries.push(delEntry(key));
       else {
         const filler = "x".repeat(this.int(10) === 0 ? 2500 : this.int(40));
         const value = text.encode(`${this.seed}/${++this.sequence}/${filler}`);
-        entries.push({ op: OP_SET, key, value, expiry_unix_ms: 0 });
+        entries.push(setEntry(key, value));
       }
     }
     return entries;

@@ -12,8 +12,7 @@ import { isMainThread } from "node:worker_threads";
 import { crc32c } from "../../src/engine/crc32c.ts";
 import { Engine, type EngineShared } from "../../src/engine/engine.ts";
 import { prng, randomInt } from "../../src/engine/io/prng.ts";
-import { OP_DEL } from "../../src/engine/wal/format.ts";
-import type { WalEntry } from "../../src/engine/wal/record.ts";
+import { delEntry } from "../../src/engine/wal/record.ts";
 
 /** Log record kinds. Layout: kind, then the fields listed. */
 export const LOG = {
@@ -227,8 +226,9 @@ function startWrite(s: WorkerState, roll: number): Promise<void> {
   }
   if (roll < 0.82) {
     const key = randomInt(s.rng, s.job.key_count);
-    const entry: WalEntry = { op: OP_DEL, key: s.keys[key]!, value: undefined, expiry_unix_ms: 0 };
-    return s.engine.write([entry]).then((r) => done(r.existed ? LOG.del : LOG.del_absent, r.lsn, [key]));
+    return s.engine
+      .write([delEntry(s.keys[key]!)])
+      .then((r) => done(r.existed ? LOG.del : LOG.del_absent, r.lsn, [key]));
   }
   const key_indexes = pickKeys(s);
   const pairs = key_indexes.map((key): [Uint8Array, Uint8Array] => [

@@ -40,7 +40,7 @@ class Harness {
   /** Makes everything linked so far visible and finalizes `keys`. */
   publish(...keys: Uint8Array[]): void {
     this.visible = this.lsn;
-    for (const key of keys) this.locked(key, (h) => this.table.finalize(key, h, this.visible));
+    for (const key of keys) this.locked(key, (h) => this.table.finalize(key, 0, key.length, h, this.visible));
   }
 
   /** A write made visible at once (the common path). */
@@ -207,7 +207,7 @@ describe("version chains", () => {
       t.visible = t.lsn;
       const live_before = t.arena.stats().live_bytes;
       t.table.lockShard(shard);
-      t.table.finalize(key, h, t.visible, hint, version);
+      t.table.finalize(key, 0, key.length, h, t.visible, hint, version);
       t.table.unlockShard(shard);
       freed_bytes.push(live_before - t.arena.stats().live_bytes);
       expect(text(t.get(key))).toBe("b".repeat(100));

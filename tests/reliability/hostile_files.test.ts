@@ -31,7 +31,8 @@ import { prng } from "../../src/engine/io/prng.ts";
 import { RealIo } from "../../src/engine/io/real_io.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
 import { verifyDataDir } from "../../src/engine/verify.ts";
-import { OP_DEL, OP_SET, parseSegmentName, segmentName } from "../../src/engine/wal/format.ts";
+import { parseSegmentName, segmentName } from "../../src/engine/wal/format.ts";
+import { delEntry, setEntry } from "../../src/engine/wal/record.ts";
 import { readWholeFile } from "../engine/sim_host.ts";
 import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
 import { testSeed } from "../server/raw_client.ts";
@@ -110,12 +111,7 @@ async function buildHealthy(): Promise<Healthy> {
     const key = `k${Math.floor(random() * KEYS)}`;
     const value = i % 7 === 6 ? null : utf8.encode(`v${i}:${"x".repeat(600 + (i % 100))}`);
     const write = host.engine.write([
-      {
-        op: value === null ? OP_DEL : OP_SET,
-        key: utf8.encode(key),
-        value: value ?? undefined,
-        expiry_unix_ms: 0,
-      },
+      value === null ? delEntry(utf8.encode(key)) : setEntry(utf8.encode(key), value),
     ]);
     while (host.step()) {}
     const { lsn, existed } = await write;

@@ -5,8 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { Engine, WriteResult } from "../../src/engine/engine.ts";
-import { OP_SET } from "../../src/engine/wal/format.ts";
-import type { WalEntry } from "../../src/engine/wal/record.ts";
+import { setEntry, type WalEntry } from "../../src/engine/wal/record.ts";
 import { SetCoalescer, type SetWaiter } from "../../src/server/ops.ts";
 
 /** An engine whose writes settle when the test says. */
@@ -34,12 +33,7 @@ function setup() {
   };
   const heard: Array<[number, unknown]> = [];
   const waiter = (n: number): SetWaiter => ({ setDone: (failure) => heard.push([n, failure]) });
-  const entry = (key: string): WalEntry => ({
-    op: OP_SET,
-    key: new TextEncoder().encode(key),
-    value: new Uint8Array([0xc0]),
-    expiry_unix_ms: 0,
-  });
+  const entry = (key: string): WalEntry => setEntry(new TextEncoder().encode(key), new Uint8Array([0xc0]));
   return { engine, sets, endTurn, heard, waiter, entry, pending: () => scheduled.length };
 }
 

@@ -10,8 +10,10 @@ import {
   recordCrcMatches,
   recordDefect,
   recordLengthBytes,
+  setEntryIn,
   visitRecordEntries,
   type WalEntry,
+  type WalOp,
 } from "../../../src/engine/wal/record.ts";
 
 const SEED = Number(process.env.WALKV_SEED ?? 20240601);
@@ -23,6 +25,21 @@ function encode(lsn: number, entries: WalEntry[]): Uint8Array {
   return bytes;
 }
 
+/** An entry of whole arrays, any op and expiry (also malformed ones, for the encoder's asserts). */
+function entry(op: WalOp, key: Uint8Array, value: Uint8Array | undefined, expiry_unix_ms = 0): WalEntry {
+  const value_length = value?.length ?? 0;
+  return {
+    op,
+    key,
+    key_start: 0,
+    key_length: key.length,
+    value,
+    value_start: 0,
+    value_length,
+    expiry_unix_ms,
+  };
+}
+
 /** Entries as decoded by the visitor, copied out for comparison. */
 function decode(bytes: Uint8Array, offset: number): WalEntry[] {
   const out: WalEntry[] = [];
@@ -30,12 +47,9 @@ function decode(bytes: Uint8Array, offset: number): WalEntry[] {
     bytes,
     offset,
     (op, key_offset, key_length, value_offset, value_length, expiry_unix_ms) => {
-      out.push({
-        op,
-        key: bytes.slice(key_offset, key_offset + key_length),
-        value: op === OP_SET ? bytes.slice(value_offset, value_offset + value_length) : undefined,
-        expiry_unix_ms,
-      });
+      const key = bytes.slice(key_offset, key_offset + key_length);
+      const value = op === OP_SET ? bytes.slice(value_offset, value_offset + value_length) : undefined;
+      out.push(entry(op as WalOp, key, value, expiry_unix_ms));
     },
   );
   return out;
@@ -52,12 +66,10 @@ function randomEntries(rng: () => number): WalEntry[] {
   const count = 1 + randomInt(rng, 5);
   for (let i = 0; i < count; i++) {
     const is_set = rng() < 0.7;
-    entries.push({
-      op: is_set ? OP_SET : OP_DEL,
-      key: randomBytes(rng, 40),
-      value: is_set ? randomBytes(rng, 200) : undefined,
-      expiry_unix_ms: rng() < 0.3 ? 1_700_000_000_000 + randomInt(rng, 1_000_000_000) + rng() : 0,
-    });
+    const key = randomBytes(rng, 40);
+    const value = is_set ? randomBytes(rng, 200) : undefined;
+    const expiry_unix_ms = rng() < 0.3 ? 1_700_000_000_000 + randomInt(rng, 1_000_000_000) + rng() : 0;
+    entries.push(entry(is_set ? OP_SET : OP_DEL, key, value, expiry_unix_ms));
   }
   return entries;
 }
@@ -65,8 +77,8 @@ function randomEntries(rng: () => number): WalEntry[] {
 describe("record layout", () => {
   // SET "ab"="xyz", DEL "k" with expiry 2^40 ms, at LSN 2^32 + 2 (exercises the high u32 half).
   const entries: WalEntry[] = [
-    { op: OP_SET, key: ascii("ab"), value: ascii("xyz"), expiry_unix_ms: 0 },
-    { op: OP_DEL, key: ascii("k"), value: undefined, expiry_unix_ms: 2 ** 40 },
+    entry(OP_SET, ascii("ab"), ascii("xyz"), 0),
+    entry(OP_DEL, ascii("k"), undefined, 2 ** 40),
   ];
   const expected = new Uint8Array([
     // header: payload_length 38 = (12 + 2 + 3) + (12 + 8 + 1), crc (filled below), lsn, type, flags, reserved, count
@@ -98,6 +110,16 @@ describe("record layout", () => {
     expect(recordCrcMatches(expected, 0)).toBe(true);
     expect(recordDefect(expected, 0, decodeRecordHeader(expected, 0))).toBeUndefined();
     expect(decode(expected, 0)).toEqual(entries);
+  });
+
+  test("encodes keys and values given as ranges of larger arrays like whole arrays", () => {
+    // "ab" and "xyz" inside one request-like buffer, as a server hands them over (no views).
+    const input = ascii("*3 SET ab $3 xyz!");
+    const ranged = [setEntryIn(input, 7, 2, input, 13, 3, 0), entries[1]!];
+    expect(encode(2 ** 32 + 2, ranged)).toEqual(expected);
+    const out_of_bounds = [setEntryIn(input, 7, 2, input, 15, 3, 0)];
+    expect(() => encode(1, out_of_bounds)).toThrow(/invariant/);
+    expect(() => encode(1, [setEntryIn(input, -1, 2, input, 13, 3, 0)])).toThrow(/invariant/);
   });
 
   test("encodes at an offset into a reused dirty buffer", () => {
@@ -141,20 +163,18 @@ describe("record round trip", () => {
   test("encoder asserts on malformed entries and an undersized buffer", () => {
     const key = ascii("k");
     expect(() => encode(1, [])).toThrow(/invariant/);
-    expect(() => encode(1, [{ op: OP_SET, key, value: undefined, expiry_unix_ms: 0 }])).toThrow(/invariant/);
-    expect(() => encode(1, [{ op: OP_DEL, key, value: key, expiry_unix_ms: 0 }])).toThrow(/invariant/);
-    expect(() => encode(1, [{ op: OP_DEL, key, value: undefined, expiry_unix_ms: Number.NaN }])).toThrow(
-      /invariant/,
-    );
-    const entries: WalEntry[] = [{ op: OP_DEL, key, value: undefined, expiry_unix_ms: 0 }];
+    expect(() => encode(1, [entry(OP_SET, key, undefined, 0)])).toThrow(/invariant/);
+    expect(() => encode(1, [entry(OP_DEL, key, key, 0)])).toThrow(/invariant/);
+    expect(() => encode(1, [entry(OP_DEL, key, undefined, Number.NaN)])).toThrow(/invariant/);
+    const entries: WalEntry[] = [entry(OP_DEL, key, undefined, 0)];
     expect(() => encodeRecord(1, entries, new Uint8Array(36), 1)).toThrow(/invariant/);
   });
 });
 
 describe("record verification", () => {
   const base: WalEntry[] = [
-    { op: OP_SET, key: ascii("key"), value: ascii("value"), expiry_unix_ms: 0 },
-    { op: OP_DEL, key: ascii("gone"), value: undefined, expiry_unix_ms: 0 },
+    entry(OP_SET, ascii("key"), ascii("value"), 0),
+    entry(OP_DEL, ascii("gone"), undefined, 0),
   ];
 
   test("a flip of any bit after the length field fails the CRC", () => {
@@ -204,7 +224,7 @@ describe("record verification", () => {
 
   test("detects an expiry that is 0 or not finite under HAS_EXPIRY", () => {
     for (const expiry of [0, Number.NaN, Number.POSITIVE_INFINITY, -1]) {
-      const entries: WalEntry[] = [{ op: OP_DEL, key: ascii("k"), value: undefined, expiry_unix_ms: 5 }];
+      const entries: WalEntry[] = [entry(OP_DEL, ascii("k"), undefined, 5)];
       const record = encode(1, entries);
       new DataView(record.buffer).setFloat64(36, expiry, true);
       writeU32(record, 4, crc32c(record, 8, record.length));

@@ -3,8 +3,14 @@ import { writeU32 } from "../../../src/engine/bytes.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { CorruptionError, IoError } from "../../../src/engine/errors.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
-import { encodeSegmentHeader, OP_DEL, OP_SET, segmentName } from "../../../src/engine/wal/format.ts";
-import { encodedRecordSize, encodeRecord, type WalEntry } from "../../../src/engine/wal/record.ts";
+import { encodeSegmentHeader, segmentName } from "../../../src/engine/wal/format.ts";
+import {
+  delEntry,
+  encodedRecordSize,
+  encodeRecord,
+  setEntry,
+  type WalEntry,
+} from "../../../src/engine/wal/record.ts";
 import {
   type ReadSegmentOptions,
   readSegment,
@@ -20,13 +26,8 @@ const ascii = (s: string) => new TextEncoder().encode(s);
 
 function entriesFor(lsn: number): WalEntry[] {
   return [
-    {
-      op: OP_SET,
-      key: ascii(`key-${lsn}`),
-      value: ascii(`value-${lsn}`.repeat(1 + (lsn % 3))),
-      expiry_unix_ms: 0,
-    },
-    { op: OP_DEL, key: ascii(`old-${lsn}`), value: undefined, expiry_unix_ms: 0 },
+    setEntry(ascii(`key-${lsn}`), ascii(`value-${lsn}`.repeat(1 + (lsn % 3)))),
+    delEntry(ascii(`old-${lsn}`)),
   ];
 }
 
@@ -137,14 +138,7 @@ describe("readSegment: clean segments", () => {
     const segment = buildSegment(
       100,
       sizes.map((_, i) => 100 + i),
-      (lsn) => [
-        {
-          op: OP_SET,
-          key: ascii(`k${lsn}`),
-          value: new Uint8Array(sizes[lsn - 100]!).fill(lsn),
-          expiry_unix_ms: 0,
-        },
-      ],
+      (lsn) => [setEntry(ascii(`k${lsn}`), new Uint8Array(sizes[lsn - 100]!).fill(lsn))],
     );
     const whole = read(segment.bytes, { newest: false });
     for (const chunk_bytes of [24, 100, 1000, 4096]) {
