@@ -34,8 +34,11 @@ export interface SocketEvents {
 
 /** The socket operations a connection uses. */
 export interface ClientSocket {
-  /** Sends `bytes` after everything written before. `bytes` must not be written again by the caller. */
-  write(bytes: Uint8Array): void;
+  /**
+   * Sends `bytes[start, end)` after everything written before; the caller must not write those bytes
+   * again. A range, not a view: Bun's sockets send one without the view's cost (80-100 ns).
+   */
+  write(bytes: Uint8Array, start?: number, end?: number): void;
   /** Bytes written but not yet handed to the kernel. */
   readonly unsent_bytes: number;
   /** Stops reading (the client feels TCP backpressure). */
@@ -67,8 +70,8 @@ export class NodeClientSocket implements ClientSocket {
     socket.on("close", () => events.disconnected());
   }
 
-  write(bytes: Uint8Array): void {
-    this.socket.write(bytes);
+  write(bytes: Uint8Array, start = 0, end = bytes.length): void {
+    this.socket.write(start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end));
   }
 
   get unsent_bytes(): number {
@@ -94,7 +97,7 @@ export class NodeClientSocket implements ClientSocket {
 
 /** The part of a Bun socket (`Bun.listen`'s) used here. */
 export interface BunSocket {
-  write(data: Uint8Array): number;
+  write(data: Uint8Array, byte_offset: number, byte_length: number): number;
   shutdown(): void;
   terminate(): void;
   pause(): void;
@@ -131,15 +134,16 @@ export class BunClientSocket implements ClientSocket {
     this.events = events;
   }
 
-  write(bytes: Uint8Array): void {
-    if (this.gone || bytes.length === 0) return;
+  write(bytes: Uint8Array, start = 0, end = bytes.length): void {
+    if (this.gone || end <= start) return;
     if (this.unsent_bytes === 0) {
-      const sent = this.socket.write(bytes);
-      if (sent >= bytes.length) return;
-      bytes = bytes.subarray(Math.max(sent, 0));
+      const sent = this.socket.write(bytes, start, end - start);
+      if (sent >= end - start) return;
+      start += Math.max(sent, 0);
     }
-    this.unsent.push(bytes);
-    this.unsent_bytes += bytes.length;
+    const rest = bytes.subarray(start, end);
+    this.unsent.push(rest);
+    this.unsent_bytes += rest.length;
   }
 
   pause(): void {
@@ -171,7 +175,7 @@ export class BunClientSocket implements ClientSocket {
   onWritable(): void {
     while (this.unsent_head < this.unsent.length) {
       const bytes = this.unsent[this.unsent_head]!;
-      const sent = Math.max(this.socket.write(bytes), 0);
+      const sent = Math.max(this.socket.write(bytes, 0, bytes.length), 0);
       this.unsent_bytes -= Math.min(sent, bytes.length);
       if (sent < bytes.length) {
         this.unsent[this.unsent_head] = bytes.subarray(sent);

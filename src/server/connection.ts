@@ -29,6 +29,8 @@ export interface OutputWriter {
   raw(bytes: Uint8Array): void;
   /** The bytes written since the last take, as a view never written again, and resets to empty. */
   take(): Uint8Array;
+  /** Writes the bytes since the last take to `socket` (a range: no view), as {@link take} would. */
+  sendTo(socket: ClientSocket): void;
 }
 
 /** Takes the response of a request answered later (see {@link Protocol.execute}). */
@@ -319,7 +321,7 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
 
   private flushOut(): void {
     if (this.out.length === 0 || this.closed) return;
-    this.socket.write(this.out.take());
+    this.out.sendTo(this.socket);
     this.checkOutput();
   }
 

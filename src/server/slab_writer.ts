@@ -1,8 +1,8 @@
 /**
  * The output buffer both reply writers (msgpack's {@link MsgWriter}, RESP's RespWriter) append to.
  * Bytes go into a Buffer slab (node:net would wrap a plain Uint8Array in a Buffer on every write);
- * {@link SlabWriter.take} hands out what was written as a view, without a copy, and never writes
- * those bytes again: a full slab is replaced by a new one, not reused. Positions given to and taken
+ * {@link SlabWriter.take} hands out what was written as a view ({@link SlabWriter.sendTo} as a range
+ * to a socket), without a copy, and never writes those bytes again: a full slab is replaced by a new one, not reused. Positions given to and taken
  * from a writer ({@link SlabWriter.length}, {@link SlabWriter.truncate}) count from the last take.
  *
  * @example
@@ -11,11 +11,12 @@
  * }
  * const w = new LineWriter(4096);
  * w.line(bytes);
- * socket.write(w.take());
+ * w.sendTo(socket); // or socket.write(w.take())
  */
 import { Buffer } from "node:buffer";
 import { copyWords, wordView } from "../engine/bytes.ts";
 import type { ValueSink } from "../engine/table.ts";
+import type { ClientSocket } from "./client_socket.ts";
 
 /** Up to this many bytes, {@link SlabWriter.copyIn} copies in a loop rather than `set(subarray)`. */
 const COPY_LOOP_MAX_BYTES = 512;
@@ -59,6 +60,16 @@ export class SlabWriter implements ValueSink {
     const out = this.buffer.subarray(this.start, this.end);
     this.start = this.end;
     return out;
+  }
+
+  /**
+   * Writes the bytes since the last take to `socket` as a range of the slab (no view), then resets to
+   * empty: like `socket.write(w.take())`, without the view's cost.
+   */
+  sendTo(socket: ClientSocket): void {
+    const start = this.start;
+    this.start = this.end;
+    socket.write(this.buffer, start, this.end);
   }
 
   /** Drops everything written after the first `length` bytes since the last take. */

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { ValueSink } from "../../src/engine/table.ts";
+import type { ClientSocket } from "../../src/server/client_socket.ts";
 import { RespWriter } from "../../src/server/resp_writer.ts";
 import { SlabWriter, type ValueSource } from "../../src/server/slab_writer.ts";
 
@@ -19,6 +20,36 @@ function source(values: Array<string | number[]>, found: boolean): ValueSource {
     },
   };
 }
+
+describe("SlabWriter.sendTo", () => {
+  /** A socket that keeps copies of the ranges it is given. */
+  function recordingSocket(): ClientSocket & { sent: string[] } {
+    const sent: string[] = [];
+    return {
+      sent,
+      unsent_bytes: 0,
+      write: (b: Uint8Array, start = 0, end = b.length) => void sent.push(text(b.slice(start, end))),
+      pause: () => {},
+      resume: () => {},
+      end: () => {},
+      destroy: () => {},
+    };
+  }
+
+  test("sends the range written since the last take or send, then starts empty", () => {
+    const w = new SlabWriter(16);
+    const socket = recordingSocket();
+    w.raw(bytes("abc"));
+    expect(text(w.take())).toBe("abc");
+    w.raw(bytes("def"));
+    w.sendTo(socket);
+    expect(w.length).toBe(0);
+    w.raw(bytes("0123456789abcdefgh")); // past the slab: a new one
+    w.sendTo(socket);
+    w.sendTo(socket); // nothing new: an empty range
+    expect(socket.sent).toEqual(["def", "0123456789abcdefgh", ""]);
+  });
+});
 
 describe("SlabWriter.stored", () => {
   test("only the value's last hand-over counts, written after what came before", () => {
