@@ -15,6 +15,7 @@
  * await engine.mset([[k1, v1], [k2, v2]]); // all or nothing, atomically visible
  */
 import { Arena, type ArenaShared } from "./arena.ts";
+import { BatchShards } from "./batch_shards.ts";
 import type { EngineConfig } from "./config.ts";
 import { type CheckpointStatus, EngineControl } from "./control.ts";
 import { InvalidError, TooLargeError } from "./errors.ts";
@@ -94,6 +95,9 @@ export class Engine {
   readonly visibility: Visibility;
   readonly control: EngineControl;
   private readonly on_append: (() => void) | undefined;
+  /** The shards of the write being applied (reused: see BatchShards). */
+  private readonly batch_shards = new BatchShards();
+  private readonly shard_of = (h: number) => this.table.shardOf(h);
 
   constructor(shared: EngineShared, options: EngineOptions = {}) {
     this.config = shared.config;
@@ -220,8 +224,9 @@ export class Engine {
   async write(entries: readonly WalEntry[]): Promise<WriteResult> {
     const size_bytes = this.checkBatch(entries);
     const hashes = entries.map((e) => hashKey(e.key, e.key_start, e.key_start + e.key_length));
-    const per_shard = keysPerShard(hashes, this.table);
-    const shards = [...per_shard.keys()].sort((a, b) => a - b);
+    // Valid until the first await: the next write reloads it.
+    const shards = this.batch_shards;
+    shards.load(hashes, this.shard_of);
     // Versions not linked yet: discarded if the write fails before linking them.
     let versions = this.newVersions(entries);
     let lsn = 0;
@@ -231,7 +236,7 @@ export class Engine {
     /** The slot of each entry to finalize once visible, -1 for none (Table.link). */
     let finalize: number[] = [];
     let linked: number[] = [];
-    for (const shard of shards) this.table.lockShard(shard);
+    for (let i = 0; i < shards.length; i++) this.table.lockShard(shards.shards[i]!);
     try {
       removed = this.countHeld(entries, hashes);
       if (entries.length === 1 && entries[0]!.op === OP_DEL && removed === 0) {
@@ -244,7 +249,7 @@ export class Engine {
         epoch = this.wal.epoch();
       }
       if (versions.length > 0) {
-        for (const shard of shards) this.table.reserveSlots(shard, per_shard.get(shard)!);
+        for (let i = 0; i < shards.length; i++) this.table.reserveSlots(shards.shards[i]!, shards.counts[i]!);
         lsn = this.wal.reserve(size_bytes);
         epoch = this.wal.reserved_epoch;
         try {
@@ -259,7 +264,7 @@ export class Engine {
       }
     } finally {
       for (const v of versions) this.table.discardVersion(v);
-      for (let i = shards.length - 1; i >= 0; i--) this.table.unlockShard(shards[i]!);
+      for (let i = shards.length - 1; i >= 0; i--) this.table.unlockShard(shards.shards[i]!);
     }
     if (lsn > 0) {
       this.on_append?.();
@@ -364,14 +369,4 @@ export class Engine {
     }
     return size_bytes;
   }
-}
-
-/** How many of `hashes` fall in each shard (one pass: a batch of n keys costs O(n), not O(n²)). */
-function keysPerShard(hashes: readonly number[], table: Table): Map<number, number> {
-  const counts = new Map<number, number>();
-  for (const h of hashes) {
-    const shard = table.shardOf(h);
-    counts.set(shard, (counts.get(shard) ?? 0) + 1);
-  }
-  return counts;
 }
