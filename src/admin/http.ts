@@ -107,7 +107,7 @@ export function prometheusText(stats: EngineStats, server: MetricsSummary): stri
     ops.map(([op, s]) => [`{op="${op}"}`, s.errors]),
   );
   lines.push(
-    "# HELP walkv_op_duration_seconds Request latency by op.",
+    "# HELP walkv_op_duration_seconds Request latency by op, from the arrival of its bytes at the worker to its answer.",
     "# TYPE walkv_op_duration_seconds histogram",
   );
   for (const [op, s] of ops) {

@@ -98,7 +98,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     this.session = newSession(ctx);
   }
 
-  next(bytes: Uint8Array, start: number, end: number): ParsedRequest | Final | undefined {
+  next(bytes: Uint8Array, start: number, end: number, arrived_ms: number): ParsedRequest | Final | undefined {
     this.next_start = start;
     if (end - start < FRAME_HEADER_BYTES) return undefined;
     const length = readU32BE(bytes, start);
@@ -110,7 +110,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     const body = start + FRAME_HEADER_BYTES;
     if (end - body < length) return undefined;
     this.next_start = body + length;
-    return parseRequest(this.current, bytes, body, body + length);
+    return parseRequest(this.current, bytes, body, body + length, arrived_ms);
   }
 
   /** The decoded request is reused for the next frame: one that must wait is copied. */
@@ -139,8 +139,14 @@ export function msgpackRefusal(reason: string): Uint8Array {
 }
 
 /** Decodes the envelope of the frame body `bytes[start, end)` into `request`. */
-function parseRequest(request: ParsedRequest, bytes: Uint8Array, start: number, end: number): ParsedRequest {
-  request.started_ms = performance.now();
+function parseRequest(
+  request: ParsedRequest,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  arrived_ms: number,
+): ParsedRequest {
+  request.started_ms = arrived_ms;
   const reader = request.reader;
   reader.reset(bytes, start, end);
   const argc = reader.arrayHeader() - 2;

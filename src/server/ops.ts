@@ -78,9 +78,18 @@ export function opIndex(name: string): number {
   return OP_INDEX.get(name) ?? OP_OTHER;
 }
 
-/** Records one finished request in the worker's metrics. */
-export function recordOp(ctx: WorkerContext, op_index: number, started_ms: number, failed: boolean): void {
-  ctx.metrics.record(op_index, (performance.now() - started_ms) * 1000, failed);
+/**
+ * Records one finished request in the worker's metrics: its latency runs from `started_ms` (when its
+ * bytes arrived) to `done_ms` (now, unless the caller read the clock for a whole batch).
+ */
+export function recordOp(
+  ctx: WorkerContext,
+  op_index: number,
+  started_ms: number,
+  failed: boolean,
+  done_ms = performance.now(),
+): void {
+  ctx.metrics.record(op_index, (done_ms - started_ms) * 1000, failed);
 }
 
 // ------------------------------------------------------------------------------------- limits
@@ -150,8 +159,11 @@ const COALESCE_MAX_ENTRIES = 1024;
 
 /** Told once what became of a coalesced SET. Must not throw. */
 export interface SetWaiter {
-  /** `failure` is undefined when the SET is visible, else why it failed (nothing of it is visible). */
-  setDone(failure: unknown): void;
+  /**
+   * `failure` is undefined when the SET is visible, else why it failed (nothing of it is visible).
+   * `done_ms`: performance.now() when its batch settled (read once for the whole batch).
+   */
+  setDone(failure: unknown, done_ms: number): void;
 }
 
 /**
@@ -237,8 +249,8 @@ export abstract class SetAnswer implements SetWaiter {
     private readonly started_ms: number,
   ) {}
 
-  setDone(failure: unknown): void {
-    recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined);
+  setDone(failure: unknown, done_ms: number): void {
+    recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined, done_ms);
     this.responder.respond(this.slot, this.response(failure));
   }
 
@@ -254,9 +266,10 @@ const OP_SET_INDEX = OPS.indexOf("set");
  */
 function settleAll(waiters: readonly SetWaiter[], failure: unknown): void {
   let thrown: { error: unknown } | undefined;
+  const done_ms = performance.now();
   for (const waiter of waiters) {
     try {
-      waiter.setDone(failure);
+      waiter.setDone(failure, done_ms);
     } catch (error) {
       thrown ??= { error };
     }

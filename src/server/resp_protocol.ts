@@ -45,19 +45,18 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     };
   }
 
-  next(bytes: Uint8Array, start: number, end: number): RespRequest | Final | undefined {
+  next(bytes: Uint8Array, start: number, end: number, arrived_ms: number): RespRequest | Final | undefined {
     const r = this.reader;
     const status = r.read(bytes, start, end);
     this.next_start = r.next_start;
     if (status === READ_INCOMPLETE) return undefined;
     if (status === READ_MALFORMED) return new Final(errorBytes(`ERR Protocol error: ${r.error}`));
-    const started_ms = performance.now();
     const command = findCommand(bytes, r.starts[0]!, r.ends[0]!);
     if (command === QUIT) {
-      recordOp(this.ctx, QUIT.op_index, started_ms, false);
+      recordOp(this.ctx, QUIT.op_index, arrived_ms, false);
       return new Final(REPLY_OK);
     }
-    return this.request.load(command, bytes, r, started_ms);
+    return this.request.load(command, bytes, r, arrived_ms);
   }
 
   /** `next` reuses one request object: one that waits gets a copy of its own. */

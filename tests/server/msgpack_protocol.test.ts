@@ -23,7 +23,7 @@ describe("msgpack protocol", () => {
   test("a get whose read throws mid-response answers one well-formed error frame, nothing half written", () => {
     const protocol = new MsgpackProtocol(failingContext());
     const bytes = frame(packr.pack([7, "get", "k"]));
-    const request = protocol.next(bytes, 0, bytes.length);
+    const request = protocol.next(bytes, 0, bytes.length, performance.now());
     if (request === undefined || request instanceof Final) throw new Error("the frame did not parse");
     const out = new MsgWriter(64);
     out.raw(new Uint8Array([1, 2, 3])); // an earlier response's bytes stay as they are
