@@ -23,9 +23,9 @@ import {
   CODE_OK,
   CODE_TOO_LARGE,
   CODE_UNAVAILABLE,
-  checkEntry,
   checkKey,
   checkKeySize,
+  checkValueSize,
   classify,
   deleteKeys,
   newSession,
@@ -260,8 +260,8 @@ function setRequest(ctx: WorkerContext, r: MsgReader, argc: number): WalEntry {
 }
 
 /**
- * A key and a value as a SET entry whose ranges are the request's bytes (no view, no copy), the key's
- * limit checked before the value is read.
+ * A key and a value as a SET entry whose ranges are the request's bytes (no view, no copy), each
+ * checked against its limit, the key's before the value is read.
  */
 function setPair(ctx: WorkerContext, r: MsgReader): WalEntry {
   const key_length = r.payload();
@@ -270,8 +270,8 @@ function setPair(ctx: WorkerContext, r: MsgReader): WalEntry {
   const key_start = r.pos - key_length;
   const value_start = r.pos;
   if (!r.skip()) throw new RequestError(CODE_BAD_REQUEST, "a value must be one well-formed msgpack value");
-  const entry = setEntryIn(r.bytes, key_start, key_length, r.bytes, value_start, r.pos - value_start, 0);
-  return checkEntry(ctx, entry);
+  checkValueSize(ctx, r.pos - value_start);
+  return setEntryIn(r.bytes, key_start, key_length, r.bytes, value_start, r.pos - value_start, 0);
 }
 
 /** A coalesced `set`'s answer: `[id, 0, true]` once visible, else `[id, code, message]`. */

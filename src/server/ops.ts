@@ -13,7 +13,7 @@
  * const key = checkKey(ctx, key_bytes);          // RequestError(CODE_TOO_LARGE) over the limit
  * const value = ctx.engine.get(key);             // reads: the engine directly
  * await deleteKeys(ctx, [k1, k2]);               // → how many held a value; one WAL record
- * setValue(ctx, setEntry(key, value), waiter);  // coalesced: waiter.setDone(failure) once visible
+ * ctx.sets.add(setEntry(key, value), waiter);   // checked SET, coalesced: waiter.setDone once visible
  */
 
 import type { Engine } from "../engine/engine.ts";
@@ -121,21 +121,6 @@ function checkSize(what: string, size_bytes: number, limit_bytes: number): void 
 
 // ------------------------------------------------------------------------------------- writes
 
-/** `entry` if its key and value are within `--max-key-bytes` and `--max-value-bytes` (the key first). */
-export function checkEntry(ctx: WorkerContext, entry: WalEntry): WalEntry {
-  checkKeySize(ctx, entry.key_length);
-  checkValueSize(ctx, entry.value_length);
-  return entry;
-}
-
-/**
- * Sets one key through the worker's {@link SetCoalescer}: `waiter.setDone` is called once the SET is
- * visible (durable with fsync `always`), or with the failure.
- */
-export function setValue(ctx: WorkerContext, entry: WalEntry, waiter: SetWaiter): void {
-  ctx.sets.add(checkEntry(ctx, entry), waiter);
-}
-
 /** Applies `entries` as one WAL record: all or nothing, visible at once. */
 export function writeAll(ctx: WorkerContext, entries: readonly WalEntry[]): Promise<unknown> {
   if (entries.length === 0) throw new RequestError(CODE_BAD_REQUEST, "a write needs at least one key");
@@ -239,7 +224,7 @@ export class SetCoalescer {
  *
  * @example
  * class OkWhenDone extends SetAnswer { protected response(failure: unknown) { return failure ? ERR : OK; } }
- * setValue(ctx, entry, new OkWhenDone(ctx, responder, slot, started_ms));
+ * ctx.sets.add(entry, new OkWhenDone(ctx, responder, slot, started_ms));
  */
 export abstract class SetAnswer implements SetWaiter {
   constructor(

@@ -23,7 +23,6 @@ import {
   opIndex,
   type Session,
   type SetWaiter,
-  setValue,
   type WorkerContext,
   writeAll,
 } from "./ops.ts";
@@ -83,7 +82,7 @@ function set(s: RespSession, request: RespRequest): typeof ANSWERED_LATER {
   if (request.count > 2) {
     throw new RespError("ERR SET options (EX, PX, EXAT, PXAT, NX, XX, KEEPTTL, GET) are not supported yet");
   }
-  setValue(s.ctx, setArguments(s.ctx, request, 0), s.okWhenDone());
+  s.ctx.sets.add(setArguments(s.ctx, request, 0), s.okWhenDone());
   return ANSWERED_LATER;
 }
 
