@@ -132,7 +132,7 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
     private readonly protocol: Protocol<Request, Writer>,
     private readonly ctx: WorkerContext,
     private readonly onClose: (cut_off: boolean) => void,
-    /** Told when the socket took every byte written, while the daemon drains (shutdown). */
+    /** Told whenever the socket has taken every byte written (the shutdown drain waits for it). */
     private readonly onFlushed?: () => void,
   ) {
     this.out = protocol.writer(OUT_INITIAL_BYTES);
@@ -158,7 +158,7 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
 
   drained(): void {
     this.checkOutput();
-    if (this.ctx.draining()) this.onFlushed?.();
+    this.onFlushed?.();
   }
 
   inputEnded(): void {

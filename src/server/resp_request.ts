@@ -3,8 +3,8 @@
  * offsets, not views: making a typed-array view costs ≈ 0.3–1 µs in JavaScriptCore (more than the
  * rest of a GET; the first view of a socket's buffer ≈ 1–1.5 µs), so a command takes exactly the form
  * it needs — byte ranges for a write, a reused scratch key for a synchronous read, a view or a
- * string on rare paths. Input bytes are never
- * overwritten (connection.ts), so the offsets stay valid while the request waits.
+ * string on rare paths. Input bytes are never overwritten (connection.ts), so the offsets stay valid
+ * while the request waits.
  *
  * @example
  * const request = new RespRequest().load(command, bytes, reader, performance.now());

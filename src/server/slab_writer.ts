@@ -2,8 +2,9 @@
  * The output buffer both reply writers (msgpack's {@link MsgWriter}, RESP's RespWriter) append to.
  * Bytes go into a Buffer slab (node:net would wrap a plain Uint8Array in a Buffer on every write);
  * {@link SlabWriter.take} hands out what was written as a view ({@link SlabWriter.sendTo} as a range
- * to a socket), without a copy, and never writes those bytes again: a full slab is replaced by a new one, not reused. Positions given to and taken
- * from a writer ({@link SlabWriter.length}, {@link SlabWriter.truncate}) count from the last take.
+ * to a socket), without a copy, and never writes those bytes again: a full slab is replaced by a new
+ * one, not reused. Positions given to and taken from a writer ({@link SlabWriter.length},
+ * {@link SlabWriter.truncate}) count from the last take.
  *
  * @example
  * class LineWriter extends SlabWriter {
