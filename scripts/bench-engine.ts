@@ -29,6 +29,7 @@ import type { Engine, EngineStats } from "../src/engine/engine.ts";
 import { type EngineHost, openEngine } from "../src/engine/host.ts";
 import type { FsyncMode } from "../src/engine/wal/wal_writer.ts";
 import type { BenchWorkerJob, BenchWorkerResult } from "./bench-engine-worker.ts";
+import { positiveFlag, usageError } from "./flags.ts";
 
 // ------------------------------------------------------------------------------------------ data set
 
@@ -106,35 +107,25 @@ function parseOptions(argv: readonly string[]): Options {
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i]!;
     const value = argv[i + 1];
-    if (!flag.startsWith("--") || value === undefined) fail(`bad argument ${flag}\n${USAGE}`);
+    if (!flag.startsWith("--") || value === undefined) usageError(`bad argument ${flag}\n${USAGE}`);
     raw.set(flag.slice(2), value);
   }
   const known = ["keys", "ops-keys", "duration-ms", "workers", "inflight", "only", "dir", "phase", "data"];
-  for (const name of raw.keys()) if (!known.includes(name)) fail(`unknown flag --${name}\n${USAGE}`);
+  for (const name of raw.keys()) if (!known.includes(name)) usageError(`unknown flag --${name}\n${USAGE}`);
   const only = (raw.get("only") ?? SECTIONS.join(",")).split(",") as Section[];
-  for (const s of only) if (!SECTIONS.includes(s)) fail(`--only: ${s} is not one of ${SECTIONS.join(", ")}`);
+  for (const s of only)
+    if (!SECTIONS.includes(s)) usageError(`--only: ${s} is not one of ${SECTIONS.join(", ")}`);
   return {
-    keys: positive("keys", raw.get("keys") ?? "1000000"),
-    ops_keys: positive("ops-keys", raw.get("ops-keys") ?? "100000"),
-    duration_ms: positive("duration-ms", raw.get("duration-ms") ?? "2000"),
-    workers: (raw.get("workers") ?? "1,2,4").split(",").map((w) => positive("workers", w)),
-    inflight: positive("inflight", raw.get("inflight") ?? "64"),
+    keys: positiveFlag("keys", raw.get("keys") ?? "1000000"),
+    ops_keys: positiveFlag("ops-keys", raw.get("ops-keys") ?? "100000"),
+    duration_ms: positiveFlag("duration-ms", raw.get("duration-ms") ?? "2000"),
+    workers: (raw.get("workers") ?? "1,2,4").split(",").map((w) => positiveFlag("workers", w)),
+    inflight: positiveFlag("inflight", raw.get("inflight") ?? "64"),
     only,
     dir: raw.get("dir") ?? os.tmpdir(),
     phase: raw.get("phase"),
     data: raw.get("data") ?? "",
   };
-}
-
-function positive(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0) fail(`--${name}: ${text} is not a positive integer`);
-  return n;
-}
-
-function fail(message: string): never {
-  console.error(message);
-  process.exit(2);
 }
 
 // ------------------------------------------------------------------------------------------ helpers
@@ -461,7 +452,7 @@ const PHASES: Record<string, (options: Options) => Promise<unknown>> = {
 /** Child entry: prints `RESULT <json>`; phases that must not close end with SIGKILL. */
 async function runPhase(options: Options): Promise<void> {
   const phase = PHASES[options.phase!];
-  if (phase === undefined) fail(`unknown phase ${options.phase}`);
+  if (phase === undefined) usageError(`unknown phase ${options.phase}`);
   const result = await phase(options);
   fs.writeSync(1, `RESULT ${JSON.stringify(result)}\n`);
   if (options.phase === "load-snapshot") process.exit(0);

@@ -25,6 +25,7 @@ import { MsgpackProtocol } from "../src/server/msgpack_protocol.ts";
 import { SetCoalescer, type WorkerContext } from "../src/server/ops.ts";
 import { packr } from "../src/server/pack.ts";
 import { RespProtocol } from "../src/server/resp_protocol.ts";
+import { positiveFlag, usageError } from "./flags.ts";
 
 const { values } = parseArgs({
   options: {
@@ -38,22 +39,16 @@ const { values } = parseArgs({
 });
 const ops = values.ops.split(",") as Array<"set" | "get">;
 if (ops.length === 0 || ops.some((op) => op !== "set" && op !== "get"))
-  throw new Error("--ops: set, get or set,get");
+  usageError("--ops: set, get or set,get");
 const protocol = values.protocol;
-if (protocol !== "resp" && protocol !== "msgpack") throw new Error("--protocol resp|msgpack");
-const connections = positive("connections", values.connections);
-const pipeline = positive("pipeline", values.pipeline);
-const requests = positive("requests", values.requests);
-const rounds = positive("rounds", values.rounds);
+if (protocol !== "resp" && protocol !== "msgpack") usageError("--protocol resp|msgpack");
+const connections = positiveFlag("connections", values.connections);
+const pipeline = positiveFlag("pipeline", values.pipeline);
+const requests = positiveFlag("requests", values.requests);
+const rounds = positiveFlag("rounds", values.rounds);
 const KEYS = 100_000;
 const VALUE = "x".repeat(100);
 const CHUNKS = 256;
-
-function positive(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name}: a positive integer, got ${text}`);
-  return n;
-}
 
 /** A socket that counts the bytes it is given. */
 class CountingSocket implements ClientSocket {
