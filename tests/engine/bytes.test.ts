@@ -5,6 +5,7 @@ import {
   copyWords,
   readU32,
   readU32BE,
+  wordView,
   writeU32,
   writeU32BE,
 } from "../../src/engine/bytes.ts";
@@ -42,26 +43,41 @@ describe("copyOrView", () => {
   });
 });
 
+/**
+ * Runs `copy` into a fresh array of `dst_bytes` filled with 0xee, whose bytes must then be those of
+ * `src[s, s + n)` at `d` and 0xee elsewhere; throws naming the case if not.
+ */
+function checkCopy(
+  dst_bytes: number,
+  d: number,
+  src: Uint8Array,
+  s: number,
+  n: number,
+  copy: (dst8: Uint8Array, dst32: Uint32Array) => void,
+): void {
+  const dst8 = new Uint8Array(dst_bytes).fill(0xee);
+  copy(dst8, wordView(dst8));
+  const expected = new Uint8Array(dst_bytes).fill(0xee);
+  expected.set(src.subarray(s, s + n), d);
+  if (Buffer.compare(dst8, expected) !== 0) throw new Error(`src @${s} → dst ${dst_bytes}@${d}, ${n} bytes`);
+}
+
 describe("copyWords", () => {
   test("every alignment of source and destination, lengths around the word thresholds, ranges at the buffers' ends", () => {
     let cases = 0;
     for (const src_bytes of [8192, 8191, 8189]) {
       const src8 = new Uint8Array(src_bytes).map((_, i) => (i * 31 + 7) & 255);
-      const src32 = new Uint32Array(src8.buffer, 0, src_bytes >>> 2);
+      const src32 = wordView(src8);
       for (const dst_bytes of [4200, 4199]) {
         for (let src_align = 0; src_align < 8; src_align++) {
           for (let dst_align = 0; dst_align < 8; dst_align++) {
             for (const n of [0, 1, 15, 31, 32, 33, 100, 101, 1000, 4095, 4096]) {
               for (const at_end of [false, true]) {
-                const dst8 = new Uint8Array(dst_bytes).fill(0xee);
-                const dst32 = new Uint32Array(dst8.buffer, 0, dst_bytes >>> 2);
                 const s = at_end ? src_bytes - n - (src_align % 4) : src_align;
                 const d = at_end ? dst_bytes - n - (dst_align % 4) : dst_align;
-                copyWords(dst8, dst32, d, src8, src32, s, n);
-                const expected = new Uint8Array(dst_bytes).fill(0xee);
-                expected.set(src8.subarray(s, s + n), d);
-                if (Buffer.compare(dst8, expected) !== 0)
-                  throw new Error(`src ${src_bytes}@${s} → dst ${dst_bytes}@${d}, ${n} bytes`);
+                checkCopy(dst_bytes, d, src8, s, n, (dst8, dst32) =>
+                  copyWords(dst8, dst32, d, src8, src32, s, n),
+                );
                 cases++;
               }
             }
@@ -82,14 +98,10 @@ describe("copyToWords", () => {
         for (let dst_align = 0; dst_align < 8; dst_align++) {
           for (const n of [0, 1, 15, 31, 32, 33, 100, 101, 1000, 4095, 4096]) {
             for (const at_end of [false, true]) {
-              const dst8 = new Uint8Array(dst_bytes).fill(0xee);
-              const dst32 = new Uint32Array(dst8.buffer, 0, dst_bytes >>> 2);
               const d = at_end ? dst_bytes - n - (dst_align % 4) : dst_align;
-              copyToWords(dst8, dst32, d, src, src_at, n);
-              const expected = new Uint8Array(dst_bytes).fill(0xee);
-              expected.set(src.subarray(src_at, src_at + n), d);
-              if (Buffer.compare(dst8, expected) !== 0)
-                throw new Error(`src @${src_at} → dst ${dst_bytes}@${d}, ${n} bytes`);
+              checkCopy(dst_bytes, d, src, src_at, n, (dst8, dst32) =>
+                copyToWords(dst8, dst32, d, src, src_at, n),
+              );
               cases++;
             }
           }
