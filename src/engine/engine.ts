@@ -253,7 +253,7 @@ export class Engine {
         lsn = this.wal.reserve(size_bytes);
         epoch = this.wal.reserved_epoch;
         try {
-          encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn), this.wal.ring_words);
+          encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
           const visible = this.wal.visibleLsn();
           finalize = versions.map((v, i) => this.table.link(v, hashes[i]!, lsn, visible));
         } finally {

@@ -67,23 +67,6 @@ export class Loader implements ReplaySink {
     this.queue(this.table.newVersion(bytes, ko, kl, bytes, vo, vl, expiry, lsn), h, kl, false);
   }
 
-  /**
-   * {@link setHashed} of a key and value that lie together in `bytes` from `ko`, a multiple of 4,
-   * with `words` a Uint32Array over the same bytes (Table.newVersionFromWords: word copies).
-   */
-  setHashedWords(
-    h: number,
-    bytes: Uint8Array,
-    words: Uint32Array,
-    ko: number,
-    kl: number,
-    vl: number,
-    lsn: number,
-    expiry: number,
-  ): void {
-    this.queue(this.table.newVersionFromWords(bytes, words, ko, kl, vl, expiry, lsn), h, kl, false);
-  }
-
   /** {@link del} of a key whose hash `h` (hash.ts) the caller computed. */
   delHashed(h: number, bytes: Uint8Array, ko: number, kl: number, lsn: number): void {
     this.queue(this.table.newVersion(bytes, ko, kl, undefined, 0, 0, 0, lsn), h, kl, true);

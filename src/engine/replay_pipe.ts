@@ -406,8 +406,8 @@ class PipeReader {
       this.loader.delHashed(h, ring.u8, key_at, kl, lsn);
       this.read_pos = ring.advance(this.read_pos, messageBytes(kl, 0));
     } else {
-      // key_at is a multiple of 8 (messages are 8-aligned, the header is 32 bytes): word copies.
-      this.loader.setHashedWords(h, ring.u8, ring.u32, key_at, kl, vl, lsn, ring.f64[(at >>> 3) + 3]!);
+      const expiry = ring.f64[(at >>> 3) + 3]!;
+      this.loader.setHashed(h, ring.u8, key_at, kl, key_at + kl, vl, lsn, expiry); // key, value adjacent: one copy
       this.read_pos = ring.advance(this.read_pos, messageBytes(kl, vl));
     }
     if (ring.used(this.read_pos, this.published_pos) >= PUBLISH_BYTES) this.publish();

@@ -32,7 +32,7 @@
  * table.get(key, h, visible_lsn); // → a copy of the value, undefined, or STALE
  */
 import { type Arena, bufferIndex, offsetBytes } from "./arena.ts";
-import { copyToWords, copyWords } from "./bytes.ts";
+import { copyBytes } from "./bytes.ts";
 import { assert } from "./errors.ts";
 import { lock, unlock } from "./locks.ts";
 
@@ -98,12 +98,9 @@ export function createTableShared(arena: Arena, shard_bits = 12): TableShared {
   return { meta, shard_bits };
 }
 
-/**
- * Receives a value in place during {@link Table.read}; valid only during the call. `words` is a
- * Uint32Array view of the buffer `bytes` views, both from its byte 0 (for engine/bytes.ts copyWords).
- */
+/** Receives a value in place during {@link Table.read}: `bytes[start, +length)`, valid only during the call. */
 export interface ValueSink {
-  value(bytes: Uint8Array, words: Uint32Array, start: number, length: number): void;
+  value(bytes: Uint8Array, start: number, length: number): void;
 }
 
 const IGNORE_VALUE: ValueSink = { value: () => {} };
@@ -116,7 +113,7 @@ const UNDER_LOCK = -1;
 class ValueCopier implements ValueSink {
   private copy: Uint8Array = PRESENT;
 
-  value(bytes: Uint8Array, _words: Uint32Array, start: number, length: number): void {
+  value(bytes: Uint8Array, start: number, length: number): void {
     this.copy = bytes.slice(start, start + length);
   }
 
@@ -238,7 +235,7 @@ export class Table {
       (Atomics.load(this.meta, base + W_SEQ) !== seq || start + length > bytes.length)
     )
       return INTERFERED;
-    sink.value(bytes, this.u32[b]!, start, length);
+    sink.value(bytes, start, length);
     return true;
   }
 
@@ -330,37 +327,13 @@ export class Table {
   ): number {
     const ref = this.versionRecord(key_length, value_length, value === undefined, expiry_unix_ms, lsn);
     const bytes = this.u8[bufferIndex(ref)]!;
-    const words = this.u32[bufferIndex(ref)]!;
     const start = offsetBytes(ref) + RECORD_HEADER_BYTES;
     if (value === src && value_offset === key_offset + key_length) {
-      copyToWords(bytes, words, start, src, key_offset, key_length + value_length); // adjacent on disk: one copy
+      copyBytes(bytes, start, src, key_offset, key_length + value_length); // adjacent in src: one copy
     } else {
-      copyToWords(bytes, words, start, src, key_offset, key_length);
-      if (value !== undefined)
-        copyToWords(bytes, words, start + key_length, value, value_offset, value_length);
+      copyBytes(bytes, start, src, key_offset, key_length);
+      if (value !== undefined) copyBytes(bytes, start + key_length, value, value_offset, value_length);
     }
-    return ref;
-  }
-
-  /**
-   * {@link newVersion} of a SET whose key and value lie together in `src` from `offset`, with
-   * `src_words` its word view (bytes.ts wordView): copied four bytes at a time by whole words (the
-   * replay worker's ring; a 116-byte pair takes ≈ 55 ns instead of ≈ 125 ns with `set` and a
-   * `subarray`).
-   */
-  newVersionFromWords(
-    src: Uint8Array,
-    src_words: Uint32Array,
-    offset: number,
-    key_length: number,
-    value_length: number,
-    expiry_unix_ms: number,
-    lsn: number,
-  ): number {
-    const ref = this.versionRecord(key_length, value_length, false, expiry_unix_ms, lsn);
-    const b = bufferIndex(ref);
-    const start = offsetBytes(ref) + RECORD_HEADER_BYTES;
-    copyWords(this.u8[b]!, this.u32[b]!, start, src, src_words, offset, key_length + value_length);
     return ref;
   }
 

@@ -61,13 +61,13 @@ export class RespWriter extends SlabWriter {
   }
 
   /** A stored str or bin as a bulk string of its payload; any other type is refused, unwritten. */
-  protected override storedValue(bytes: Uint8Array, words: Uint32Array, start: number, length: number): void {
+  protected override storedValue(bytes: Uint8Array, start: number, length: number): void {
     const header = strOrBinHeaderBytes(bytes[start]);
     this.refused_type_byte = header < 0 ? (bytes[start] ?? 0) : -1;
     if (header < 0) return;
     const n = length - header;
     this.bulkHeader(n);
-    this.copyStored(bytes, words, start + header, n);
+    this.copyIn(bytes, start + header, n);
     this.crlf();
   }
 

@@ -11,8 +11,6 @@ import { copyBytes } from "../engine/bytes.ts";
 
 /** Longer keys are views, not copies (the cache holds one array per length up to this). */
 export const SCRATCH_KEY_MAX_BYTES = 256;
-/** Below this length the copy is a byte loop (`subarray` + `set` allocate and call the runtime). */
-const COPY_LOOP_MAX_BYTES = 64;
 
 const scratch_keys: Uint8Array[] = [];
 
@@ -24,6 +22,6 @@ export function scratchCopy(bytes: Uint8Array, offset: number, n: number): Uint8
     key = new Uint8Array(n);
     scratch_keys[n] = key;
   }
-  copyBytes(key, 0, bytes, offset, n, COPY_LOOP_MAX_BYTES);
+  copyBytes(key, 0, bytes, offset, n);
   return key;
 }

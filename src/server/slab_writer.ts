@@ -15,12 +15,9 @@
  * w.sendTo(socket); // or socket.write(w.take())
  */
 import { Buffer } from "node:buffer";
-import { copyWords, wordView } from "../engine/bytes.ts";
+import { copyBytes } from "../engine/bytes.ts";
 import type { ValueSink } from "../engine/table.ts";
 import type { ClientSocket } from "./client_socket.ts";
-
-/** Up to this many bytes, {@link SlabWriter.copyIn} copies in a loop rather than `set(subarray)`. */
-const COPY_LOOP_MAX_BYTES = 512;
 
 /** Where {@link SlabWriter.stored} reads a value from: the engine. */
 export interface ValueSource {
@@ -34,15 +31,11 @@ export class SlabWriter implements ValueSink {
   /** Where the next byte goes in `buffer`. */
   protected end = 0;
 
-  /** `buffer` as 32-bit words, for copyWords. */
-  protected words: Uint32Array;
-
   constructor(private readonly slab_bytes: number) {
     if (!Number.isSafeInteger(slab_bytes) || slab_bytes < 1) {
       throw new Error(`writer: slab_bytes ${slab_bytes} is not a positive integer`);
     }
     this.buffer = Buffer.allocUnsafeSlow(slab_bytes);
-    this.words = wordView(this.buffer);
   }
 
   /**
@@ -100,31 +93,20 @@ export class SlabWriter implements ValueSink {
   }
 
   /** ValueSink: called by the table during {@link stored}, perhaps more than once (a writer raced). */
-  value(bytes: Uint8Array, words: Uint32Array, start: number, length: number): void {
+  value(bytes: Uint8Array, start: number, length: number): void {
     this.end = this.start + this.value_at;
-    this.storedValue(bytes, words, start, length);
+    this.storedValue(bytes, start, length);
   }
 
   /** Encodes a stored value (an encoded msgpack value) at `end`: as is. */
-  protected storedValue(bytes: Uint8Array, words: Uint32Array, start: number, length: number): void {
+  protected storedValue(bytes: Uint8Array, start: number, length: number): void {
     this.ensure(length);
-    this.copyStored(bytes, words, start, length);
-  }
-
-  /** Appends `bytes[start, start + n)` of a table buffer (`words` its word view); room is made. */
-  protected copyStored(bytes: Uint8Array, words: Uint32Array, start: number, n: number): void {
-    copyWords(this.buffer, this.words, this.end, bytes, words, start, n);
-    this.end += n;
+    this.copyIn(bytes, start, length);
   }
 
   /** Appends `bytes[start, start + n)`; the caller made room for them. */
   protected copyIn(bytes: Uint8Array, start: number, n: number): void {
-    const buffer = this.buffer;
-    const at = this.end;
-    // A loop of its own for short payloads: `subarray` on a value fresh from the engine costs ≈ 0.4 µs,
-    // and a loop shared with other array kinds (engine/bytes.ts) is compiled for all of them.
-    if (n <= COPY_LOOP_MAX_BYTES) for (let i = 0; i < n; i++) buffer[at + i] = bytes[start + i]!;
-    else buffer.set(bytes.subarray(start, start + n), at);
+    copyBytes(this.buffer, this.end, bytes, start, n);
     this.end += n;
   }
 
@@ -140,7 +122,6 @@ export class SlabWriter implements ValueSink {
     const next = Buffer.allocUnsafeSlow(Math.max(this.slab_bytes, 2 * (pending + n)));
     next.set(this.buffer.subarray(this.start, this.end));
     this.buffer = next;
-    this.words = wordView(next);
     this.start = 0;
     this.end = pending;
   }

@@ -1,14 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import {
-  copyOrView,
-  copyToWords,
-  copyWords,
-  readU32,
-  readU32BE,
-  wordView,
-  writeU32,
-  writeU32BE,
-} from "../../src/engine/bytes.ts";
+import { copyBytes, copyOrView, readU32, readU32BE, writeU32, writeU32BE } from "../../src/engine/bytes.ts";
 
 describe("u32 byte orders", () => {
   test("big-endian is network order, little-endian the reverse, and both round-trip every bit", () => {
@@ -43,71 +34,53 @@ describe("copyOrView", () => {
   });
 });
 
-/**
- * Runs `copy` into a fresh array of `dst_bytes` filled with 0xee, whose bytes must then be those of
- * `src[s, s + n)` at `d` and 0xee elsewhere; throws naming the case if not.
- */
-function checkCopy(
-  dst_bytes: number,
-  d: number,
-  src: Uint8Array,
-  s: number,
-  n: number,
-  copy: (dst8: Uint8Array, dst32: Uint32Array) => void,
-): void {
-  const dst8 = new Uint8Array(dst_bytes).fill(0xee);
-  copy(dst8, wordView(dst8));
-  const expected = new Uint8Array(dst_bytes).fill(0xee);
-  expected.set(src.subarray(s, s + n), d);
-  if (Buffer.compare(dst8, expected) !== 0) throw new Error(`src @${s} → dst ${dst_bytes}@${d}, ${n} bytes`);
-}
+/** Arrays of `n` bytes of each kind a copy meets: a request's Buffer, a plain array, the WAL ring, the arena. */
+const ARRAY_KINDS: Record<string, (n: number) => Uint8Array> = {
+  buffer: (n) => Buffer.alloc(n),
+  plain: (n) => new Uint8Array(n),
+  "fixed shared": (n) => new Uint8Array(new SharedArrayBuffer(n)),
+  "growable shared": (n) => new Uint8Array(new SharedArrayBuffer(n, { maxByteLength: 2 * n + 64 })),
+};
 
-describe("copyWords", () => {
-  test("every alignment of source and destination, lengths around the word thresholds, ranges at the buffers' ends", () => {
+describe("copyBytes", () => {
+  test("between every kind of array, at every offset mod 8, lengths around the loop threshold, ranges at the arrays' ends", () => {
     let cases = 0;
-    for (const src_bytes of [8192, 8191, 8189]) {
-      const src8 = new Uint8Array(src_bytes).map((_, i) => (i * 31 + 7) & 255);
-      const src32 = wordView(src8);
-      for (const dst_bytes of [4200, 4199]) {
-        for (let src_align = 0; src_align < 8; src_align++) {
-          for (let dst_align = 0; dst_align < 8; dst_align++) {
-            for (const n of [0, 1, 15, 31, 32, 33, 100, 101, 1000, 4095, 4096]) {
-              for (const at_end of [false, true]) {
-                const s = at_end ? src_bytes - n - (src_align % 4) : src_align;
-                const d = at_end ? dst_bytes - n - (dst_align % 4) : dst_align;
-                checkCopy(dst_bytes, d, src8, s, n, (dst8, dst32) =>
-                  copyWords(dst8, dst32, d, src8, src32, s, n),
-                );
-                cases++;
-              }
-            }
-          }
-        }
-      }
-    }
-    expect(cases).toBe(3 * 2 * 8 * 8 * 11 * 2);
-  });
-});
-
-describe("copyToWords", () => {
-  test("any source offset, every destination alignment, lengths around the thresholds, at the destination's end", () => {
-    const src = new Uint8Array(9000).map((_, i) => (i * 13 + 5) & 255);
-    let cases = 0;
-    for (const dst_bytes of [4200, 4199]) {
-      for (let src_at = 0; src_at < 5; src_at++) {
-        for (let dst_align = 0; dst_align < 8; dst_align++) {
-          for (const n of [0, 1, 15, 31, 32, 33, 100, 101, 1000, 4095, 4096]) {
+    for (const [src_kind, makeSrc] of Object.entries(ARRAY_KINDS)) {
+      const src = makeSrc(5003).map((_, i) => (i * 31 + 7) & 255);
+      for (const [dst_kind, makeDst] of Object.entries(ARRAY_KINDS)) {
+        for (const n of [0, 1, 7, 8, 9, 16, 100, 4096]) {
+          for (let align = 0; align < 8; align++) {
             for (const at_end of [false, true]) {
-              const d = at_end ? dst_bytes - n - (dst_align % 4) : dst_align;
-              checkCopy(dst_bytes, d, src, src_at, n, (dst8, dst32) =>
-                copyToWords(dst8, dst32, d, src, src_at, n),
-              );
+              const s = at_end ? src.length - n - align : align;
+              const d = at_end ? 4200 - n - ((align * 3) % 8) : (align * 3) % 8;
+              const dst = makeDst(4200).fill(0xee);
+              copyBytes(dst, d, src, s, n);
+              const expected = new Uint8Array(4200).fill(0xee);
+              expected.set(src.subarray(s, s + n), d);
+              if (Buffer.compare(dst, expected) !== 0)
+                throw new Error(`${src_kind} @${s} → ${dst_kind} @${d}, ${n} bytes`);
               cases++;
             }
           }
         }
       }
     }
-    expect(cases).toBe(2 * 5 * 8 * 11 * 2);
+    expect(cases).toBe(4 * 4 * 8 * 8 * 2);
+  });
+
+  test("a range outside either array is refused before any byte is written", () => {
+    const src = new Uint8Array(64).fill(1);
+    for (const [d, s, n] of [
+      [60, 0, 5],
+      [0, 60, 5],
+      [0, 0, 65],
+      [-1, 0, 4],
+      [0, -1, 4],
+      [50, 0, 20],
+    ] as const) {
+      const dst = new Uint8Array(64);
+      expect(() => copyBytes(dst, d, src, s, n)).toThrow(/invariant/);
+      expect(dst.every((b) => b === 0)).toBe(true);
+    }
   });
 });

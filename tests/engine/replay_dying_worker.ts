@@ -20,18 +20,18 @@ class DyingLoader extends Loader {
   }
 
   /** What the pipe calls for every SET it hands over. */
-  override setHashedWords(
+  override setHashed(
     h: number,
     bytes: Uint8Array,
-    words: Uint32Array,
     ko: number,
     kl: number,
+    vo: number,
     vl: number,
     lsn: number,
     expiry: number,
   ): void {
     if (++this.linked > this.die_after) process.exit(1);
-    super.setHashedWords(h, bytes, words, ko, kl, vl, lsn, expiry);
+    super.setHashed(h, bytes, ko, kl, vo, vl, lsn, expiry);
   }
 }
 

@@ -14,7 +14,7 @@ function source(values: Array<string | number[]>, found: boolean): ValueSource {
       for (const value of values) {
         const raw = typeof value === "string" ? [...bytes(value)] : value;
         const padded = new Uint8Array([46, 46, ...raw, 46, 46]); // in place, inside a larger buffer
-        sink.value(padded, new Uint32Array(padded.buffer, 0, padded.length >>> 2), 2, raw.length);
+        sink.value(padded, 2, raw.length);
       }
       return found;
     },

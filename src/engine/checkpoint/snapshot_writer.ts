@@ -9,7 +9,7 @@
  * io.syncDir("/data");
  */
 
-import { MAX_LSN, MAX_U32, writeU32, writeU64 } from "../bytes.ts";
+import { copyBytes, MAX_LSN, MAX_U32, writeU32, writeU64 } from "../bytes.ts";
 import { crashPoint } from "../crash_points.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert } from "../errors.ts";
@@ -267,19 +267,7 @@ function encodeEntry(
   writeU32(bytes, at + ENTRY_OFFSET.lsn + 4, Math.floor(lsn / U32_SPAN));
   view.setFloat64(at + ENTRY_OFFSET.expiry_unix_ms, expiry_unix_ms, true);
   const key_at = at + ENTRY_HEADER_SIZE_BYTES;
-  copyBytes(bytes, key_at, key);
-  copyBytes(bytes, key_at + key.length, value);
+  copyBytes(bytes, key_at, key, 0, key.length);
+  copyBytes(bytes, key_at + key.length, value, 0, value.length);
   return key_at + key.length + value.length;
-}
-
-/** Below this length a byte loop beats `Uint8Array.set` (which has a fixed call cost). */
-const COPY_LOOP_MAX_BYTES = 32;
-
-function copyBytes(into: Uint8Array, at: number, from: Uint8Array): void {
-  const length_bytes = from.length;
-  if (length_bytes > COPY_LOOP_MAX_BYTES) {
-    into.set(from, at);
-    return;
-  }
-  for (let i = 0; i < length_bytes; i++) into[at + i] = from[i]!;
 }

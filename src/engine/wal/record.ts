@@ -10,10 +10,10 @@
  * @example
  * const entries = [setEntry(key, value)];
  * const bytes = new Uint8Array(encodedRecordSize(entries));
- * encodeRecord(lsn, entries, bytes, 0, wordView(bytes));
+ * encodeRecord(lsn, entries, bytes, 0);
  */
 
-import { copyToWords, MAX_LSN, MAX_U32, readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
+import { copyBytes, MAX_LSN, MAX_U32, readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert } from "../errors.ts";
 import {
@@ -180,7 +180,7 @@ function assertEntry(entry: WalEntry): void {
   assert(Number.isFinite(entry.expiry_unix_ms) && entry.expiry_unix_ms >= 0, "bad expiry_unix_ms");
 }
 
-function encodeEntry(entry: WalEntry, into: Uint8Array, into_words: Uint32Array, offset: number): number {
+function encodeEntry(entry: WalEntry, into: Uint8Array, offset: number): number {
   assertEntry(entry);
   const has_expiry = entry.expiry_unix_ms !== 0;
   const { key_length, value_length } = entry;
@@ -196,27 +196,24 @@ function encodeEntry(entry: WalEntry, into: Uint8Array, into_words: Uint32Array,
     into.set(f64_scratch_bytes, p);
     p += ENTRY_EXPIRY_SIZE_BYTES;
   }
-  copyToWords(into, into_words, p, entry.key, entry.key_start, key_length);
+  copyBytes(into, p, entry.key, entry.key_start, key_length);
   p += key_length;
-  if (entry.value !== undefined)
-    copyToWords(into, into_words, p, entry.value, entry.value_start, value_length);
+  if (entry.value !== undefined) copyBytes(into, p, entry.value, entry.value_start, value_length);
   return p + value_length - offset;
 }
 
 /**
  * Encodes one BATCH record with LSN `lsn` into `into[offset, offset + size)` and returns the size
- * (= {@link encodedRecordSize}); the caller sizes the buffer. Computes the CRC. `into_words` is the
- * word view of `into` (bytes.ts wordView): keys and values are copied four bytes at a time.
+ * (= {@link encodedRecordSize}); the caller sizes the buffer. Computes the CRC.
  *
  * @example
- * const written_bytes = encodeRecord(lsn, entries, buffer, buffer_used_bytes, buffer_words);
+ * const written_bytes = encodeRecord(lsn, entries, buffer, buffer_used_bytes);
  */
 export function encodeRecord(
   lsn: number,
   entries: readonly WalEntry[],
   into: Uint8Array,
   offset: number,
-  into_words: Uint32Array,
 ): number {
   assert(Number.isSafeInteger(lsn) && lsn >= 1 && lsn <= MAX_LSN, `bad lsn ${lsn}`);
   assert(entries.length >= 1 && entries.length <= MAX_U32, "a record holds 1 to 2^32-1 entries");
@@ -226,10 +223,6 @@ export function encodeRecord(
     Number.isSafeInteger(offset) && offset >= 0 && offset + size_bytes <= into.length,
     "buffer too small",
   );
-  assert(
-    into_words.buffer === into.buffer && into_words.byteOffset === into.byteOffset,
-    "into_words views into",
-  );
   writeU32(into, offset, size_bytes - RECORD_HEADER_SIZE_BYTES);
   writeU64(into, offset + 8, lsn);
   into[offset + 16] = RECORD_TYPE_BATCH;
@@ -238,7 +231,7 @@ export function encodeRecord(
   into[offset + 19] = 0;
   writeU32(into, offset + 20, entries.length);
   let p = offset + RECORD_HEADER_SIZE_BYTES;
-  for (const entry of entries) p += encodeEntry(entry, into, into_words, p);
+  for (const entry of entries) p += encodeEntry(entry, into, p);
   assert(p === offset + size_bytes, "encoded size mismatch");
   writeU32(into, offset + 4, crc32c(into, offset + RECORD_CRC_START_BYTES, p));
   return size_bytes;

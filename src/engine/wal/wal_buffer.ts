@@ -7,7 +7,7 @@
  * Protocol of an append (the caller holds the table shard mutexes of every key it writes, so the
  * LSN order of two writes of one key is the order in which they reach the table):
  *   const lsn = buffer.reserve(size_bytes);          // LSN + contiguous space, under the ring mutex
- *   encodeRecord(lsn, entries, buffer.ring, buffer.reservedOffset(lsn), buffer.ring_words);
+ *   encodeRecord(lsn, entries, buffer.ring, buffer.reservedOffset(lsn));
  *   … install the versions in the table …
  *   buffer.complete(lsn);                             // the writer may now flush it
  * A record reserved is always completed (the WAL writer flushes LSNs strictly in order).
@@ -20,7 +20,6 @@
  * const buffer = new WalBuffer(shared);   // in any thread
  * buffer.visibleLsn();                     // the LSN readers may see
  */
-import { wordView } from "../bytes.ts";
 import { assert, UnavailableError } from "../errors.ts";
 import { lock, unlock } from "../locks.ts";
 
@@ -103,8 +102,6 @@ export interface PublishedLsns {
 /** A thread's handle on the shared WAL buffer. */
 export class WalBuffer {
   readonly ring: Uint8Array;
-  /** `ring` as 32-bit words (record encoding copies into it four bytes at a time). */
-  readonly ring_words: Uint32Array;
   readonly ring_bytes: number;
   readonly commit_slots: number;
   private readonly i32: Int32Array;
@@ -126,7 +123,6 @@ export class WalBuffer {
     this.f64 = new Float64Array(shared.control, CONTROL_I32_WORDS * 4, CONTROL_F64_CELLS);
     this.error_text = new Uint8Array(shared.control, CONTROL_I32_WORDS * 4 + CONTROL_F64_CELLS * 8);
     this.ring = new Uint8Array(shared.ring);
-    this.ring_words = wordView(this.ring);
     this.ring_bytes = shared.ring.byteLength;
     this.commit_slots = shared.commit_slots;
     const n = shared.commit_slots;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { wordView, writeU32 } from "../../../src/engine/bytes.ts";
+import { writeU32 } from "../../../src/engine/bytes.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
 import { OP_DEL, OP_SET } from "../../../src/engine/wal/format.ts";
@@ -21,7 +21,7 @@ const ascii = (s: string) => new TextEncoder().encode(s);
 
 function encode(lsn: number, entries: WalEntry[]): Uint8Array {
   const bytes = new Uint8Array(encodedRecordSize(entries));
-  expect(encodeRecord(lsn, entries, bytes, 0, wordView(bytes))).toBe(bytes.length);
+  expect(encodeRecord(lsn, entries, bytes, 0)).toBe(bytes.length);
   return bytes;
 }
 
@@ -124,7 +124,7 @@ describe("record layout", () => {
 
   test("encodes at an offset into a reused dirty buffer", () => {
     const buffer = new Uint8Array(100).fill(0xee);
-    encodeRecord(2 ** 32 + 2, entries, buffer, 7, wordView(buffer));
+    encodeRecord(2 ** 32 + 2, entries, buffer, 7);
     expect(buffer.subarray(7, 69)).toEqual(expected);
     expect(buffer[6]).toBe(0xee);
     expect(buffer[69]).toBe(0xee);
@@ -137,10 +137,9 @@ describe("record round trip", () => {
     const batches = Array.from({ length: 500 }, () => randomEntries(rng));
     const size_bytes = batches.reduce((sum, entries) => sum + encodedRecordSize(entries), 0);
     const buffer = new Uint8Array(size_bytes);
-    const words = wordView(buffer);
     let offset = 0;
     batches.forEach((entries, i) => {
-      offset += encodeRecord(1000 + i, entries, buffer, offset, words);
+      offset += encodeRecord(1000 + i, entries, buffer, offset);
     });
     expect(offset).toBe(size_bytes);
     offset = 0;
@@ -169,8 +168,7 @@ describe("record round trip", () => {
     expect(() => encode(1, [entry(OP_DEL, key, undefined, Number.NaN)])).toThrow(/invariant/);
     const entries: WalEntry[] = [entry(OP_DEL, key, undefined, 0)];
     const small = new Uint8Array(36);
-    expect(() => encodeRecord(1, entries, small, 1, wordView(small))).toThrow(/invariant/);
-    expect(() => encodeRecord(1, entries, new Uint8Array(64), 0, wordView(small))).toThrow(/invariant/);
+    expect(() => encodeRecord(1, entries, small, 1)).toThrow(/invariant/);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { wordView, writeU32 } from "../../../src/engine/bytes.ts";
+import { writeU32 } from "../../../src/engine/bytes.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { CorruptionError, IoError } from "../../../src/engine/errors.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
@@ -42,7 +42,7 @@ function buildSegment(first_lsn: number, lsns: number[], entries = entriesFor): 
   const parts = lsns.map((lsn) => {
     const list = entries(lsn);
     const record = new Uint8Array(encodedRecordSize(list));
-    encodeRecord(lsn, list, record, 0, wordView(record));
+    encodeRecord(lsn, list, record, 0);
     return record;
   });
   const bytes = new Uint8Array(32 + parts.reduce((sum, part) => sum + part.length, 0));
