@@ -8,8 +8,11 @@
 # and redis-benchmark runs SET then GET (50 clients, 100-byte values, 100k-key space) at pipeline 1
 # and 16 against each server in turn, alternating which goes first, ROUNDS times; the table keeps the
 # median round by ops/s. Prints a markdown table: ops/s, p50, p99 of both, and walkv/Redis ops/s.
+# Each server first gets an unmeasured warm-up, the same for both: --warmup-requests (50k) of the same
+# SET and GET load (walkv's JavaScript is compiled while it runs: without one, a 200k-request pipeline-1
+# run measures walkv partly cold; --warmup-requests 0 measures that).
 #
-#   scripts/bench-vs-redis.sh                      # every mode, 3 rounds (about 6 minutes)
+#   scripts/bench-vs-redis.sh                      # every mode, 3 rounds (about 12 minutes)
 #   scripts/bench-vs-redis.sh --modes everysec --rounds 1 --requests-p1 50000
 #   scripts/bench-vs-redis.sh --walkv dist/walkv   # the compiled binary instead of Bun + source
 set -euo pipefail
@@ -22,10 +25,11 @@ VALUE_BYTES=100
 KEYSPACE=100000
 REQUESTS_P1=200000
 REQUESTS_P16=2000000
+WARMUP_REQUESTS=50000
 WALKV=""
 WALKV_ARGS=""
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --walkv PATH --walkv-args \"...\""; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\""; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +38,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS="$2"; shift 2 ;;
     --requests-p1) REQUESTS_P1="$2"; shift 2 ;;
     --requests-p16) REQUESTS_P16="$2"; shift 2 ;;
+    --warmup-requests) WARMUP_REQUESTS="$2"; shift 2 ;;
     --walkv) WALKV="$2"; shift 2 ;;
     --walkv-args) WALKV_ARGS="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -43,6 +48,8 @@ done
 for n in "$ROUNDS" "$CLIENTS" "$REQUESTS_P1" "$REQUESTS_P16"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench-vs-redis: \"$n\" is not a positive integer" >&2; exit 2; }
 done
+[[ "$WARMUP_REQUESTS" =~ ^(0|[1-9][0-9]*)$ ]] ||
+  { echo "bench-vs-redis: --warmup-requests \"$WARMUP_REQUESTS\" is not an integer ≥ 0" >&2; exit 2; }
 for m in $MODES; do
   [[ "$m" =~ ^(always|everysec|no)$ ]] || { echo "bench-vs-redis: mode \"$m\" is not always|everysec|no" >&2; exit 2; }
 done
@@ -109,6 +116,10 @@ run_one() { # mode server pipeline round
   dir="$WORK/$mode-$server-$pipeline-$round"; mkdir -p "$dir"
   requests=$REQUESTS_P1; [ "$pipeline" -gt 1 ] && requests=$REQUESTS_P16
   "start_$server" "$mode" "$dir"
+  if [ "$WARMUP_REQUESTS" -gt 0 ]; then
+    redis-benchmark -s "$dir/redis.sock" -c "$CLIENTS" -n "$WARMUP_REQUESTS" -d "$VALUE_BYTES" -r "$KEYSPACE" \
+      -P "$pipeline" -t set,get -q >/dev/null 2>&1
+  fi
   redis-benchmark -s "$dir/redis.sock" -c "$CLIENTS" -n "$requests" -d "$VALUE_BYTES" -r "$KEYSPACE" \
     -P "$pipeline" -t set,get --csv 2>/dev/null | tail -n +2 | tr -d '"' |
     awk -F, -v p="$mode,$server,$pipeline,$round" '{ print p "," $1 "," $2 "," $5 "," $7 }' | tee -a "$RESULTS" |
@@ -117,7 +128,7 @@ run_one() { # mode server pipeline round
   rm -rf "$dir"
 }
 
-echo "walkv vs Redis: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), walkv ${WALKV_CMD[*]}" >&2
+echo "walkv vs Redis: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), walkv ${WALKV_CMD[*]}, warm-up $WARMUP_REQUESTS requests" >&2
 for mode in $MODES; do
   for pipeline in 1 16; do
     for round in $(seq "$ROUNDS"); do

@@ -234,7 +234,7 @@ export class Engine {
     let existed = true;
     let removed = 0;
     /** The slot of each entry to finalize once visible, -1 for none (Table.link). */
-    let finalize: number[] = [];
+    const finalize: number[] = [];
     let linked: number[] = [];
     for (let i = 0; i < shards.length; i++) this.table.lockShard(shards.shards[i]!);
     try {
@@ -255,7 +255,8 @@ export class Engine {
         try {
           encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
           const visible = this.wal.visibleLsn();
-          finalize = versions.map((v, i) => this.table.link(v, hashes[i]!, lsn, visible));
+          for (let i = 0; i < versions.length; i++)
+            finalize.push(this.table.link(versions[i]!, hashes[i]!, lsn, visible));
         } finally {
           linked = versions;
           versions = [];

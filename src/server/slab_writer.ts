@@ -74,8 +74,7 @@ export class SlabWriter implements ValueSink {
   /** Appends bytes already encoded in the writer's format (a stored value, a constant reply). */
   raw(bytes: Uint8Array): void {
     this.ensure(bytes.length);
-    this.buffer.set(bytes, this.end);
-    this.end += bytes.length;
+    this.copyIn(bytes, 0, bytes.length);
   }
 
   /**
