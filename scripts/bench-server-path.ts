@@ -2,7 +2,9 @@
  * The server's own cost per request, without sockets or a load generator: C in-process connections
  * (src/server/connection.ts) each receive P pipelined RESP (or msgpack) requests per event-loop turn,
  * run by the same protocol, coalescer and engine as an I/O worker (one I/O worker writing the WAL
- * itself, fsync `no`, 100k keys, 100-byte values). Prints ns per request for SET and GET. The kernel's
+ * itself, fsync `no`, 100k keys, 100-byte values). Every key is set before the rounds (GETs hit), and
+ * the requests of a round name keys at random over the whole key space, so that the table's cache
+ * misses are those of a daemon under redis-benchmark. Prints ns per request for SET and GET. The kernel's
  * share of a real request (recv, send, epoll) is left out on purpose: this measures the JavaScript
  * path steadily enough to compare two versions of it (A/B in alternation, medians), which the
  * daemon-wide figures of profile.sh are too noisy for on this machine.
@@ -48,7 +50,8 @@ const requests = positiveFlag("requests", values.requests);
 const rounds = positiveFlag("rounds", values.rounds);
 const KEYS = 100_000;
 const VALUE = "x".repeat(100);
-const CHUNKS = 256;
+/** Distinct request chunks per round: twice the key space's worth of requests, at random. */
+const CHUNKS = Math.ceil((2 * KEYS) / pipeline);
 
 /** A socket that counts the bytes it is given. */
 class CountingSocket implements ClientSocket {
@@ -66,11 +69,11 @@ class CountingSocket implements ClientSocket {
 const encoder = new TextEncoder();
 const key = (n: number) => `key:${String(n).padStart(12, "0")}`;
 
-/** `pipeline` requests of `op` in one chunk, as the chosen protocol frames them. */
-function chunk(op: "set" | "get", random: () => number, first_id: number): Uint8Array {
+/** `pipeline` requests of `op` in one chunk (keys from `keyAt(i)`), as the chosen protocol frames them. */
+function chunk(op: "set" | "get", keyAt: (i: number) => number, first_id: number): Uint8Array {
   const parts: Uint8Array[] = [];
   for (let i = 0; i < pipeline; i++) {
-    const k = key(randomInt(random, KEYS));
+    const k = key(keyAt(i));
     if (protocol === "resp") {
       const args = op === "set" ? ["SET", k, VALUE] : ["GET", k];
       parts.push(
@@ -110,25 +113,35 @@ async function main(): Promise<void> {
     const p = protocol === "resp" ? new RespProtocol(ctx) : new MsgpackProtocol(ctx);
     return new Connection<unknown>(socket, p as never, ctx, () => {});
   });
+  /** Feeds `turns` turns of `chunks` to the connections, each turn waiting for every answer. */
+  async function run(chunks: Uint8Array[], turns: number): Promise<void> {
+    for (let turn = 0; turn < turns; turn++) {
+      const expected = sockets.map((s) => s.bytes);
+      // A fresh copy, as a socket gives: the server may write into its input (RESP bin headers).
+      for (let c = 0; c < connections; c++)
+        conns[c]!.receive(new Uint8Array(chunks[(turn * connections + c) % chunks.length]!));
+      // The turn ends: the coalesced SETs are written, answered, flushed (the WAL writer may need
+      // a later turn or its timer when its ring is full).
+      for (let waits = 0; sockets.some((s, c) => s.bytes === expected[c]); waits++) {
+        if (waits > 100_000) throw new Error(`turn ${turn}: no answer after ${waits} waits`);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+  const fill = Array.from({ length: Math.ceil(KEYS / pipeline) }, (_, c) =>
+    chunk("set", (i) => (c * pipeline + i) % KEYS, 1),
+  );
+  await run(fill, Math.ceil(fill.length / connections));
   const random = prng(1);
   const results: Record<string, number[]> = { set: [], get: [] };
   for (let round = 0; round < rounds; round++) {
     for (const op of ops) {
-      const chunks = Array.from({ length: CHUNKS }, (_, i) => chunk(op, random, i * pipeline + 1));
+      const chunks = Array.from({ length: CHUNKS }, (_, i) =>
+        chunk(op, () => randomInt(random, KEYS), i * pipeline + 1),
+      );
       const turns = Math.ceil(requests / (connections * pipeline));
       const started = performance.now();
-      for (let turn = 0; turn < turns; turn++) {
-        const expected = sockets.map((s) => s.bytes);
-        // A fresh copy, as a socket gives: the server may write into its input (RESP bin headers).
-        for (let c = 0; c < connections; c++)
-          conns[c]!.receive(new Uint8Array(chunks[(turn * connections + c) % CHUNKS]!));
-        // The turn ends: the coalesced SETs are written, answered, flushed (the WAL writer may need
-        // a later turn or its timer when its ring is full).
-        for (let waits = 0; sockets.some((s, c) => s.bytes === expected[c]); waits++) {
-          if (waits > 100_000) throw new Error(`turn ${turn}: no answer after ${waits} waits`);
-          await new Promise((resolve) => setImmediate(resolve));
-        }
-      }
+      await run(chunks, turns);
       const ns = ((performance.now() - started) * 1e6) / (turns * connections * pipeline);
       results[op]!.push(ns);
       console.error(`round ${round + 1}: ${op} ${ns.toFixed(0)} ns/request`);
