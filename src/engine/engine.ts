@@ -33,6 +33,12 @@ import {
 import { Visibility } from "./wal/visibility.ts";
 import { WalBuffer, type WalBufferShared } from "./wal/wal_buffer.ts";
 
+/**
+ * A write touches the table lines of at most this many of its keys before linking them (Table.touchHomes):
+ * about what one I/O worker's turn coalesces, and lines that stay in cache until they are linked.
+ */
+const TOUCH_ENTRIES_MAX = 1024;
+
 /** Everything a thread needs to attach to the engine; structured-cloneable (SharedArrayBuffers). */
 export interface EngineShared {
   readonly config: EngineConfig;
@@ -98,6 +104,10 @@ export class Engine {
   /** The shards of the write being applied (reused: see BatchShards). */
   private readonly batch_shards = new BatchShards();
   private readonly shard_of = (h: number) => this.table.shardOf(h);
+  /** Scratch for Table.touchHomes: the first TOUCH_ENTRIES_MAX keys of a write are touched. */
+  private readonly home_refs = new Uint32Array(TOUCH_ENTRIES_MAX);
+  /** What touchHomes read, kept so that its loads are not optimised away. */
+  private touch_sink = 0;
 
   constructor(shared: EngineShared, options: EngineOptions = {}) {
     this.config = shared.config;
@@ -227,6 +237,7 @@ export class Engine {
     // Valid until the first await: the next write reloads it.
     const shards = this.batch_shards;
     shards.load(hashes, this.shard_of);
+    this.touch_sink ^= this.table.touchHomes(hashes, this.home_refs);
     // Versions not linked yet: discarded if the write fails before linking them.
     let versions = this.newVersions(entries);
     let lsn = 0;

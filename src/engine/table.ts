@@ -531,6 +531,36 @@ export class Table {
     return max_lsn;
   }
 
+  /**
+   * Reads, for each hash of `hashes` (at most `home_refs.length`), the ref in its home slot, then the
+   * first words of that record: loads that do not depend on one another, so that their cache misses
+   * overlap, where the probes that follow ({@link link}) would meet them one after the other. A hint
+   * only: it takes no lock and changes nothing, and state torn by a concurrent writer is harmless
+   * (every read is bounds-checked, and what it reads is not used). `home_refs` is scratch space.
+   * Returns a sum of the words read, for the caller to keep so that the loads are not optimised away.
+   *
+   * @example
+   * sink ^= table.touchHomes(hashes, scratch); // then lock, link…
+   */
+  touchHomes(hashes: readonly number[], home_refs: Uint32Array): number {
+    const n = Math.min(hashes.length, home_refs.length);
+    for (let i = 0; i < n; i++) {
+      const h = hashes[i]!;
+      const base = this.shardOf(h) * SHARD_WORDS;
+      const slots = this.meta[base + W_SLOTS]! >>> 0;
+      const words = this.u32[bufferIndex(slots)];
+      const slot = h & ((1 << this.meta[base + W_CAP_LOG2]!) - 1);
+      home_refs[i] = words?.[(slots & 0x1fffffff) * 2 + slot * 2 + 1] ?? 0;
+    }
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const ref = home_refs[i]!;
+      // The record's key starts at word 8: its header and key share a cache line or two.
+      if (ref !== 0) sum ^= this.u32[bufferIndex(ref)]?.[(ref & 0x1fffffff) * 2 + 8] ?? 0;
+    }
+    return sum;
+  }
+
   /** Slots in use over all shards (keys plus deletes not yet finalized). */
   slotsUsed(): number {
     let used = 0;

@@ -300,6 +300,29 @@ describe("version chains", () => {
   });
 });
 
+describe("touchHomes", () => {
+  test(`reads home slots and records without changing anything, for any hash, across growth (seed ${SEED})`, () => {
+    const t = new Harness();
+    const rng = prng(SEED);
+    const keys = Array.from({ length: 600 }, (_, i) => utf8(`touch-${i}`));
+    const scratch = new Uint32Array(256);
+    for (const [i, key] of keys.entries()) {
+      t.apply(key, utf8(`v${i}`));
+      // Hashes of keys held, of absent keys, and arbitrary words (a torn read's garbage).
+      const hashes = [hashKey(key), hashKey(utf8(`absent-${i}`)), randomInt(rng, 2 ** 32), 0, 2 ** 32 - 1];
+      const before = t.scan();
+      const live = t.arena.stats().live_bytes;
+      expect(typeof t.table.touchHomes(hashes, scratch), `seed ${SEED} key ${i}`).toBe("number");
+      expect(t.arena.stats().live_bytes).toBe(live);
+      if (i % 50 === 0) expect(t.scan()).toEqual(before);
+    }
+    // More hashes than scratch slots: only the first scratch.length are touched, none is an error.
+    const many = keys.map((key) => hashKey(key));
+    expect(typeof t.table.touchHomes(many, scratch)).toBe("number");
+    for (const [i, key] of keys.entries()) expect(text(t.get(key)), `seed ${SEED}`).toBe(`v${i}`);
+  });
+});
+
 describe("scanShard", () => {
   test("returns exactly the entries visible at the LSN, with their versions", () => {
     const rng = prng(SEED ^ 0x5ca);
