@@ -158,17 +158,19 @@ export class Engine {
   }
 
   /**
-   * Hands `key`'s value in place to `sink` (Table.read: no copy of its own; the sink copies it, say
-   * straight into a reply, and its last call counts). True if the key holds a value.
+   * Hands the value of the key `key[key_start, +key_length)` (by default all of `key`) in place to
+   * `sink` (Table.read: no copy of its own; the sink copies it, say straight into a reply, and its
+   * last call counts). True if the key holds a value.
    *
    * @example
    * if (!engine.read(key, writer)) writer.nil();
+   * engine.read(request_bytes, writer, key_start, key_length); // a key inside a larger array
    */
-  read(key: Uint8Array, sink: ValueSink): boolean {
-    this.checkKey(key);
-    const h = hashKey(key);
+  read(key: Uint8Array, sink: ValueSink, key_start = 0, key_length = key.length - key_start): boolean {
+    this.checkKeyRange(key, key_start, key_length);
+    const h = hashKey(key, key_start, key_start + key_length);
     for (;;) {
-      const result = this.table.read(key, h, this.wal.visibleLsn(), sink);
+      const result = this.table.read(key, key_start, key_length, h, this.wal.visibleLsn(), sink);
       if (result !== STALE) return result;
     }
   }
@@ -346,8 +348,14 @@ export class Engine {
   // ---------------------------------------------------------------- limits
 
   private checkKey(key: Uint8Array): void {
+    this.checkKeyRange(key, 0, key.length);
+  }
+
+  private checkKeyRange(key: Uint8Array, key_start: number, key_length: number): void {
     if (!(key instanceof Uint8Array)) throw new InvalidError("a key is a byte string");
-    this.checkKeyLength(key.length);
+    if (!(key_start >= 0 && key_length >= 0 && key_start + key_length <= key.length))
+      throw new InvalidError("a key's range lies within its array");
+    this.checkKeyLength(key_length);
   }
 
   private checkKeyLength(length_bytes: number): void {

@@ -170,35 +170,42 @@ export class Table {
    * repeated interference from writers.
    */
   get(key: Uint8Array, h: number, visible_lsn: number, copy = true): Uint8Array | undefined | typeof STALE {
-    const found = this.read(key, h, visible_lsn, copy ? this.copier : IGNORE_VALUE);
+    const found = this.read(key, 0, key.length, h, visible_lsn, copy ? this.copier : IGNORE_VALUE);
     const value = copy ? this.copier.take() : PRESENT; // taken either way: no torn copy is kept
     if (found === STALE) return STALE;
     return found ? value : undefined;
   }
 
   /**
-   * Reads like {@link get} without a copy of its own: `sink.value(bytes, words, start, length)` sees the
-   * visible value in place and copies what it keeps (straight into a reply, say). A writer may change
+   * Reads like {@link get}, the key being `src[key_offset, +key_length)`, without a copy of its own:
+   * `sink.value(bytes, start, length)` sees the visible value in place and copies what it keeps (straight into a reply, say). A writer may change
    * the bytes mid-copy: the read is then repeated and `sink.value` called again, and only its last
    * call counts. The sink is only called with a start and length that were valid when read (the
    * seqlock is checked before the call), so it never sees a freed record's garbage length.
    * Returns true (the sink saw the value), false (absent) or {@link STALE}.
    *
    * @example
-   * const found = table.read(key, hashKey(key), visible_lsn, { value: (b, s, n) => out.set(b.subarray(s, s + n)) });
+   * const found = table.read(key, 0, key.length, hashKey(key), visible_lsn, { value: (b, s, n) => out.set(b.subarray(s, s + n)) });
    */
-  read(key: Uint8Array, h: number, visible_lsn: number, sink: ValueSink): boolean | typeof STALE {
+  read(
+    src: Uint8Array,
+    key_offset: number,
+    key_length: number,
+    h: number,
+    visible_lsn: number,
+    sink: ValueSink,
+  ): boolean | typeof STALE {
     const base = this.shardOf(h) * SHARD_WORDS;
     for (let attempt = 0; attempt < READ_RETRIES_BEFORE_LOCK; attempt++) {
       const seq = Atomics.load(this.meta, base + W_SEQ);
       if ((seq & 1) === 0) {
-        const result = this.readVisible(key, h, base, visible_lsn, sink, seq);
+        const result = this.readVisible(src, key_offset, key_length, h, base, visible_lsn, sink, seq);
         if (result !== INTERFERED && Atomics.load(this.meta, base + W_SEQ) === seq) return result;
       }
     }
     lock(this.meta, base + W_LOCK);
     try {
-      const result = this.readVisible(key, h, base, visible_lsn, sink, UNDER_LOCK);
+      const result = this.readVisible(src, key_offset, key_length, h, base, visible_lsn, sink, UNDER_LOCK);
       assert(result !== INTERFERED, "no writer interferes under the shard mutex");
       return result;
     } finally {
@@ -212,14 +219,16 @@ export class Table {
    * lengths may be garbage), and the value must lie inside its buffer. UNDER_LOCK skips the check.
    */
   private readVisible(
-    key: Uint8Array,
+    src: Uint8Array,
+    key_offset: number,
+    key_length: number,
     h: number,
     base: number,
     visible_lsn: number,
     sink: ValueSink,
     seq: number,
   ): boolean | typeof STALE | typeof INTERFERED {
-    const head = this.findHead(key, 0, key.length, h, base);
+    const head = this.findHead(src, key_offset, key_length, h, base);
     const ref = head === 0 ? 0 : this.visibleVersion(head, visible_lsn);
     // No version at visible_lsn: absent then, unless a delete's removal since may have hidden one.
     if (ref === 0) return visible_lsn < this.meta_f64[base / 2 + F_REMOVED_LSN]! ? STALE : false;

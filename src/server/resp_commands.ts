@@ -75,7 +75,9 @@ export interface RespCommand {
 // ------------------------------------------------------------------------------------- data
 
 function get(s: RespSession, request: RespRequest, out: RespWriter): undefined {
-  out.storedBulk(s.ctx.engine, checkKey(s.ctx, scratchKey(request, 0)));
+  const key_length = request.length(0);
+  checkKeySize(s.ctx, key_length);
+  out.storedBulk(s.ctx.engine, request.bytes, request.offset(0), key_length); // read in place: no copy
 }
 
 function set(s: RespSession, request: RespRequest): typeof ANSWERED_LATER {

@@ -47,16 +47,16 @@ export class RespWriter extends SlabWriter {
   private refused_type_byte = -1;
 
   /**
-   * Appends `key`'s stored value as a bulk string of its payload (copied once, from the table into
-   * the reply), or nil if the key holds none. Throws RespError WRONGTYPE for a stored value that is
+   * Appends the stored value of the key `key[key_start, +key_length)` (by default all of `key`) as a
+   * bulk string of its payload (copied once, from the table into the reply), or nil if the key holds none. Throws RespError WRONGTYPE for a stored value that is
    * not a msgpack str or bin (written by the msgpack protocol).
    *
    * @example
    * out.storedBulk(engine, key); // GET
    */
-  storedBulk(source: ValueSource, key: Uint8Array): void {
+  storedBulk(source: ValueSource, key: Uint8Array, key_start = 0, key_length = key.length - key_start): void {
     this.refused_type_byte = -1;
-    if (!this.stored(source, key)) this.nil();
+    if (!this.stored(source, key, key_start, key_length)) this.nil();
     else if (this.refused_type_byte >= 0) throw wrongTypeError(this.refused_type_byte);
   }
 

@@ -21,7 +21,8 @@ import type { ClientSocket } from "./client_socket.ts";
 
 /** Where {@link SlabWriter.stored} reads a value from: the engine. */
 export interface ValueSource {
-  read(key: Uint8Array, sink: ValueSink): boolean;
+  /** Hands the value of the key `key[key_start, +key_length)` to `sink`; true if there is one. */
+  read(key: Uint8Array, sink: ValueSink, key_start: number, key_length: number): boolean;
 }
 
 export class SlabWriter implements ValueSink {
@@ -78,15 +79,16 @@ export class SlabWriter implements ValueSink {
   }
 
   /**
-   * Appends `key`'s stored value as `source` hands it over (no copy of it in between: the bytes go
-   * from the table to the reply); nothing if the key holds none. True if it did.
+   * Appends the stored value of the key `key[key_start, +key_length)` (by default all of `key`) as
+   * `source` hands it over (no copy of it in between: the bytes go from the table to the reply);
+   * nothing if the key holds none. True if it did.
    *
    * @example
    * if (!w.stored(engine, key)) w.nil();
    */
-  stored(source: ValueSource, key: Uint8Array): boolean {
+  stored(source: ValueSource, key: Uint8Array, key_start = 0, key_length = key.length - key_start): boolean {
     this.value_at = this.end - this.start;
-    if (source.read(key, this)) return true;
+    if (source.read(key, this, key_start, key_length)) return true;
     this.end = this.start + this.value_at;
     return false;
   }

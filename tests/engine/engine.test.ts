@@ -105,6 +105,40 @@ describe("limits", () => {
   });
 });
 
+describe("reads", () => {
+  /** A sink that keeps a copy of the last value it was handed. */
+  const sink = () => {
+    let last: string | undefined;
+    return {
+      value: (bytes: Uint8Array, start: number, length: number) => {
+        last = new TextDecoder().decode(bytes.subarray(start, start + length));
+      },
+      last: () => last,
+    };
+  };
+
+  test("read takes a key as a range of a larger array, within its bounds and limit", async () => {
+    const { host, engine } = await openSim();
+    await settle(host, engine.set(utf8("key"), utf8("value")));
+    const frame = utf8("GET key\r\n");
+    const found = sink();
+    expect(engine.read(frame, found, 4, 3)).toBe(true);
+    expect(found.last()).toBe("value");
+    expect(engine.read(frame, sink(), 4, 2)).toBe(false); // "ke"
+    expect(engine.read(utf8("key"), found)).toBe(true); // the whole array by default
+    for (const [start, length] of [
+      [8, 3],
+      [-1, 3],
+      [4, -1],
+    ] as const) {
+      expect(() => engine.read(frame, sink(), start, length)).toThrow(InvalidError);
+    }
+    const long = new Uint8Array(LIMITS.max_key_bytes + 10);
+    expect(() => engine.read(long, sink(), 5, LIMITS.max_key_bytes + 1)).toThrow(TooLargeError);
+    expect(engine.read(long, sink(), 5, LIMITS.max_key_bytes)).toBe(false);
+  });
+});
+
 describe("writes", () => {
   test("del of an absent key returns false and writes no WAL", async () => {
     const { host, engine, disk } = await openSim();
