@@ -239,7 +239,8 @@ export class Engine {
     // Valid until the first await: the next write reloads it.
     const shards = this.batch_shards;
     shards.load(hashes, this.shard_of);
-    this.touch_sink ^= this.table.touchHomes(hashes, this.home_refs);
+    // One key's misses have nothing to overlap with: its probe meets them as a touch would.
+    if (hashes.length > 1) this.touch_sink ^= this.table.touchHomes(hashes, this.home_refs);
     // Versions not linked yet: discarded if the write fails before linking them.
     let versions = this.newVersions(entries);
     let lsn = 0;
