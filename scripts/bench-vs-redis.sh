@@ -12,7 +12,7 @@
 # SET and GET load (walkv's JavaScript is compiled while it runs: without one, a 200k-request pipeline-1
 # run measures walkv partly cold; --warmup-requests 0 measures that).
 #
-#   scripts/bench-vs-redis.sh                      # every mode, 3 rounds (about 12 minutes)
+#   scripts/bench-vs-redis.sh                      # every mode, 3 rounds (about 8 minutes)
 #   scripts/bench-vs-redis.sh --modes everysec --rounds 1 --requests-p1 50000
 #   scripts/bench-vs-redis.sh --walkv dist/walkv   # the compiled binary instead of Bun + source
 set -euo pipefail
