@@ -23,6 +23,9 @@ function denoServe(dir: string, more: string[] = ["--workers", "2"]): Promise<Se
   });
 }
 
+const LONG_KEY = "a key of forty bytes, give or take a few";
+const LONG_VALUE = "v".repeat(300);
+
 test("deno task serve: ping, set, get, SIGTERM → 0, restart recovers the value", async () => {
   const dir = tempDir("deno");
   const socket_path = path.join(dir, "walkv.sock");
@@ -54,6 +57,9 @@ test("deno task serve, one I/O worker and fsync everysec: the I/O worker writes 
   const c = await RawClient.connect(socket_path);
   expect(await c.call("set", "runtime", "deno")).toEqual([1, 0, true]);
   expect(await c.call("get", "runtime")).toEqual([2, 0, "deno"]);
+  // Longer than a few bytes: copied by the runtime (Buffer.prototype.copy, engine/bytes.ts) in Deno too.
+  expect(await c.call("set", LONG_KEY, LONG_VALUE)).toEqual([3, 0, true]);
+  expect(await c.call("get", LONG_KEY)).toEqual([4, 0, LONG_VALUE]);
   c.close();
   expect(await first.stop("SIGTERM"), first.describe()).toBe(0);
   expect(first.stderr).toContain("final checkpoint written");
@@ -61,6 +67,7 @@ test("deno task serve, one I/O worker and fsync everysec: the I/O worker writes 
   const second = await denoServe(dir, flags);
   const c2 = await RawClient.connect(socket_path);
   expect(await c2.call("get", "runtime")).toEqual([1, 0, "deno"]);
+  expect(await c2.call("get", LONG_KEY)).toEqual([2, 0, LONG_VALUE]);
   c2.close();
   expect(await second.stop("SIGTERM"), second.describe()).toBe(0);
 }, 90_000);
