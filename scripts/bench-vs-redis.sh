@@ -7,7 +7,8 @@
 #   no       : Redis no persistence (no AOF, no RDB)       | walkv --fsync no
 # and redis-benchmark runs SET then GET (50 clients, 100-byte values, 100k-key space) at pipeline 1
 # and 16 against each server in turn, alternating which goes first, ROUNDS times; the table keeps the
-# median round by ops/s. Prints a markdown table: ops/s, p50, p99 of both, and walkv/Redis ops/s.
+# median round by ops/s. Prints a markdown table: ops/s, p50, p99 of both, walkv/Redis ops/s, and the
+# lowest and highest ratio of a single round (the spread of the cell).
 # Each server first gets an unmeasured warm-up, the same for both: --warmup-requests (50k) of the same
 # SET and GET load (walkv's JavaScript is compiled while it runs: without one, a 200k-request pipeline-1
 # run measures walkv partly cold; --warmup-requests 0 measures that).
@@ -29,7 +30,7 @@ WARMUP_REQUESTS=50000
 WALKV=""
 WALKV_ARGS=""
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\""; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\""; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -145,16 +146,34 @@ median() { # mode test pipeline server
     sort -t, -k1 -g | awk '{ rows[NR] = $0 } END { print rows[int((NR + 1) / 2)] }'
 }
 
+# The lowest and highest walkv/Redis ops/s ratio of one cell over its rounds (each round ran both
+# servers, one after the other): "min–max", how far one round can move a cell.
+ratio_range() { # mode test pipeline
+  awk -F, -v m="$1" -v t="$2" -v p="$3" '
+    $1 == m && $3 == p && $5 == t { rps[$2 "," $4] = $6; rounds[$4] = 1 }
+    END {
+      min = ""; max = "";
+      for (r in rounds) {
+        if (!(("redis," r) in rps) || !(("walkv," r) in rps) || rps["redis," r] == 0) continue;
+        x = rps["walkv," r] / rps["redis," r];
+        if (min == "" || x < min) min = x;
+        if (max == "" || x > max) max = x;
+      }
+      if (min == "") print "-"; else printf "%.2f–%.2f", min, max
+    }' "$RESULTS"
+}
+
 echo
-echo "| fsync | test | pipeline | Redis ops/s | Redis p50 ms | Redis p99 ms | walkv ops/s | walkv p50 ms | walkv p99 ms | walkv/Redis |"
-echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| fsync | test | pipeline | Redis ops/s | Redis p50 ms | Redis p99 ms | walkv ops/s | walkv p50 ms | walkv p99 ms | walkv/Redis | per round |"
+echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for mode in $MODES; do
   for test in SET GET; do
     for pipeline in 1 16; do
       r=$(median "$mode" "$test" "$pipeline" redis); w=$(median "$mode" "$test" "$pipeline" walkv)
-      awk -F, -v mode="$mode" -v test="$test" -v p="$pipeline" -v r="$r" -v w="$w" 'BEGIN {
+      range=$(ratio_range "$mode" "$test" "$pipeline")
+      awk -F, -v mode="$mode" -v test="$test" -v p="$pipeline" -v r="$r" -v w="$w" -v range="$range" 'BEGIN {
         split(r, a, ","); split(w, b, ",");
-        printf "| %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f |\n", mode, test, p, a[1], a[2], a[3], b[1], b[2], b[3], b[1] / a[1]
+        printf "| %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s |\n", mode, test, p, a[1], a[2], a[3], b[1], b[2], b[3], b[1] / a[1], range
       }'
     done
   done
