@@ -166,7 +166,9 @@ export class Engine {
    * if (!engine.read(key, writer)) writer.nil();
    * engine.read(request_bytes, writer, key_start, key_length); // a key inside a larger array
    */
-  read(key: Uint8Array, sink: ValueSink, key_start = 0, key_length = key.length - key_start): boolean {
+  read(key: Uint8Array, sink: ValueSink, key_start = 0, key_length?: number): boolean {
+    if (!(key instanceof Uint8Array)) throw new InvalidError("a key is a byte string");
+    key_length ??= key.length - key_start;
     this.checkKeyRange(key, key_start, key_length);
     const h = hashKey(key, key_start, key_start + key_length);
     for (;;) {

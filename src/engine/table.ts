@@ -180,8 +180,10 @@ export class Table {
    * Reads like {@link get}, the key being `src[key_offset, +key_length)`, without a copy of its own:
    * `sink.value(bytes, start, length)` sees the visible value in place and copies what it keeps
    * (straight into a reply, say). A writer may change the bytes mid-copy: the read is then repeated
-   * and `sink.value` called again, and only its last call counts. The sink is only called with a start and length that were valid when read (the
-   * seqlock is checked before the call), so it never sees a freed record's garbage length.
+   * and `sink.value` called again, and only its last call counts. The sink is only called with a
+   * start and length that were valid when read (the seqlock is checked before the call), so it never
+   * sees a freed record's garbage length; the bytes themselves may be torn (the sink must not trust
+   * them to be a well-formed value: see RespWriter.storedValue).
    * Returns true (the sink saw the value), false (absent) or {@link STALE}.
    *
    * @example

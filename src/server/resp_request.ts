@@ -20,7 +20,6 @@ import { KEEP_ARGUMENT_SLOTS, type RespReader } from "./resp_reader.ts";
 import { binSize, binValue } from "./resp_values.ts";
 import { scratchCopy } from "./scratch_key.ts";
 
-/** Keys up to this length are read through a reused scratch array. */
 const EMPTY = new Uint8Array(0);
 
 /** Decodes command names and numbers (ASCII) without a UTF-8 pass. */

@@ -48,8 +48,9 @@ export class RespWriter extends SlabWriter {
 
   /**
    * Appends the stored value of the key `key[key_start, +key_length)` (by default all of `key`) as a
-   * bulk string of its payload (copied once, from the table into the reply), or nil if the key holds none. Throws RespError WRONGTYPE for a stored value that is
-   * not a msgpack str or bin (written by the msgpack protocol).
+   * bulk string of its payload (copied once, from the table into the reply), or nil if the key holds
+   * none. Throws RespError WRONGTYPE for a stored value that is not a msgpack str or bin (written by
+   * the msgpack protocol).
    *
    * @example
    * out.storedBulk(engine, key); // GET
@@ -60,11 +61,16 @@ export class RespWriter extends SlabWriter {
     else if (this.refused_type_byte >= 0) throw wrongTypeError(this.refused_type_byte);
   }
 
-  /** A stored str or bin as a bulk string of its payload; any other type is refused, unwritten. */
+  /**
+   * A stored str or bin as a bulk string of its payload; any other type is refused, unwritten. So is
+   * a header longer than the value: only a read torn by a writer in another thread hands one over
+   * (the table then reads again, and this call's verdict is replaced by the next one's).
+   */
   protected override storedValue(bytes: Uint8Array, start: number, length: number): void {
     const header = strOrBinHeaderBytes(bytes[start]);
-    this.refused_type_byte = header < 0 ? (bytes[start] ?? 0) : -1;
-    if (header < 0) return;
+    const refused = header < 0 || header > length;
+    this.refused_type_byte = refused ? (bytes[start] ?? 0) : -1;
+    if (refused) return;
     const n = length - header;
     this.bulkHeader(n);
     this.copyIn(bytes, start + header, n);

@@ -133,6 +133,7 @@ describe("reads", () => {
     ] as const) {
       expect(() => engine.read(frame, sink(), start, length)).toThrow(InvalidError);
     }
+    expect(() => engine.read(null as unknown as Uint8Array, sink())).toThrow(InvalidError);
     const long = new Uint8Array(LIMITS.max_key_bytes + 10);
     expect(() => engine.read(long, sink(), 5, LIMITS.max_key_bytes + 1)).toThrow(TooLargeError);
     expect(engine.read(long, sink(), 5, LIMITS.max_key_bytes)).toBe(false);

@@ -323,6 +323,47 @@ describe("touchHomes", () => {
   });
 });
 
+describe("touchHomes on torn state", () => {
+  test("shard words and slots full of garbage (a writer mid-change in another thread): no throw, no write", () => {
+    const arena = new Arena(
+      createArenaShared({
+        buffer_count: 2,
+        initial_bytes: 1 << 16,
+        max_bytes_per_buffer: 1 << 20,
+        grow_step_bytes: 1 << 16,
+      }),
+    );
+    const shared = createTableShared(arena, SHARD_BITS);
+    const table = new Table(shared, arena);
+    const meta = new Int32Array(shared.meta);
+    const scratch = new Uint32Array(64);
+    const hashes = Array.from({ length: 64 }, (_, i) => Math.imul(i + 1, 0x9e3779b9) >>> 0);
+    // Shard words (table.ts: 16 per shard; word 2 the slot array's ref, word 3 log2 of its capacity).
+    const slots_ref = meta[2]! >>> 0;
+    const garbage_refs = [0xffffffff, 0x7 << 29, (1 << 29) | 5, slots_ref];
+    const garbage_log2 = [31, 32, -1, 0, 27];
+    const slot_words = arena.u32[slots_ref >>> 29]!;
+    const slot_w0 = (slots_ref & 0x1fffffff) * 2;
+    slot_words.fill(0xffffffff, slot_w0, slot_w0 + 32); // slots naming refs past every buffer
+    let cases = 0;
+    for (const ref of garbage_refs) {
+      for (const log2 of garbage_log2) {
+        for (let shard = 0; shard < 1 << SHARD_BITS; shard++) {
+          meta[shard * 16 + 2] = ref | 0;
+          meta[shard * 16 + 3] = log2;
+        }
+        const meta_before = meta.slice();
+        const arena_before = arena.u8.map((bytes) => bytes.slice());
+        expect(() => table.touchHomes(hashes, scratch), `ref ${ref} log2 ${log2}`).not.toThrow();
+        expect([...meta]).toEqual([...meta_before]);
+        expect(arena.u8.map((bytes, b) => Buffer.compare(bytes, arena_before[b]!))).toEqual([0, 0]);
+        cases++;
+      }
+    }
+    expect(cases).toBe(garbage_refs.length * garbage_log2.length);
+  });
+});
+
 describe("scanShard", () => {
   test("returns exactly the entries visible at the LSN, with their versions", () => {
     const rng = prng(SEED ^ 0x5ca);

@@ -92,4 +92,22 @@ describe("SlabWriter.stored", () => {
     );
     expect(w.length).toBe(0);
   });
+
+  test("RESP: a header longer than its value (a read torn by a writer) writes nothing and is replaced by the retry", () => {
+    const w = new RespWriter(8);
+    // 0xc6 is a bin32 header (5 bytes) over a 2-byte value: what a record reused mid-read can show.
+    w.storedBulk(
+      source(
+        [
+          [0xc6, 0],
+          [0xc4, 1, 0x7a],
+        ],
+        true,
+      ),
+      bytes("k"),
+    );
+    expect(text(w.take())).toBe("$1\r\nz\r\n");
+    expect(() => w.storedBulk(source([[0xc6, 0]], true), bytes("k"))).toThrow(/^WRONGTYPE/);
+    expect(w.length).toBe(0);
+  });
 });
