@@ -167,12 +167,10 @@ export class Engine {
    * engine.read(request_bytes, writer, key_start, key_length); // a key inside a larger array
    */
   read(key: Uint8Array, sink: ValueSink, key_start = 0, key_length?: number): boolean {
-    if (!(key instanceof Uint8Array)) throw new InvalidError("a key is a byte string");
-    key_length ??= key.length - key_start;
-    this.checkKeyRange(key, key_start, key_length);
-    const h = hashKey(key, key_start, key_start + key_length);
+    const length = this.checkKeyRange(key, key_start, key_length);
+    const h = hashKey(key, key_start, key_start + length);
     for (;;) {
-      const result = this.table.read(key, key_start, key_length, h, this.wal.visibleLsn(), sink);
+      const result = this.table.read(key, key_start, length, h, this.wal.visibleLsn(), sink);
       if (result !== STALE) return result;
     }
   }
@@ -351,14 +349,17 @@ export class Engine {
   // ---------------------------------------------------------------- limits
 
   private checkKey(key: Uint8Array): void {
-    this.checkKeyRange(key, 0, key.length);
+    this.checkKeyRange(key, 0, undefined);
   }
 
-  private checkKeyRange(key: Uint8Array, key_start: number, key_length: number): void {
+  /** Checks the key `key[key_start, +key_length)` (to the end of `key` by default); returns its length. */
+  private checkKeyRange(key: Uint8Array, key_start: number, key_length: number | undefined): number {
     if (!(key instanceof Uint8Array)) throw new InvalidError("a key is a byte string");
-    if (!(key_start >= 0 && key_length >= 0 && key_start + key_length <= key.length))
+    const length = key_length ?? key.length - key_start;
+    if (!(key_start >= 0 && length >= 0 && key_start + length <= key.length))
       throw new InvalidError("a key's range lies within its array");
-    this.checkKeyLength(key_length);
+    this.checkKeyLength(length);
+    return length;
   }
 
   private checkKeyLength(length_bytes: number): void {

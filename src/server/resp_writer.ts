@@ -55,7 +55,7 @@ export class RespWriter extends SlabWriter {
    * @example
    * out.storedBulk(engine, key); // GET
    */
-  storedBulk(source: ValueSource, key: Uint8Array, key_start = 0, key_length = key.length - key_start): void {
+  storedBulk(source: ValueSource, key: Uint8Array, key_start = 0, key_length?: number): void {
     this.refused_type_byte = -1;
     if (!this.stored(source, key, key_start, key_length)) this.nil();
     else if (this.refused_type_byte >= 0) throw wrongTypeError(this.refused_type_byte);

@@ -21,8 +21,11 @@ import type { ClientSocket } from "./client_socket.ts";
 
 /** Where {@link SlabWriter.stored} reads a value from: the engine. */
 export interface ValueSource {
-  /** Hands the value of the key `key[key_start, +key_length)` to `sink`; true if there is one. */
-  read(key: Uint8Array, sink: ValueSink, key_start: number, key_length: number): boolean;
+  /**
+   * Hands the value of the key `key[key_start, +key_length)` (to the end of `key` when `key_length`
+   * is undefined) to `sink`; true if there is one.
+   */
+  read(key: Uint8Array, sink: ValueSink, key_start: number, key_length: number | undefined): boolean;
 }
 
 export class SlabWriter implements ValueSink {
@@ -86,7 +89,7 @@ export class SlabWriter implements ValueSink {
    * @example
    * if (!w.stored(engine, key)) w.nil();
    */
-  stored(source: ValueSource, key: Uint8Array, key_start = 0, key_length = key.length - key_start): boolean {
+  stored(source: ValueSource, key: Uint8Array, key_start = 0, key_length?: number): boolean {
     this.value_at = this.end - this.start;
     if (source.read(key, this, key_start, key_length)) return true;
     this.end = this.start + this.value_at;
