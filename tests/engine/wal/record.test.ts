@@ -167,8 +167,7 @@ describe("record round trip", () => {
     expect(() => encode(1, [entry(OP_DEL, key, key, 0)])).toThrow(/invariant/);
     expect(() => encode(1, [entry(OP_DEL, key, undefined, Number.NaN)])).toThrow(/invariant/);
     const entries: WalEntry[] = [entry(OP_DEL, key, undefined, 0)];
-    const small = new Uint8Array(36);
-    expect(() => encodeRecord(1, entries, small, 1)).toThrow(/invariant/);
+    expect(() => encodeRecord(1, entries, new Uint8Array(36), 1)).toThrow(/invariant/);
   });
 });
 
