@@ -47,6 +47,8 @@ export interface EngineShared {
   readonly wal: WalBufferShared;
   /** Int32 words shared by the host and its workers: stop flag, checkpoint status. */
   readonly control: SharedArrayBuffer;
+  /** The WAL syncer's request and result words (wal/wal_syncer.ts). */
+  readonly wal_sync: SharedArrayBuffer;
 }
 
 /** See {@link Engine.stats}. `keys` counts deletes not yet finalized too (briefly). */

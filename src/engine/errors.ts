@@ -65,6 +65,17 @@ export class IoError extends WalkvError {
   }
 }
 
+/**
+ * A failure in a log line: the errno name of an {@link IoError}, else the message.
+ *
+ * @example
+ * log(`fdatasync failed (${describeFailure(error)})`); // "fdatasync failed (EIO)"
+ */
+export function describeFailure(error: unknown): string {
+  if (error instanceof IoError) return error.errno;
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Invariant check (TigerBeetle style): a failed assertion is a bug in walkv, never bad input. */
 export function assert(condition: unknown, message = "assertion failed"): asserts condition {
   if (!condition) throw new Error(`walkv invariant violated: ${message}`);

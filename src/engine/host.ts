@@ -25,6 +25,7 @@ import { createPipeShared, PipeSink } from "./replay_pipe.ts";
 import { createTableShared, Table } from "./table.ts";
 import { segmentName } from "./wal/format.ts";
 import { createWalBufferShared, WAL_STOPPED, type WalBuffer } from "./wal/wal_buffer.ts";
+import { createSyncerBuffer, WalSyncer } from "./wal/wal_syncer.ts";
 import { removeCoveredWal, type WalStart, WalWriter, walWriterOptions } from "./wal/wal_writer.ts";
 
 const ARENA_BUFFER_BYTES = 2 ** 32;
@@ -114,7 +115,13 @@ export async function openEngine(config: EngineConfig, options: OpenOptions = {}
     offload: (read_bytes) => (options.inline ? undefined : offloadReplay(storage, table, read_bytes, log)),
   });
   const wal = createWalBufferShared({ ring_bytes: config.wal_buffer_bytes, next_lsn: recovery.next_lsn });
-  const shared: EngineShared = { config, ...storage, wal, control: createControlBuffer() };
+  const shared: EngineShared = {
+    config,
+    ...storage,
+    wal,
+    control: createControlBuffer(),
+    wal_sync: createSyncerBuffer(),
+  };
   if (options.inline) return new InlineHost(io, shared, recovery, log);
   const host = new ThreadedHost(shared, recovery, log, options.on_fatal ?? defaultFatal(log), {
     local_wal_writer: options.local_wal_writer ?? false,
@@ -157,6 +164,7 @@ class ThreadedHost implements EngineHost {
   readonly engine: Engine;
   private readonly control: EngineControl;
   private writer_worker: Worker | undefined;
+  private syncer_worker: Worker | undefined;
   private checkpoint_worker: Worker | undefined;
   private closed = false;
 
@@ -180,6 +188,8 @@ class ThreadedHost implements EngineHost {
       this.writer_worker = await this.spawn(new URL("./wal/wal_writer_worker.ts", import.meta.url), {
         ...walStart(this.recovery),
       });
+    } else if (this.shared.config.fsync === "everysec") {
+      this.syncer_worker = await this.spawn(new URL("./wal/wal_syncer_worker.ts", import.meta.url), {});
     }
     this.checkpoint_worker = await this.spawn(
       new URL("./checkpoint/checkpoint_worker.ts", import.meta.url),
@@ -199,6 +209,7 @@ class ThreadedHost implements EngineHost {
     await exited(this.checkpoint_worker!);
     if (this.writer_worker === undefined) {
       this.closeLocalWal();
+      await this.stopSyncer();
       return;
     }
     this.control.requestWriterStop();
@@ -224,6 +235,13 @@ class ThreadedHost implements EngineHost {
       return;
     }
     removeCoveredWal(io, dir, this.control.lastCheckpoint().redo_lsn, written_lsn);
+  }
+
+  /** After the log was closed: the syncer thread ends (its last fdatasync finished). */
+  private async stopSyncer(): Promise<void> {
+    if (this.syncer_worker === undefined) return;
+    new WalSyncer(this.shared.wal_sync).requestStop();
+    await exited(this.syncer_worker);
   }
 
   private spawn(url: URL, init: Record<string, unknown>): Promise<Worker> {

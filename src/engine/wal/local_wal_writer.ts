@@ -9,8 +9,10 @@
  *   whole event-loop turn of SETs in one record), published, and this thread's waiting writes are
  *   settled. So the ring never holds this thread's records between appends, and an append never
  *   waits for ring space while it holds shard locks.
- * - A timer steps every {@link LOCAL_TICK_MS}: the `everysec` fdatasync (it blocks this thread for
- *   the length of the fdatasync, once a second), rotation, and records other threads append.
+ * - A timer steps every {@link LOCAL_TICK_MS}: it starts the `everysec` fdatasync on the syncer's
+ *   thread (wal_syncer.ts; this thread goes on) and publishes the LSN the last one made durable,
+ *   and writes records other threads append. Rotation and shutdown wait for a syncer's fdatasync in
+ *   flight before they sync and close the segment themselves.
  * - `always` keeps the worker: its fdatasync would stall this thread's event loop on every batch.
  *
  * @example
@@ -21,6 +23,7 @@
 import { Engine, type EngineShared } from "../engine.ts";
 import { assert, UnavailableError } from "../errors.ts";
 import { RealIo } from "../io/real_io.ts";
+import { WalSyncer } from "./wal_syncer.ts";
 import { type WalStart, WalWriter, walWriterOptions } from "./wal_writer.ts";
 
 /** How often the timer steps the writer (the `everysec` fdatasync is at most this late). */
@@ -40,11 +43,13 @@ export class LocalWalWriter {
     this.engine = new Engine(shared, {
       inline: { wait_for_space: () => this.makeSpace(), on_append: () => this.step() },
     });
+    const options = walWriterOptions(config, log);
     this.writer = new WalWriter(
       new RealIo(),
       this.engine.wal,
       this.engine.table,
-      walWriterOptions(config, log),
+      // The host runs the syncer's thread for this case (host.ts).
+      config.fsync === "everysec" ? { ...options, background_sync: new WalSyncer(shared.wal_sync) } : options,
       start,
     );
     this.timer = setInterval(() => this.step(), LOCAL_TICK_MS);

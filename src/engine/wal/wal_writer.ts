@@ -4,7 +4,9 @@
  * - `always`: one fdatasync per batch covers every record in it (group commit: all writers whose
  *   records were complete when the batch was taken share it); records become visible after it.
  * - `everysec`: records are visible once written to the OS (they survive kill -9); an fdatasync
- *   runs at least once per `everysec_interval_ms`.
+ *   starts at least once per `everysec_interval_ms` — on this thread, or, given a `background_sync`
+ *   ({@link WalSyncer}), on the syncer's, which this writer never waits for except before it
+ *   closes the segment or syncs it itself.
  * - `no`: visible once written; fdatasync only at segment rotation, checkpoints and shutdown.
  *
  * Failures (PostgreSQL's 2018 fsync lesson): a failed fdatasync stops the log for good — writes are
@@ -19,13 +21,14 @@
  */
 import type { EngineConfig } from "../config.ts";
 import { crashPoint } from "../crash_points.ts";
-import { assert, IoError } from "../errors.ts";
+import { assert, describeFailure } from "../errors.ts";
 import { hashKey } from "../hash.ts";
 import { closeQuietly, type FileId, type Io } from "../io/io.ts";
 import type { Table } from "../table.ts";
 import { encodeSegmentHeader, parseSegmentName, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./format.ts";
 import { visitRecordEntries } from "./record.ts";
 import { WAL_HALTED, WAL_RUNNING, WAL_STOPPED, type WalBuffer } from "./wal_buffer.ts";
+import type { BackgroundSync } from "./wal_syncer.ts";
 
 export type FsyncMode = "always" | "everysec" | "no";
 
@@ -40,6 +43,8 @@ export interface WalWriterOptions {
   readonly checkpoint_wal_bytes?: number;
   readonly now_ms?: () => number;
   readonly log?: (line: string) => void;
+  /** `everysec` only: the periodic fdatasync runs on this syncer's thread (wal_syncer.ts). */
+  readonly background_sync?: BackgroundSync;
 }
 
 /**
@@ -82,7 +87,8 @@ export class WalWriter {
   private readonly io: Io;
   private readonly buffer: WalBuffer;
   private readonly table: Table;
-  private readonly options: Required<WalWriterOptions>;
+  private readonly options: Required<Omit<WalWriterOptions, "background_sync">>;
+  private readonly background_sync: BackgroundSync | undefined;
   private file: FileId | undefined;
   private segment_path = "";
   private segment_first_lsn = 0;
@@ -99,6 +105,11 @@ export class WalWriter {
 
   constructor(io: Io, buffer: WalBuffer, table: Table, options: WalWriterOptions, start: WalStart) {
     assert(options.segment_bytes > SEGMENT_HEADER_SIZE_BYTES, "segment_bytes above the header size");
+    assert(
+      options.background_sync === undefined || options.fsync === "everysec",
+      "a background fdatasync is for fsync everysec",
+    );
+    this.background_sync = options.background_sync;
     this.io = io;
     this.buffer = buffer;
     this.table = table;
@@ -122,6 +133,7 @@ export class WalWriter {
    */
   step(): boolean {
     if (this.buffer.state() === WAL_STOPPED) return false;
+    this.collectBackgroundSync();
     const batch = this.collect();
     if (batch.last_lsn === batch.first_lsn - 1) {
       if (batch.rotate) return this.rotate();
@@ -142,7 +154,7 @@ export class WalWriter {
     crashPoint("wal-after-write-before-fsync");
     const must_sync =
       this.options.fsync === "always" ||
-      this.syncDue() ||
+      (this.syncDue() && this.background_sync === undefined) ||
       this.buffer.syncRequest(this.sync_requests) > this.durable_lsn;
     if (must_sync && !this.syncFile()) return true;
     this.publish(
@@ -152,6 +164,7 @@ export class WalWriter {
       must_sync ? 1 : 0,
     );
     this.noteBytes(this.segment_size_bytes - size_before);
+    if (!must_sync) this.startBackgroundSyncIfDue();
     if (this.options.fsync === "always" && this.buffer.isComplete(batch.last_lsn + 1)) {
       this.group_released_ms = performance.now();
     }
@@ -219,8 +232,7 @@ export class WalWriter {
   close(covered_lsn = 0): void {
     while (this.step()) {}
     this.syncNow();
-    if (this.file !== undefined) closeQuietly(this.io, this.file);
-    this.file = undefined;
+    this.closeFile();
     if (this.buffer.state() !== WAL_STOPPED)
       removeCoveredWal(this.io, this.options.dir, covered_lsn, this.written_lsn);
   }
@@ -293,17 +305,45 @@ export class WalWriter {
   private syncIfDue(): boolean {
     const requested = this.buffer.syncRequest(this.sync_requests) > this.durable_lsn;
     if (this.written_lsn === this.durable_lsn || !(this.syncDue() || requested)) return false;
+    if (!requested && this.background_sync !== undefined) {
+      this.startBackgroundSyncIfDue();
+      return false;
+    }
     return this.syncNow();
   }
 
-  /** fdatasync of the current segment; on failure stops the log for good. */
+  /** everysec with a syncer: hands it the segment and the written LSN, if due and it is idle. */
+  private startBackgroundSyncIfDue(): void {
+    const syncer = this.background_sync;
+    if (syncer === undefined || this.file === undefined || this.written_lsn === this.durable_lsn) return;
+    if (!this.syncDue() || syncer.busy()) return;
+    syncer.request(this.file, this.written_lsn);
+    this.last_sync_ms = this.options.now_ms();
+  }
+
+  /** Publishes as durable what the syncer's last finished fdatasync covered. */
+  private collectBackgroundSync(): void {
+    if (this.background_sync === undefined) return;
+    const synced_lsn = this.background_sync.syncedLsn();
+    if (synced_lsn <= this.durable_lsn) return;
+    assert(synced_lsn <= this.written_lsn, "the syncer only syncs what was written");
+    this.durable_lsn = synced_lsn;
+    this.publish(undefined, 0, 0, 1);
+  }
+
+  /**
+   * fdatasync of the current segment; on failure stops the log for good. Waits first for the
+   * syncer's fdatasync in flight on the same descriptor, if any (see wal_syncer.ts).
+   */
   private syncFile(): boolean {
+    this.background_sync?.waitIdle();
+    if (this.buffer.state() === WAL_STOPPED) return false; // the syncer's fdatasync failed
     const started_ms = performance.now();
     try {
       this.io.sync(this.file!);
     } catch (error) {
       this.stop(
-        `fdatasync of ${this.segment_path} failed (${describe(error)}); writes stopped until restart`,
+        `fdatasync of ${this.segment_path} failed (${describeFailure(error)}); writes stopped until restart`,
       );
       return false;
     }
@@ -319,6 +359,14 @@ export class WalWriter {
   }
 
   // ---------------------------------------------------------------- segments
+
+  /** Closes the segment's descriptor once no fdatasync of the syncer uses it. */
+  private closeFile(): void {
+    if (this.file === undefined) return;
+    this.background_sync?.waitIdle();
+    closeQuietly(this.io, this.file);
+    this.file = undefined;
+  }
 
   /** Creates segment `first_lsn`: header written and synced, directory entry synced. */
   private openNewSegment(first_lsn: number): boolean {
@@ -346,8 +394,7 @@ export class WalWriter {
   private rotate(): boolean {
     if (this.file !== undefined) {
       if (this.written_lsn !== this.durable_lsn && !this.syncNow()) return true;
-      closeQuietly(this.io, this.file);
-      this.file = undefined;
+      this.closeFile();
     }
     this.openNewSegment(this.written_lsn + 1);
     return true;
@@ -361,7 +408,7 @@ export class WalWriter {
    * appends again from the first unwritten LSN (a new failure epoch: their writers are rejected).
    */
   private failWrite(error: unknown, good_size_bytes: number | undefined): void {
-    const message = `write to ${this.segment_path || this.options.dir} failed (${describe(error)}); unwritten writes rejected`;
+    const message = `write to ${this.segment_path || this.options.dir} failed (${describeFailure(error)}); unwritten writes rejected`;
     this.options.log(`wal: ${message}`);
     this.buffer.setState(WAL_HALTED, message);
     const [, flushed_lsn] = this.buffer.flushed();
@@ -372,7 +419,9 @@ export class WalWriter {
         this.io.truncate(this.file, good_size_bytes);
         this.segment_size_bytes = good_size_bytes;
       } catch (truncate_error) {
-        this.stop(`cannot cut ${this.segment_path} back after a failed write (${describe(truncate_error)})`);
+        this.stop(
+          `cannot cut ${this.segment_path} back after a failed write (${describeFailure(truncate_error)})`,
+        );
         return;
       }
     }
@@ -417,9 +466,4 @@ export function removeCoveredWal(io: Io, dir: string, covered_lsn: number, writt
   const segments = io.list(dir).filter((name) => parseSegmentName(name) !== undefined);
   for (const name of segments) io.unlink(`${dir}/${name}`);
   if (segments.length > 0) io.syncDir(dir);
-}
-
-function describe(error: unknown): string {
-  if (error instanceof IoError) return error.errno;
-  return error instanceof Error ? error.message : String(error);
 }

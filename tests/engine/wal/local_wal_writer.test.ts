@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { engineConfig } from "../../../src/engine/config.ts";
 import { openEngine, walStart } from "../../../src/engine/host.ts";
 import { LOCAL_TICK_MS, LocalWalWriter } from "../../../src/engine/wal/local_wal_writer.ts";
+import { WalSyncer } from "../../../src/engine/wal/wal_syncer.ts";
 import type { FsyncMode } from "../../../src/engine/wal/wal_writer.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
@@ -44,6 +45,8 @@ describe("LocalWalWriter", () => {
     expect(wal.lsns().visible).toBe(lsn);
     expect(text(host.engine.get(utf8("k")))).toBe("v1"); // another thread's engine sees it
     await until(() => wal.lsns().durable >= lsn, 2000);
+    // The fdatasync that made it durable ran on the syncer's thread (the host's syncer worker).
+    expect(new WalSyncer(host.shared.wal_sync).syncedLsn()).toBeGreaterThanOrEqual(lsn);
     local.close();
     await host.close();
   });

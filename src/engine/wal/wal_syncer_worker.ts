@@ -1,0 +1,26 @@
+/**
+ * Worker entry point of the WAL syncer (wal_syncer.ts): the `everysec` fdatasync of a daemon whose
+ * lone I/O worker writes the WAL. Receives `{ shared }`, answers `{ ready: true }`, then serves
+ * fdatasync requests (blocking on the request word) until the host raises the syncer's stop flag,
+ * and answers `{ exited: true }`. Log lines go to the host as `{ log }`.
+ */
+import type { EngineShared } from "../engine.ts";
+import { RealIo } from "../io/real_io.ts";
+import { WalBuffer } from "./wal_buffer.ts";
+import { WalSyncer } from "./wal_syncer.ts";
+
+declare const self: Worker;
+
+/** Longest block on the request word, so the stop flag is seen promptly. */
+const POLL_MS = 1000;
+
+self.onmessage = (event: MessageEvent) => {
+  const { shared } = event.data as { shared: EngineShared };
+  const syncer = new WalSyncer(shared.wal_sync);
+  const wal = new WalBuffer(shared.wal);
+  const io = new RealIo();
+  const log = (line: string) => self.postMessage({ log: line });
+  self.postMessage({ ready: true });
+  while (!syncer.stopRequested()) syncer.serve(io, wal, log, POLL_MS);
+  self.postMessage({ exited: true });
+};
