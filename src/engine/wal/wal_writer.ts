@@ -312,11 +312,17 @@ export class WalWriter {
     return this.syncNow();
   }
 
-  /** everysec with a syncer: hands it the segment and the written LSN, if due and it is idle. */
+  /**
+   * everysec with a syncer: hands it the segment and the written LSN, if due and it is idle. Due once
+   * per interval, and also whenever idle in a segment's last eighth: rotation seals the segment with
+   * an fdatasync on this thread, which then only flushes what came after the syncer's last one.
+   */
   private startBackgroundSyncIfDue(): void {
     const syncer = this.background_sync;
     if (syncer === undefined || this.file === undefined || this.written_lsn === this.durable_lsn) return;
-    if (!this.syncDue() || syncer.busy()) return;
+    const nearly_full =
+      this.segment_size_bytes >= this.options.segment_bytes - this.options.segment_bytes / 8;
+    if (!(this.syncDue() || nearly_full) || syncer.busy()) return;
     syncer.request(this.file, this.written_lsn);
     this.last_sync_ms = this.options.now_ms();
   }

@@ -4,7 +4,7 @@ import { prng } from "../../../src/engine/io/prng.ts";
 import { SimDisk, type SimDiskCall } from "../../../src/engine/io/sim_disk.ts";
 import { WalSyncer } from "../../../src/engine/wal/wal_syncer.ts";
 import { WalWriter, walWriterOptions } from "../../../src/engine/wal/wal_writer.ts";
-import { openSim, SEED, text, utf8 } from "../sim_host.ts";
+import { openSim, SEED, SMALL_LIMITS, text, utf8 } from "../sim_host.ts";
 
 const INTERVAL_MS = 1000;
 
@@ -105,6 +105,23 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     expect(writer.syncNow()).toBe(false); // no fdatasync on this thread claims it durable after all
     expect(engine.wal.lsns().durable).toBe(0);
     expect(text(engine.get(utf8("k")))).toBe("v1");
+  });
+
+  test("in a segment's last eighth the writer asks before the interval, so rotation has little to flush", async () => {
+    const { engine, disk, syncer, step, set } = await openWithSyncer();
+    const value = "x".repeat(3000);
+    const segment_bytes = SMALL_LIMITS.wal_segment_bytes;
+    let i = 0;
+    // The clock never moves: no interval is due. Below 7/8 of the segment, nothing is asked.
+    while (disk.stats.bytes_written < (segment_bytes * 7) / 8 - 4000) {
+      await set(`big${i++}`, value);
+      expect(syncer.busy()).toBe(false);
+    }
+    while (!syncer.busy()) await set(`big${i++}`, value);
+    expect(disk.stats.bytes_written).toBeGreaterThanOrEqual((segment_bytes * 7) / 8);
+    syncer.serve(disk, engine.wal, () => {}, 0);
+    step();
+    expect(engine.wal.lsns().durable).toBeGreaterThan(0);
   });
 
   test("rotation and close wait for the fdatasync in flight before they sync and close the segment", async () => {
