@@ -60,6 +60,20 @@ test("deno task serve, one I/O worker and fsync everysec: the I/O worker writes 
   // Longer than a few bytes: copied by the runtime (Buffer.prototype.copy, engine/bytes.ts) in Deno too.
   expect(await c.call("set", LONG_KEY, LONG_VALUE)).toEqual([3, 0, true]);
   expect(await c.call("get", LONG_KEY)).toEqual([4, 0, LONG_VALUE]);
+  // The once-a-second fdatasync runs on the syncer worker (wal_syncer.ts), under Deno too.
+  const durable = async () => {
+    const [, , stats] = (await c.call("stats")) as [
+      number,
+      number,
+      { lsn: { durable: number; written: number } },
+    ];
+    return stats.lsn.durable >= stats.lsn.written && stats.lsn.written > 0;
+  };
+  const deadline_ms = Date.now() + 5000;
+  while (!(await durable())) {
+    expect(Date.now()).toBeLessThan(deadline_ms);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   c.close();
   expect(await first.stop("SIGTERM"), first.describe()).toBe(0);
   expect(first.stderr).toContain("final checkpoint written");

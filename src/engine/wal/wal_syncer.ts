@@ -2,38 +2,41 @@
  * The `everysec` fdatasync on its own thread. With one I/O worker the WAL is written by that worker
  * ({@link LocalWalWriter}); a once-a-second fdatasync there stopped its event loop for the length of
  * the fdatasync (17–33 ms under load here). Redis runs this fsync on a background thread; so does
- * walkv: the writer hands the segment's descriptor and the LSN it has written to a syncer worker and
- * goes on writing; the syncer's fdatasync covers every write made before it started, and the LSN it
- * finished is read back by the writer on its next step, which then publishes it as durable.
+ * walkv: the writer names the segment and the LSN it has written to a syncer worker and goes on
+ * writing; the syncer's fdatasync covers every write made before it started, and the LSN it finished
+ * is read back by the writer on its next step, which then publishes it as durable.
  *
- * Rules (each keeps a failed fdatasync from ever being missed or over-claimed):
- * - One request at a time, on the writer's own descriptor: the writer never issues another fdatasync
- *   (rotation, shutdown, an explicit sync) or closes that descriptor while a request is in flight —
- *   it waits for it first ({@link WalSyncer.waitIdle}). So no two fdatasyncs race on one file
- *   description (the kernel reports a writeback error once per description), and the descriptor
- *   cannot be closed and its number reused under the syncer.
+ * Rules (each keeps a failed fdatasync from being missed or over-claimed):
+ * - The syncer syncs its own descriptor of the segment, opened by path and kept while the segment is
+ *   current (descriptors are per worker in Deno). Linux (4.16 on) reports a writeback error to every
+ *   open description of the file, and to one opened later if no description has seen it yet; so
+ *   each error reaches the syncer's fdatasync or one of the writer's, and either stops the log.
+ * - One request at a time; the writer waits for the one in flight ({@link WalSyncer.waitIdle})
+ *   before it syncs the segment itself (rotation, shutdown, an explicit sync), so a request's
+ *   segment is the current one while it runs and no result arrives after the writer moved on.
  * - A failed fdatasync stops the log for good, as on the writer (WAL_STOPPED with the reason).
  * - Durable only advances to what a successful fdatasync covered.
  *
- * Shared words: `requested` and `done` sequence numbers, a stop flag; the request's descriptor and
- * LSN, and the highest LSN synced so far.
+ * Shared words: `requested` and `done` sequence numbers, a stop flag; the request's segment (its
+ * first LSN) and LSN, and the highest LSN synced so far.
  *
  * @example
  * const syncer = new WalSyncer(createSyncerBuffer());       // writer side
- * if (!syncer.busy()) syncer.request(fd, written_lsn);
+ * if (!syncer.busy()) syncer.request(segment_first_lsn, written_lsn);
  * durable_lsn = Math.max(durable_lsn, syncer.syncedLsn()); // later
- * syncer.waitIdle(); io.close(fd);                          // before closing the descriptor
- * // syncer worker: while (!syncer.stopRequested()) syncer.serve(io, wal, log, 1000);
+ * syncer.waitIdle();                                        // before syncing the segment itself
+ * // syncer worker: while (!syncer.stopRequested()) syncer.serve({ io, wal, wal_dir, log }, 1000);
  */
 import { assert, describeFailure } from "../errors.ts";
-import type { FileId, Io } from "../io/io.ts";
+import { closeQuietly, type FileId, type Io } from "../io/io.ts";
+import { segmentName } from "./format.ts";
 import { WAL_STOPPED, type WalBuffer } from "./wal_buffer.ts";
 
 const I_REQUESTED = 0;
 const I_DONE = 1;
 const I_STOP = 2;
 const I32_WORDS = 4;
-const F_FILE = 0;
+const F_SEGMENT_FIRST_LSN = 0;
 const F_TARGET_LSN = 1;
 const F_SYNCED_LSN = 2;
 const F_CELLS = 3;
@@ -47,8 +50,11 @@ export function createSyncerBuffer(): SharedArrayBuffer {
 export interface BackgroundSync {
   /** True while a requested fdatasync has not finished. */
   busy(): boolean;
-  /** Asks for an fdatasync of `file`, which holds every record up to `lsn`. Only when not busy. */
-  request(file: FileId, lsn: number): void;
+  /**
+   * Asks for an fdatasync of the current segment (named by its first LSN), which holds every record
+   * up to `lsn`. Only when not busy.
+   */
+  request(segment_first_lsn: number, lsn: number): void;
   /** The highest LSN a finished fdatasync made durable (0 before any). */
   syncedLsn(): number;
   /** Returns once no fdatasync is in flight. */
@@ -59,12 +65,15 @@ export class WalSyncer implements BackgroundSync {
   private readonly i32: Int32Array;
   private readonly f64: Float64Array;
   /**
-   * Single-threaded use (simulation tests): {@link waitIdle} serves the request itself, with this
-   * Io and WAL buffer, instead of waiting for a syncer thread.
+   * Single-threaded use (simulation tests): {@link waitIdle} serves the request itself, as this
+   * thread, instead of waiting for a syncer thread.
    */
-  private readonly inline: { io: Io; wal: WalBuffer; log: (line: string) => void } | undefined;
+  private readonly inline: SyncerThread | undefined;
+  /** Syncer side: its descriptor of the segment it synced last, and which segment that is. */
+  private file: FileId | undefined;
+  private file_segment_first_lsn = 0;
 
-  constructor(buffer: SharedArrayBuffer, inline?: { io: Io; wal: WalBuffer; log: (line: string) => void }) {
+  constructor(buffer: SharedArrayBuffer, inline?: SyncerThread) {
     this.i32 = new Int32Array(buffer, 0, I32_WORDS);
     this.f64 = new Float64Array(buffer, I32_WORDS * 4, F_CELLS);
     this.inline = inline;
@@ -74,10 +83,10 @@ export class WalSyncer implements BackgroundSync {
     return Atomics.load(this.i32, I_REQUESTED) !== Atomics.load(this.i32, I_DONE);
   }
 
-  request(file: FileId, lsn: number): void {
+  request(segment_first_lsn: number, lsn: number): void {
     assert(!this.busy(), "one background fdatasync at a time");
-    assert(lsn > this.syncedLsn(), "a request covers new records");
-    this.f64[F_FILE] = file;
+    assert(lsn > this.syncedLsn() && lsn >= segment_first_lsn, "a request covers new records");
+    this.f64[F_SEGMENT_FIRST_LSN] = segment_first_lsn;
     this.f64[F_TARGET_LSN] = lsn;
     Atomics.add(this.i32, I_REQUESTED, 1);
     Atomics.notify(this.i32, I_REQUESTED);
@@ -90,8 +99,7 @@ export class WalSyncer implements BackgroundSync {
 
   waitIdle(): void {
     if (this.inline !== undefined) {
-      const { io, wal, log } = this.inline;
-      this.serve(io, wal, log, 0);
+      this.serve(this.inline, 0);
       return;
     }
     for (;;) {
@@ -112,20 +120,26 @@ export class WalSyncer implements BackgroundSync {
   }
 
   /**
-   * Syncer side: waits up to `wait_ms` for a request, then runs it: fdatasync of the descriptor;
-   * on success the synced LSN moves to the request's, on failure the log stops. Returns true if it
-   * ran one.
+   * Syncer side: waits up to `wait_ms` for a request, then runs it: fdatasync of the segment (its
+   * descriptor opened on the first request for it); on success the synced LSN moves to the
+   * request's, on failure the log stops. Returns true if it ran one.
    */
-  serve(io: Io, wal: WalBuffer, log: (line: string) => void, wait_ms: number): boolean {
+  serve(thread: SyncerThread, wait_ms: number): boolean {
     const requested = Atomics.load(this.i32, I_REQUESTED);
     if (requested === Atomics.load(this.i32, I_DONE)) {
       if (wait_ms > 0) Atomics.wait(this.i32, I_REQUESTED, requested, wait_ms);
       return false;
     }
-    const file = this.f64[F_FILE]!;
+    const { io, wal, wal_dir, log } = thread;
+    const segment_first_lsn = this.f64[F_SEGMENT_FIRST_LSN]!;
     const lsn = this.f64[F_TARGET_LSN]!;
     try {
-      io.sync(file);
+      if (this.file === undefined || this.file_segment_first_lsn !== segment_first_lsn) {
+        this.close(io);
+        this.file = io.open(`${wal_dir}/${segmentName(segment_first_lsn)}`);
+        this.file_segment_first_lsn = segment_first_lsn;
+      }
+      io.sync(this.file);
       this.f64[F_SYNCED_LSN] = lsn;
     } catch (error) {
       const message = `background fdatasync of the WAL failed (${describeFailure(error)}); writes stopped until restart`;
@@ -136,4 +150,18 @@ export class WalSyncer implements BackgroundSync {
     Atomics.notify(this.i32, I_DONE);
     return true;
   }
+
+  /** Syncer side: closes its descriptor (when the thread ends). */
+  close(io: Io): void {
+    if (this.file !== undefined) closeQuietly(io, this.file);
+    this.file = undefined;
+  }
+}
+
+/** What the syncer's thread works with: its Io, the shared WAL buffer, the WAL directory, its log. */
+export interface SyncerThread {
+  readonly io: Io;
+  readonly wal: WalBuffer;
+  readonly wal_dir: string;
+  readonly log: (line: string) => void;
 }

@@ -17,10 +17,14 @@ const POLL_MS = 1000;
 self.onmessage = (event: MessageEvent) => {
   const { shared } = event.data as { shared: EngineShared };
   const syncer = new WalSyncer(shared.wal_sync);
-  const wal = new WalBuffer(shared.wal);
-  const io = new RealIo();
-  const log = (line: string) => self.postMessage({ log: line });
+  const thread = {
+    io: new RealIo(),
+    wal: new WalBuffer(shared.wal),
+    wal_dir: `${shared.config.data_dir}/wal`,
+    log: (line: string) => self.postMessage({ log: line }),
+  };
   self.postMessage({ ready: true });
-  while (!syncer.stopRequested()) syncer.serve(io, wal, log, POLL_MS);
+  while (!syncer.stopRequested()) syncer.serve(thread, POLL_MS);
+  syncer.close(thread.io);
   self.postMessage({ exited: true });
 };

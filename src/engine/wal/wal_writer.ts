@@ -323,7 +323,7 @@ export class WalWriter {
     const nearly_full =
       this.segment_size_bytes >= this.options.segment_bytes - this.options.segment_bytes / 8;
     if (!(this.syncDue() || nearly_full) || syncer.busy()) return;
-    syncer.request(this.file, this.written_lsn);
+    syncer.request(this.segment_first_lsn, this.written_lsn);
     this.last_sync_ms = this.options.now_ms();
   }
 
@@ -366,7 +366,7 @@ export class WalWriter {
 
   // ---------------------------------------------------------------- segments
 
-  /** Closes the segment's descriptor once no fdatasync of the syncer uses it. */
+  /** Closes the segment's descriptor, after the syncer's fdatasync in flight, if any. */
   private closeFile(): void {
     if (this.file === undefined) return;
     this.background_sync?.waitIdle();

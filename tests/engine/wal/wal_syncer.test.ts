@@ -16,7 +16,8 @@ const INTERVAL_MS = 1000;
 async function openWithSyncer(sim_disk?: SimDisk) {
   const { host, engine, disk, log } = await openSim({ fsync: "everysec" }, sim_disk);
   const clock = { now_ms: 0 };
-  const syncer = new WalSyncer(host.shared.wal_sync, { io: disk, wal: engine.wal, log: (l) => log.push(l) });
+  const thread = { io: disk, wal: engine.wal, wal_dir: "/data/wal", log: (l: string) => log.push(l) };
+  const syncer = new WalSyncer(host.shared.wal_sync, thread);
   const writer = new WalWriter(
     disk,
     engine.wal,
@@ -39,12 +40,12 @@ async function openWithSyncer(sim_disk?: SimDisk) {
     step();
     return await pending;
   };
-  return { engine, disk, log, clock, syncer, writer, step, set };
+  return { engine, disk, log, clock, syncer, thread, writer, step, set };
 }
 
 describe("WalSyncer: the everysec fdatasync on another thread", () => {
   test("the writer hands the fdatasync to the syncer and publishes durable only once it finished", async () => {
-    const { engine, disk, clock, syncer, step, set } = await openWithSyncer();
+    const { engine, disk, clock, syncer, thread, step, set } = await openWithSyncer();
     const first = await set("k", "v1"); // creates the segment (its header is synced)
     const syncs = disk.stats.syncs;
     const second = await set("k", "v2");
@@ -55,7 +56,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     expect(disk.stats.syncs).toBe(syncs);
     expect(engine.wal.lsns().durable).toBe(0);
     const third = await set("k", "v3"); // written while the fdatasync is in flight
-    expect(syncer.serve(disk, engine.wal, () => {}, 0)).toBe(true);
+    expect(syncer.serve(thread, 0)).toBe(true);
     expect(disk.stats.syncs).toBe(syncs + 1);
     expect(engine.wal.lsns().durable).toBe(0); // not yet collected by the writer
     step();
@@ -68,13 +69,13 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   test("a power cut keeps what a finished fdatasync covered; the rest may be lost", async () => {
     const lost: number[] = [];
     for (let seed = SEED; seed < SEED + 16; seed++) {
-      const { disk, clock, syncer, engine, step, set } = await openWithSyncer(
+      const { disk, clock, syncer, thread, engine, step, set } = await openWithSyncer(
         new SimDisk({ rng: prng(seed) }),
       );
       await set("a", "1");
       clock.now_ms += INTERVAL_MS;
       step();
-      syncer.serve(disk, engine.wal, () => {}, 0);
+      syncer.serve(thread, 0);
       step();
       await set("b", "2");
       clock.now_ms += INTERVAL_MS;
@@ -89,12 +90,12 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   });
 
   test("a failed background fdatasync stops the log for good; reads go on", async () => {
-    const { engine, disk, log, clock, syncer, writer, step, set } = await openWithSyncer();
+    const { engine, disk, log, clock, syncer, thread, writer, step, set } = await openWithSyncer();
     await set("k", "v1");
     clock.now_ms += INTERVAL_MS;
     step();
     disk.injectFault((call: SimDiskCall) => (call.op === "sync" ? "EIO" : undefined));
-    syncer.serve(disk, engine.wal, (l) => log.push(l), 0);
+    syncer.serve(thread, 0);
     expect(engine.stats().wal.state).toBe("stopped");
     expect(engine.stats().wal.error).toContain("background fdatasync");
     expect(log.some((line) => line.includes("background fdatasync") && line.includes("EIO"))).toBe(true);
@@ -108,7 +109,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   });
 
   test("in a segment's last eighth the writer asks before the interval, so rotation has little to flush", async () => {
-    const { engine, disk, syncer, step, set } = await openWithSyncer();
+    const { engine, disk, syncer, thread, step, set } = await openWithSyncer();
     const value = "x".repeat(3000);
     const segment_bytes = SMALL_LIMITS.wal_segment_bytes;
     let i = 0;
@@ -119,7 +120,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     }
     while (!syncer.busy()) await set(`big${i++}`, value);
     expect(disk.stats.bytes_written).toBeGreaterThanOrEqual((segment_bytes * 7) / 8);
-    syncer.serve(disk, engine.wal, () => {}, 0);
+    syncer.serve(thread, 0);
     step();
     expect(engine.wal.lsns().durable).toBeGreaterThan(0);
   });
