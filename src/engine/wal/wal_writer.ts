@@ -319,10 +319,12 @@ export class WalWriter {
    */
   private startBackgroundSyncIfDue(): void {
     const syncer = this.background_sync;
-    if (syncer === undefined || this.file === undefined || this.written_lsn === this.durable_lsn) return;
+    if (syncer === undefined || this.file === undefined || syncer.busy()) return;
+    this.collectBackgroundSync(); // idle: its last result is final (it may have finished just now)
+    if (this.written_lsn === this.durable_lsn) return;
     const nearly_full =
       this.segment_size_bytes >= this.options.segment_bytes - this.options.segment_bytes / 8;
-    if (!(this.syncDue() || nearly_full) || syncer.busy()) return;
+    if (!(this.syncDue() || nearly_full)) return;
     syncer.request(this.segment_first_lsn, this.written_lsn);
     this.last_sync_ms = this.options.now_ms();
   }
@@ -339,7 +341,7 @@ export class WalWriter {
 
   /**
    * fdatasync of the current segment; on failure stops the log for good. Waits first for the
-   * syncer's fdatasync in flight on the same descriptor, if any (see wal_syncer.ts).
+   * syncer's fdatasync in flight, if any (see wal_syncer.ts).
    */
   private syncFile(): boolean {
     this.background_sync?.waitIdle();

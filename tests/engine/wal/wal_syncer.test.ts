@@ -66,6 +66,24 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     expect(syncer.busy()).toBe(false);
   });
 
+  test("a request that finishes between the writer's steps is collected, not asked again", async () => {
+    const { engine, clock, syncer, thread, writer, set } = await openWithSyncer();
+    const lsn = await set("k", "v1");
+    clock.now_ms += INTERVAL_MS;
+    writer.step(); // asks
+    expect(syncer.busy()).toBe(true);
+    // The syncer finishes just as the writer next looks (between its collection and its request).
+    const busy = syncer.busy.bind(syncer);
+    syncer.busy = () => {
+      syncer.serve(thread, 0);
+      return busy();
+    };
+    clock.now_ms += INTERVAL_MS;
+    expect(() => writer.step()).not.toThrow();
+    expect(engine.wal.lsns().durable).toBe(lsn);
+    expect(syncer.busy()).toBe(false);
+  });
+
   test("a power cut keeps what a finished fdatasync covered; the rest may be lost", async () => {
     const lost: number[] = [];
     for (let seed = SEED; seed < SEED + 16; seed++) {
