@@ -113,10 +113,38 @@ async function collect(stream: ReadableStream<Uint8Array>, append: (text: string
   }
 }
 
-/** SIGKILLs every process still running and removes the temp dirs. For afterAll. */
+/**
+ * SIGKILLs every process still running, and their descendants (`deno task serve` runs the daemon as
+ * its child, which a SIGKILL of the task would leave serving), and removes the temp dirs. For afterAll.
+ */
 export async function killAll(): Promise<void> {
   const running = [...live];
-  for (const p of running) p.proc.kill("SIGKILL");
+  for (const p of running) {
+    for (const pid of descendants(p.proc.pid)) killQuietly(pid);
+    p.proc.kill("SIGKILL");
+  }
   await Promise.all(running.map((p) => p.exited));
   for (const dir of temp_dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** The pids of a process's children, theirs, and so on (Linux: /proc/PID/task/TID/children). */
+function descendants(pid: number): number[] {
+  const children: number[] = [];
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      const words = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" ");
+      for (const word of words) if (word !== "") children.push(Number(word));
+    }
+  } catch {
+    return children; // gone meanwhile
+  }
+  return children.flatMap((child) => [child, ...descendants(child)]);
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
 }
