@@ -17,7 +17,7 @@ import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import type { EngineConfig } from "./config.ts";
 import { type CheckpointStatus, createControlBuffer, EngineControl } from "./control.ts";
 import { Engine, type EngineShared } from "./engine.ts";
-import { assert, UnavailableError } from "./errors.ts";
+import { assert, describeFailure, UnavailableError } from "./errors.ts";
 import { closeQuietly, type Io } from "./io/io.ts";
 import { RealIo } from "./io/real_io.ts";
 import { type ClosableSink, type RecoveryResult, recover } from "./recovery.ts";
@@ -152,7 +152,7 @@ export function makeDurable(io: Io, wal: WalBuffer, wal_dir: string, lsn: number
   try {
     io.sync(file);
   } catch (error) {
-    const message = `fdatasync of ${path} failed during a checkpoint (${String(error)}); writes stopped until restart`;
+    const message = `fdatasync of ${path} failed during a checkpoint (${describeFailure(error)}); writes stopped until restart`;
     wal.setState(WAL_STOPPED, message);
     throw new UnavailableError(message, { cause: error });
   } finally {
@@ -208,8 +208,8 @@ class ThreadedHost implements EngineHost {
     this.engine.wal.requestCheckpoint();
     await exited(this.checkpoint_worker!);
     if (this.writer_worker === undefined) {
+      await this.stopSyncer(); // its last fdatasync finished: none runs beside the one below
       this.closeLocalWal();
-      await this.stopSyncer();
       return;
     }
     this.control.requestWriterStop();
@@ -237,7 +237,7 @@ class ThreadedHost implements EngineHost {
     removeCoveredWal(io, dir, this.control.lastCheckpoint().redo_lsn, written_lsn);
   }
 
-  /** After the log was closed: the syncer thread ends (its last fdatasync finished). */
+  /** The syncer thread ends once its fdatasync in flight, if any, finished (its I/O worker has ended). */
   private async stopSyncer(): Promise<void> {
     if (this.syncer_worker === undefined) return;
     new WalSyncer(this.shared.wal_sync).requestStop();

@@ -44,12 +44,16 @@ export class LocalWalWriter {
       inline: { wait_for_space: () => this.makeSpace(), on_append: () => this.step() },
     });
     const options = walWriterOptions(config, log);
+    const syncer = config.fsync === "everysec" ? new WalSyncer(shared.wal_sync) : undefined;
+    assert(
+      syncer === undefined || syncer.running(),
+      "the host runs the syncer (opened with local_wal_writer)",
+    );
     this.writer = new WalWriter(
       new RealIo(),
       this.engine.wal,
       this.engine.table,
-      // The host runs the syncer's thread for this case (host.ts).
-      config.fsync === "everysec" ? { ...options, background_sync: new WalSyncer(shared.wal_sync) } : options,
+      syncer === undefined ? options : { ...options, background_sync: syncer },
       start,
     );
     this.timer = setInterval(() => this.step(), LOCAL_TICK_MS);

@@ -381,11 +381,18 @@ export class WalBuffer {
     Atomics.notify(this.i32, I_PUBLISH_SEQ);
   }
 
-  /** Writer: refuse or accept appends. Takes the ring mutex, so no reservation is half done. */
+  /**
+   * Writer (or the syncer and the checkpointer, to stop): refuse or accept appends. Takes the ring
+   * mutex, so no reservation is half done. STOPPED is for good: once set, no call changes the state
+   * or its error (a write failure handled on the writer while another thread's fdatasync failed must
+   * not resume appends).
+   */
   setState(state: number, error?: string): void {
     lock(this.i32, I_LOCK);
-    if (error !== undefined) this.setError(error);
-    Atomics.store(this.i32, I_STATE, state);
+    if (this.i32[I_STATE] !== WAL_STOPPED) {
+      if (error !== undefined) this.setError(error);
+      Atomics.store(this.i32, I_STATE, state);
+    }
     unlock(this.i32, I_LOCK);
     this.publishNothing();
   }
@@ -413,7 +420,7 @@ export class WalBuffer {
     this.f64[F_NEXT_LSN] = lsn + 1;
     this.f64[F_RESERVE_POS] = pos;
     Atomics.store(this.i32, I_EPOCH, epoch + 1);
-    Atomics.store(this.i32, I_STATE, WAL_RUNNING);
+    if (this.i32[I_STATE] !== WAL_STOPPED) Atomics.store(this.i32, I_STATE, WAL_RUNNING);
     unlock(this.i32, I_LOCK);
     this.publishNothing();
   }

@@ -35,6 +35,7 @@ import { WAL_STOPPED, type WalBuffer } from "./wal_buffer.ts";
 const I_REQUESTED = 0;
 const I_DONE = 1;
 const I_STOP = 2;
+const I_RUNNING = 3;
 const I32_WORDS = 4;
 const F_SEGMENT_FIRST_LSN = 0;
 const F_TARGET_LSN = 1;
@@ -109,7 +110,17 @@ export class WalSyncer implements BackgroundSync {
     }
   }
 
-  /** Host, at shutdown (after the writer closed the log): the syncer thread ends. */
+  /** Syncer thread, once, before it serves: writers may rely on it from now on. */
+  markRunning(): void {
+    Atomics.store(this.i32, I_RUNNING, 1);
+  }
+
+  /** True if a thread serves requests (or this one does, inline): else waitIdle would never return. */
+  running(): boolean {
+    return this.inline !== undefined || Atomics.load(this.i32, I_RUNNING) === 1;
+  }
+
+  /** Host, at shutdown (before it syncs the log's end itself): the syncer thread ends. */
   requestStop(): void {
     Atomics.store(this.i32, I_STOP, 1);
     Atomics.notify(this.i32, I_REQUESTED);
@@ -142,7 +153,8 @@ export class WalSyncer implements BackgroundSync {
       io.sync(this.file);
       this.f64[F_SYNCED_LSN] = lsn;
     } catch (error) {
-      const message = `background fdatasync of the WAL failed (${describeFailure(error)}); writes stopped until restart`;
+      const path = `${wal_dir}/${segmentName(segment_first_lsn)}`;
+      const message = `background fdatasync of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
       log(`wal: ${message}`);
       wal.setState(WAL_STOPPED, message);
     }

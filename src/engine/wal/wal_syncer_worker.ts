@@ -23,6 +23,7 @@ self.onmessage = (event: MessageEvent) => {
     wal_dir: `${shared.config.data_dir}/wal`,
     log: (line: string) => self.postMessage({ log: line }),
   };
+  syncer.markRunning();
   self.postMessage({ ready: true });
   while (!syncer.stopRequested()) syncer.serve(thread, POLL_MS);
   syncer.close(thread.io);

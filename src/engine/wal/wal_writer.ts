@@ -27,7 +27,7 @@ import { closeQuietly, type FileId, type Io } from "../io/io.ts";
 import type { Table } from "../table.ts";
 import { encodeSegmentHeader, parseSegmentName, SEGMENT_HEADER_SIZE_BYTES, segmentName } from "./format.ts";
 import { visitRecordEntries } from "./record.ts";
-import { WAL_HALTED, WAL_RUNNING, WAL_STOPPED, type WalBuffer } from "./wal_buffer.ts";
+import { WAL_HALTED, WAL_STOPPED, type WalBuffer } from "./wal_buffer.ts";
 import type { BackgroundSync } from "./wal_syncer.ts";
 
 export type FsyncMode = "always" | "everysec" | "no";
@@ -329,9 +329,9 @@ export class WalWriter {
     this.last_sync_ms = this.options.now_ms();
   }
 
-  /** Publishes as durable what the syncer's last finished fdatasync covered. */
+  /** Publishes as durable what the syncer's last finished fdatasync covered (read when it is idle). */
   private collectBackgroundSync(): void {
-    if (this.background_sync === undefined) return;
+    if (this.background_sync === undefined || this.background_sync.busy()) return;
     const synced_lsn = this.background_sync.syncedLsn();
     if (synced_lsn <= this.durable_lsn) return;
     assert(synced_lsn <= this.written_lsn, "the syncer only syncs what was written");
@@ -368,10 +368,9 @@ export class WalWriter {
 
   // ---------------------------------------------------------------- segments
 
-  /** Closes the segment's descriptor, after the syncer's fdatasync in flight, if any. */
+  /** Closes the segment's descriptor (a syncer has its own: see wal_syncer.ts). */
   private closeFile(): void {
     if (this.file === undefined) return;
-    this.background_sync?.waitIdle();
     closeQuietly(this.io, this.file);
     this.file = undefined;
   }
@@ -435,7 +434,7 @@ export class WalWriter {
     }
     for (let lsn = flushed_lsn + 1; lsn <= last; lsn++) this.rollback(lsn);
     this.buffer.rewind();
-    assert(this.buffer.state() === WAL_RUNNING, "rewind resumes appends");
+    assert(this.buffer.state() !== WAL_HALTED, "rewind resumes appends, unless the log stopped meanwhile");
   }
 
   private waitComplete(first: number, last: number): void {

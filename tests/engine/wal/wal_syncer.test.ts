@@ -66,6 +66,30 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     expect(syncer.busy()).toBe(false);
   });
 
+  test("a background fdatasync failing during the writer's handling of a failed write: the log stays stopped", async () => {
+    const { engine, disk, clock, syncer, thread, step, set } = await openWithSyncer();
+    await set("k", "v1");
+    clock.now_ms += INTERVAL_MS;
+    step(); // asks
+    let failed_write = false;
+    disk.injectFault((call: SimDiskCall) => {
+      if (call.op === "sync") return "EIO";
+      if (call.op !== "write" || failed_write) return undefined;
+      failed_write = true;
+      syncer.serve(thread, 0); // the syncer's fdatasync fails now, on its thread
+      return "EIO"; // and so does the writer's write: it halts, rolls back, rewinds
+    });
+    const second = engine.set(utf8("k"), utf8("v2"));
+    step();
+    await expect(second).rejects.toBeInstanceOf(UnavailableError);
+    expect(failed_write).toBe(true);
+    expect(engine.stats().wal.state).toBe("stopped");
+    expect(engine.stats().wal.error).toContain("background fdatasync");
+    disk.clearFaults();
+    await expect(engine.set(utf8("k"), utf8("v3"))).rejects.toBeInstanceOf(UnavailableError);
+    expect(engine.wal.lsns().durable).toBe(0);
+  });
+
   test("a request that finishes between the writer's steps is collected, not asked again", async () => {
     const { engine, clock, syncer, thread, writer, set } = await openWithSyncer();
     const lsn = await set("k", "v1");
@@ -115,7 +139,8 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     disk.injectFault((call: SimDiskCall) => (call.op === "sync" ? "EIO" : undefined));
     syncer.serve(thread, 0);
     expect(engine.stats().wal.state).toBe("stopped");
-    expect(engine.stats().wal.error).toContain("background fdatasync");
+    expect(engine.stats().wal.error).toContain("background fdatasync of /data/wal/");
+    expect(syncer.syncedLsn()).toBe(0); // nothing claimed for the failed one
     expect(log.some((line) => line.includes("background fdatasync") && line.includes("EIO"))).toBe(true);
     expect(engine.wal.lsns().durable).toBe(0);
     disk.clearFaults();
