@@ -111,7 +111,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   test("a power cut keeps what a finished fdatasync covered; the rest may be lost", async () => {
     const lost: number[] = [];
     for (let seed = SEED; seed < SEED + 16; seed++) {
-      const { disk, clock, syncer, thread, engine, step, set } = await openWithSyncer(
+      const { disk, clock, syncer, thread, step, set } = await openWithSyncer(
         new SimDisk({ rng: prng(seed) }),
       );
       await set("a", "1");
