@@ -33,7 +33,6 @@ const I_WRITER_SLEEPING = 5;
 const I_SPACE_WAITERS = 6;
 const I_CHECKPOINT_SEQ = 7;
 const I_ERROR_LENGTH = 8;
-const I_SYNC_REQUESTS = 9;
 const CONTROL_I32_WORDS = 16;
 // Float64 cells (after the Int32 words).
 const F_NEXT_LSN = 0;
@@ -43,7 +42,7 @@ const F_DURABLE = 3;
 const F_WRITTEN = 4;
 const F_FLUSHED_LSN = 5;
 const F_FLUSHED_POS = 6;
-const F_SYNC_REQUEST = 7;
+// Cell 7 is unused.
 const F_WAL_BYTES = 8;
 const F_FSYNCS = 9;
 const F_GROUP_RECORDS = 10;
@@ -278,15 +277,6 @@ export class WalBuffer {
     return new TextDecoder().decode(this.error_text.slice(0, length));
   }
 
-  /** Asks the writer to make everything up to `lsn` durable (checkpoints use it). */
-  requestSync(lsn: number): void {
-    lock(this.i32, I_LOCK);
-    if (lsn > this.f64[F_SYNC_REQUEST]!) this.f64[F_SYNC_REQUEST] = lsn;
-    Atomics.add(this.i32, I_SYNC_REQUESTS, 1);
-    unlock(this.i32, I_LOCK);
-    this.ring_doorbell();
-  }
-
   /** Checkpoint request counter: the checkpointer waits on it; the writer bumps it past a WAL size. */
   checkpointSeq(): number {
     return Atomics.load(this.i32, I_CHECKPOINT_SEQ);
@@ -337,17 +327,6 @@ export class WalBuffer {
   /** Writer: LSN and logical ring position up to which records were taken out of the ring. */
   flushed(): [pos: number, lsn: number] {
     return this.published(F_FLUSHED_POS, F_FLUSHED_LSN);
-  }
-
-  /** Writer: the highest LSN a checkpoint asked to make durable (takes the ring mutex only if one asked since `seen`). */
-  syncRequest(seen: { requests: number; lsn: number }): number {
-    const requests = Atomics.load(this.i32, I_SYNC_REQUESTS);
-    if (requests === seen.requests) return seen.lsn;
-    lock(this.i32, I_LOCK);
-    seen.lsn = this.f64[F_SYNC_REQUEST]!;
-    seen.requests = this.i32[I_SYNC_REQUESTS]!;
-    unlock(this.i32, I_LOCK);
-    return seen.lsn;
   }
 
   /**

@@ -141,19 +141,19 @@ export class WalSyncer implements BackgroundSync {
       if (wait_ms > 0) Atomics.wait(this.i32, I_REQUESTED, requested, wait_ms);
       return false;
     }
-    const { io, wal, wal_dir, log } = thread;
+    const { io, wal, log } = thread;
     const segment_first_lsn = this.f64[F_SEGMENT_FIRST_LSN]!;
     const lsn = this.f64[F_TARGET_LSN]!;
+    const path = `${thread.wal_dir}/${segmentName(segment_first_lsn)}`;
     try {
       if (this.file === undefined || this.file_segment_first_lsn !== segment_first_lsn) {
         this.close(io);
-        this.file = io.open(`${wal_dir}/${segmentName(segment_first_lsn)}`);
+        this.file = io.open(path);
         this.file_segment_first_lsn = segment_first_lsn;
       }
       io.sync(this.file);
       this.f64[F_SYNCED_LSN] = lsn;
     } catch (error) {
-      const path = `${wal_dir}/${segmentName(segment_first_lsn)}`;
       const message = `background fdatasync of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
       log(`wal: ${message}`);
       wal.setState(WAL_STOPPED, message);

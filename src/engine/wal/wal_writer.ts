@@ -5,8 +5,8 @@
  *   records were complete when the batch was taken share it); records become visible after it.
  * - `everysec`: records are visible once written to the OS (they survive kill -9); an fdatasync
  *   starts at least once per `everysec_interval_ms` — on this thread, or, given a `background_sync`
- *   ({@link WalSyncer}), on the syncer's, which this writer never waits for except before it
- *   closes the segment or syncs it itself.
+ *   ({@link WalSyncer}), on the syncer's, which this writer never waits for except before it syncs
+ *   the segment itself.
  * - `no`: visible once written; fdatasync only at segment rotation, checkpoints and shutdown.
  *
  * Failures (PostgreSQL's 2018 fsync lesson): a failed fdatasync stops the log for good — writes are
@@ -97,7 +97,6 @@ export class WalWriter {
   private written_lsn: number;
   private last_sync_ms: number;
   private bytes_since_checkpoint_request = 0;
-  private readonly sync_requests = { requests: 0, lsn: 0 };
   /** How long the last fdatasync took (performance.now() clock). */
   private last_fdatasync_ms = 0;
   /** When an `always` group was published with records already waiting behind it; -1 otherwise. */
@@ -153,9 +152,7 @@ export class WalWriter {
     this.written_lsn = batch.last_lsn;
     crashPoint("wal-after-write-before-fsync");
     const must_sync =
-      this.options.fsync === "always" ||
-      (this.syncDue() && this.background_sync === undefined) ||
-      this.buffer.syncRequest(this.sync_requests) > this.durable_lsn;
+      this.options.fsync === "always" || (this.syncDue() && this.background_sync === undefined);
     if (must_sync && !this.syncFile()) return true;
     this.publish(
       batch.end_pos,
@@ -303,13 +300,10 @@ export class WalWriter {
   }
 
   private syncIfDue(): boolean {
-    const requested = this.buffer.syncRequest(this.sync_requests) > this.durable_lsn;
-    if (this.written_lsn === this.durable_lsn || !(this.syncDue() || requested)) return false;
-    if (!requested && this.background_sync !== undefined) {
-      this.startBackgroundSyncIfDue();
-      return false;
-    }
-    return this.syncNow();
+    if (this.written_lsn === this.durable_lsn || !this.syncDue()) return false;
+    if (this.background_sync === undefined) return this.syncNow();
+    this.startBackgroundSyncIfDue();
+    return false;
   }
 
   /**
