@@ -246,6 +246,11 @@ export class SimDisk implements Io {
     return file;
   }
 
+  /** The path of each open FileId, one entry per FileId (tests: what a component holds open). */
+  openPaths(): string[] {
+    return [...this.files.values()].map((handle) => handle.path);
+  }
+
   close(file: FileId): void {
     const { path } = this.handle(file, "close");
     this.files.delete(file);

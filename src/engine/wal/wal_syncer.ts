@@ -7,10 +7,11 @@
  * is read back by the writer on its next step, which then publishes it as durable.
  *
  * Rules (each keeps a failed fdatasync from being missed or over-claimed):
- * - The syncer syncs its own descriptor of the segment, opened by path and kept while the segment is
- *   current (descriptors are per worker in Deno). Linux (4.16 on) reports a writeback error to every
- *   open description of the file, and to one opened later if no description has seen it yet; so
- *   each error reaches the syncer's fdatasync or one of the writer's, and either stops the log.
+ * - The syncer syncs a descriptor of its own, opened by path for each request and closed after it
+ *   (descriptors are per worker in Deno; fdatasync flushes the file, whichever descriptor wrote it).
+ *   Linux (4.16 on) reports a writeback error to every open description of the file, and to one
+ *   opened later if no description has seen it yet; so each error reaches the syncer's fdatasync or
+ *   one of the writer's, and either stops the log.
  * - One request at a time; the writer waits for the one in flight ({@link WalSyncer.waitIdle})
  *   before it syncs the segment itself (rotation, shutdown, an explicit sync), so a request's
  *   segment is the current one while it runs and no result arrives after the writer moved on.
@@ -20,12 +21,15 @@
  * Shared words: `requested` and `done` sequence numbers, a stop flag; the request's segment (its
  * first LSN) and LSN, and the highest LSN synced so far.
  *
+ * Two classes, one per side: {@link WalSyncer} is the writer's, {@link WalSyncerService} the syncer
+ * thread's.
+ *
  * @example
  * const syncer = new WalSyncer(createSyncerBuffer());       // writer side
  * if (!syncer.busy()) syncer.request(segment_first_lsn, written_lsn);
  * durable_lsn = Math.max(durable_lsn, syncer.syncedLsn()); // later
  * syncer.waitIdle();                                        // before syncing the segment itself
- * // syncer worker: while (!syncer.stopRequested()) syncer.serve({ io, wal, wal_dir, log }, 1000);
+ * // syncer worker: see WalSyncerService
  */
 import { assert, describeFailure } from "../errors.ts";
 import { closeQuietly, type FileId, type Io } from "../io/io.ts";
@@ -62,22 +66,25 @@ export interface BackgroundSync {
   waitIdle(): void;
 }
 
+/** The two views of the shared words: four Int32 words, then three Float64 cells. */
+function syncerWords(buffer: SharedArrayBuffer): { i32: Int32Array; f64: Float64Array } {
+  return { i32: new Int32Array(buffer, 0, I32_WORDS), f64: new Float64Array(buffer, I32_WORDS * 4, F_CELLS) };
+}
+
+/** The writer's side (and the host's, to stop the syncer): asks for fdatasyncs, reads their results. */
 export class WalSyncer implements BackgroundSync {
   private readonly i32: Int32Array;
   private readonly f64: Float64Array;
+
   /**
-   * Single-threaded use (simulation tests): {@link waitIdle} serves the request itself, as this
+   * `inline` (single-threaded simulation tests): {@link waitIdle} serves the request itself, on this
    * thread, instead of waiting for a syncer thread.
    */
-  private readonly inline: SyncerThread | undefined;
-  /** Syncer side: its descriptor of the segment it synced last, and which segment that is. */
-  private file: FileId | undefined;
-  private file_segment_first_lsn = 0;
-
-  constructor(buffer: SharedArrayBuffer, inline?: SyncerThread) {
-    this.i32 = new Int32Array(buffer, 0, I32_WORDS);
-    this.f64 = new Float64Array(buffer, I32_WORDS * 4, F_CELLS);
-    this.inline = inline;
+  constructor(
+    buffer: SharedArrayBuffer,
+    private readonly inline?: WalSyncerService,
+  ) {
+    ({ i32: this.i32, f64: this.f64 } = syncerWords(buffer));
   }
 
   busy(): boolean {
@@ -100,7 +107,7 @@ export class WalSyncer implements BackgroundSync {
 
   waitIdle(): void {
     if (this.inline !== undefined) {
-      this.serve(this.inline, 0);
+      this.inline.serve(0);
       return;
     }
     for (;;) {
@@ -108,11 +115,6 @@ export class WalSyncer implements BackgroundSync {
       if (Atomics.load(this.i32, I_REQUESTED) === done) return;
       Atomics.wait(this.i32, I_DONE, done, 100);
     }
-  }
-
-  /** Syncer thread, once, before it serves: writers may rely on it from now on. */
-  markRunning(): void {
-    Atomics.store(this.i32, I_RUNNING, 1);
   }
 
   /** True if a thread serves requests (or this one does, inline): else waitIdle would never return. */
@@ -125,48 +127,73 @@ export class WalSyncer implements BackgroundSync {
     Atomics.store(this.i32, I_STOP, 1);
     Atomics.notify(this.i32, I_REQUESTED);
   }
+}
+
+/**
+ * The syncer thread's side: serves the writer's requests one at a time. Each fdatasync goes through
+ * a descriptor of the segment opened for it and closed after it, so the syncer never holds a segment
+ * that rotation left behind (a checkpoint may delete it).
+ *
+ * @example
+ * const service = new WalSyncerService(shared.wal_sync, { io, wal, wal_dir, log });
+ * service.markRunning();
+ * while (!service.stopRequested()) service.serve(1000);
+ */
+export class WalSyncerService {
+  private readonly i32: Int32Array;
+  private readonly f64: Float64Array;
+
+  constructor(
+    buffer: SharedArrayBuffer,
+    private readonly thread: SyncerThread,
+  ) {
+    ({ i32: this.i32, f64: this.f64 } = syncerWords(buffer));
+  }
+
+  /** Once, before it serves: writers may rely on it from now on. */
+  markRunning(): void {
+    Atomics.store(this.i32, I_RUNNING, 1);
+  }
 
   stopRequested(): boolean {
     return Atomics.load(this.i32, I_STOP) !== 0;
   }
 
   /**
-   * Syncer side: waits up to `wait_ms` for a request, then runs it: fdatasync of the segment (its
-   * descriptor opened on the first request for it); on success the synced LSN moves to the
-   * request's, on failure the log stops. Returns true if it ran one.
+   * Waits up to `wait_ms` for a request, then runs it: opens the segment, fdatasyncs it, closes it;
+   * on success the synced LSN moves to the request's, on failure the log stops. Returns true if it
+   * ran one.
    */
-  serve(thread: SyncerThread, wait_ms: number): boolean {
+  serve(wait_ms: number): boolean {
     const requested = Atomics.load(this.i32, I_REQUESTED);
     if (requested === Atomics.load(this.i32, I_DONE)) {
       if (wait_ms > 0) Atomics.wait(this.i32, I_REQUESTED, requested, wait_ms);
       return false;
     }
-    const { io, wal, log } = thread;
-    const segment_first_lsn = this.f64[F_SEGMENT_FIRST_LSN]!;
     const lsn = this.f64[F_TARGET_LSN]!;
-    const path = `${thread.wal_dir}/${segmentName(segment_first_lsn)}`;
-    try {
-      if (this.file === undefined || this.file_segment_first_lsn !== segment_first_lsn) {
-        this.close(io);
-        this.file = io.open(path);
-        this.file_segment_first_lsn = segment_first_lsn;
-      }
-      io.sync(this.file);
-      this.f64[F_SYNCED_LSN] = lsn;
-    } catch (error) {
-      const message = `background fdatasync of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
-      log(`wal: ${message}`);
-      wal.setState(WAL_STOPPED, message);
-    }
+    const path = `${this.thread.wal_dir}/${segmentName(this.f64[F_SEGMENT_FIRST_LSN]!)}`;
+    if (this.syncFile(path)) this.f64[F_SYNCED_LSN] = lsn;
     Atomics.store(this.i32, I_DONE, requested);
     Atomics.notify(this.i32, I_DONE);
     return true;
   }
 
-  /** Syncer side: closes its descriptor (when the thread ends). */
-  close(io: Io): void {
-    if (this.file !== undefined) closeQuietly(io, this.file);
-    this.file = undefined;
+  /** fdatasync of the file at `path` through a descriptor of its own; a failure stops the log. */
+  private syncFile(path: string): boolean {
+    const { io, wal, log } = this.thread;
+    let file: FileId | undefined;
+    try {
+      file = io.open(path);
+      io.sync(file);
+      return true;
+    } catch (error) {
+      const message = `background fdatasync of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
+      log(`wal: ${message}`);
+      wal.setState(WAL_STOPPED, message);
+      return false;
+    } finally {
+      if (file !== undefined) closeQuietly(io, file); // what the fdatasync reported is what counts
+    }
   }
 }
 

@@ -7,7 +7,7 @@
 import type { EngineShared } from "../engine.ts";
 import { RealIo } from "../io/real_io.ts";
 import { WalBuffer } from "./wal_buffer.ts";
-import { WalSyncer } from "./wal_syncer.ts";
+import { WalSyncerService } from "./wal_syncer.ts";
 
 declare const self: Worker;
 
@@ -16,16 +16,14 @@ const POLL_MS = 1000;
 
 self.onmessage = (event: MessageEvent) => {
   const { shared } = event.data as { shared: EngineShared };
-  const syncer = new WalSyncer(shared.wal_sync);
-  const thread = {
+  const service = new WalSyncerService(shared.wal_sync, {
     io: new RealIo(),
     wal: new WalBuffer(shared.wal),
     wal_dir: `${shared.config.data_dir}/wal`,
     log: (line: string) => self.postMessage({ log: line }),
-  };
-  syncer.markRunning();
+  });
+  service.markRunning();
   self.postMessage({ ready: true });
-  while (!syncer.stopRequested()) syncer.serve(thread, POLL_MS);
-  syncer.close(thread.io);
+  while (!service.stopRequested()) service.serve(POLL_MS);
   self.postMessage({ exited: true });
 };

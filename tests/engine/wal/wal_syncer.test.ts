@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { UnavailableError } from "../../../src/engine/errors.ts";
 import { prng } from "../../../src/engine/io/prng.ts";
 import { SimDisk, type SimDiskCall } from "../../../src/engine/io/sim_disk.ts";
-import { WalSyncer } from "../../../src/engine/wal/wal_syncer.ts";
+import { WalSyncer, WalSyncerService } from "../../../src/engine/wal/wal_syncer.ts";
 import { WalWriter, walWriterOptions } from "../../../src/engine/wal/wal_writer.ts";
 import { openSim, SEED, SMALL_LIMITS, text, utf8 } from "../sim_host.ts";
 
@@ -17,7 +17,8 @@ async function openWithSyncer(sim_disk?: SimDisk) {
   const { host, engine, disk, log } = await openSim({ fsync: "everysec" }, sim_disk);
   const clock = { now_ms: 0 };
   const thread = { io: disk, wal: engine.wal, wal_dir: "/data/wal", log: (l: string) => log.push(l) };
-  const syncer = new WalSyncer(host.shared.wal_sync, thread);
+  const service = new WalSyncerService(host.shared.wal_sync, thread);
+  const syncer = new WalSyncer(host.shared.wal_sync, service);
   const writer = new WalWriter(
     disk,
     engine.wal,
@@ -40,12 +41,12 @@ async function openWithSyncer(sim_disk?: SimDisk) {
     step();
     return await pending;
   };
-  return { engine, disk, log, clock, syncer, thread, writer, step, set };
+  return { engine, disk, log, clock, syncer, service, writer, step, set };
 }
 
 describe("WalSyncer: the everysec fdatasync on another thread", () => {
   test("the writer hands the fdatasync to the syncer and publishes durable only once it finished", async () => {
-    const { engine, disk, clock, syncer, thread, step, set } = await openWithSyncer();
+    const { engine, disk, clock, syncer, service, step, set } = await openWithSyncer();
     const first = await set("k", "v1"); // creates the segment (its header is synced)
     const syncs = disk.stats.syncs;
     const second = await set("k", "v2");
@@ -56,8 +57,13 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     expect(disk.stats.syncs).toBe(syncs);
     expect(engine.wal.lsns().durable).toBe(0);
     const third = await set("k", "v3"); // written while the fdatasync is in flight
-    expect(syncer.serve(thread, 0)).toBe(true);
+    const open_before = disk.openPaths();
+    expect(open_before.filter((path) => path.endsWith(".wal"))).toHaveLength(1); // the writer's
+    expect(service.serve(0)).toBe(true);
     expect(disk.stats.syncs).toBe(syncs + 1);
+    // The syncer's descriptor was opened for this fdatasync and closed after it: it holds nothing
+    // that a rotation could leave behind for a checkpoint to delete.
+    expect(disk.openPaths()).toEqual(open_before);
     expect(engine.wal.lsns().durable).toBe(0); // not yet collected by the writer
     step();
     expect(engine.wal.lsns().durable).toBe(second); // what the request covered, not the third
@@ -67,7 +73,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   });
 
   test("a background fdatasync failing during the writer's handling of a failed write: the log stays stopped", async () => {
-    const { engine, disk, clock, syncer, thread, step, set } = await openWithSyncer();
+    const { engine, disk, clock, service, step, set } = await openWithSyncer();
     await set("k", "v1");
     clock.now_ms += INTERVAL_MS;
     step(); // asks
@@ -76,7 +82,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
       if (call.op === "sync") return "EIO";
       if (call.op !== "write" || failed_write) return undefined;
       failed_write = true;
-      syncer.serve(thread, 0); // the syncer's fdatasync fails now, on its thread
+      service.serve(0); // the syncer's fdatasync fails now, on its thread
       return "EIO"; // and so does the writer's write: it halts, rolls back, rewinds
     });
     const second = engine.set(utf8("k"), utf8("v2"));
@@ -91,7 +97,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   });
 
   test("a request that finishes between the writer's steps is collected, not asked again", async () => {
-    const { engine, clock, syncer, thread, writer, set } = await openWithSyncer();
+    const { engine, clock, syncer, service, writer, set } = await openWithSyncer();
     const lsn = await set("k", "v1");
     clock.now_ms += INTERVAL_MS;
     writer.step(); // asks
@@ -99,7 +105,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     // The syncer finishes just as the writer next looks (between its collection and its request).
     const busy = syncer.busy.bind(syncer);
     syncer.busy = () => {
-      syncer.serve(thread, 0);
+      service.serve(0);
       return busy();
     };
     clock.now_ms += INTERVAL_MS;
@@ -111,13 +117,11 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   test("a power cut keeps what a finished fdatasync covered; the rest may be lost", async () => {
     const lost: number[] = [];
     for (let seed = SEED; seed < SEED + 16; seed++) {
-      const { disk, clock, syncer, thread, step, set } = await openWithSyncer(
-        new SimDisk({ rng: prng(seed) }),
-      );
+      const { disk, clock, service, step, set } = await openWithSyncer(new SimDisk({ rng: prng(seed) }));
       await set("a", "1");
       clock.now_ms += INTERVAL_MS;
       step();
-      syncer.serve(thread, 0);
+      service.serve(0);
       step();
       await set("b", "2");
       clock.now_ms += INTERVAL_MS;
@@ -132,12 +136,12 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   });
 
   test("a failed background fdatasync stops the log for good; reads go on", async () => {
-    const { engine, disk, log, clock, syncer, thread, writer, step, set } = await openWithSyncer();
+    const { engine, disk, log, clock, syncer, service, writer, step, set } = await openWithSyncer();
     await set("k", "v1");
     clock.now_ms += INTERVAL_MS;
     step();
     disk.injectFault((call: SimDiskCall) => (call.op === "sync" ? "EIO" : undefined));
-    syncer.serve(thread, 0);
+    service.serve(0);
     expect(engine.stats().wal.state).toBe("stopped");
     expect(engine.stats().wal.error).toContain("background fdatasync of /data/wal/");
     expect(syncer.syncedLsn()).toBe(0); // nothing claimed for the failed one
@@ -152,7 +156,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
   });
 
   test("in a segment's last eighth the writer asks before the interval, so rotation has little to flush", async () => {
-    const { engine, disk, syncer, thread, step, set } = await openWithSyncer();
+    const { engine, disk, syncer, service, step, set } = await openWithSyncer();
     const value = "x".repeat(3000);
     const segment_bytes = SMALL_LIMITS.wal_segment_bytes;
     let i = 0;
@@ -163,7 +167,7 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     }
     while (!syncer.busy()) await set(`big${i++}`, value);
     expect(disk.stats.bytes_written).toBeGreaterThanOrEqual((segment_bytes * 7) / 8);
-    syncer.serve(thread, 0);
+    service.serve(0);
     step();
     expect(engine.wal.lsns().durable).toBeGreaterThan(0);
   });
@@ -183,9 +187,13 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     // Fill the 64 KiB segment: the writer rotates; the syncer's request runs first (inline here).
     const value = "x".repeat(3000);
     for (let i = 0; i < 30; i++) await set(`big${i}`, value);
-    // The syncer's fdatasync (while busy) came first; the writer synced and closed the full segment after it.
-    expect(order.slice(0, 3)).toEqual(["sync (busy)", "sync", "close"]);
-    expect(order.some((entry) => entry.endsWith("(busy)") && entry.startsWith("close"))).toBe(false);
+    // The syncer's fdatasync and the close of its own descriptor (while busy) came first; the writer
+    // synced and closed the full segment after them.
+    expect(order.slice(0, 4)).toEqual(["sync (busy)", "close (busy)", "sync", "close"]);
+    // Every close while a request is in flight is the syncer's own, right after its fdatasync.
+    order.forEach((entry, i) => {
+      if (entry === "close (busy)") expect(order[i - 1]).toBe("sync (busy)");
+    });
     writer.close();
     expect(syncer.busy()).toBe(false);
     expect(engine.wal.lsns().durable).toBe(engine.wal.lsns().written);
