@@ -7,11 +7,14 @@
  * is read back by the writer on its next step, which then publishes it as durable.
  *
  * Rules (each keeps a failed fdatasync from being missed or over-claimed):
- * - The syncer syncs a descriptor of its own, opened by path for each request and closed after it
- *   (descriptors are per worker in Deno; fdatasync flushes the file, whichever descriptor wrote it).
- *   Linux (4.16 on) reports a writeback error to every open description of the file, and to one
- *   opened later if no description has seen it yet; so each error reaches the syncer's fdatasync or
- *   one of the writer's, and either stops the log.
+ * - The syncer syncs its own descriptor of the segment, opened by path on the first request for it
+ *   and kept while the segment is current (descriptors are per worker in Deno; fdatasync flushes the
+ *   file, whichever descriptor wrote it). Linux (4.16 on) reports a writeback error to every
+ *   description open on the file when it happens (and to one opened later only if no description
+ *   has seen it yet); so each error during the segment's life reaches the syncer's fdatasync or one
+ *   of the writer's, and either stops the log. A window remains between the segment's creation and
+ *   the syncer's first request for it (about a second): an error there that another description
+ *   reports first is seen by the writer only when it seals the segment.
  * - One request at a time; the writer waits for the one in flight ({@link WalSyncer.waitIdle})
  *   before it syncs the segment itself (rotation, shutdown, an explicit sync), so a request's
  *   segment is the current one while it runs and no result arrives after the writer moved on.
@@ -130,18 +133,24 @@ export class WalSyncer implements BackgroundSync {
 }
 
 /**
- * The syncer thread's side: serves the writer's requests one at a time. Each fdatasync goes through
- * a descriptor of the segment opened for it and closed after it, so the syncer never holds a segment
- * that rotation left behind (a checkpoint may delete it).
+ * The syncer thread's side: serves the writer's requests one at a time, through one descriptor of the
+ * current segment, opened on the first request for it and kept until a request names the next one
+ * (or the thread ends). Kept, not opened per request: a description open when a writeback error
+ * happens reports it even if another description (a checkpoint's, a backup tool's) saw it first; a
+ * description opened after that would not, and its fdatasync would claim lost pages durable.
  *
  * @example
  * const service = new WalSyncerService(shared.wal_sync, { io, wal, wal_dir, log });
  * service.markRunning();
  * while (!service.stopRequested()) service.serve(1000);
+ * service.close();
  */
 export class WalSyncerService {
   private readonly i32: Int32Array;
   private readonly f64: Float64Array;
+  /** Its descriptor of the segment it synced last, and which segment that is. */
+  private file: FileId | undefined;
+  private file_segment_first_lsn = 0;
 
   constructor(
     buffer: SharedArrayBuffer,
@@ -160,9 +169,9 @@ export class WalSyncerService {
   }
 
   /**
-   * Waits up to `wait_ms` for a request, then runs it: opens the segment, fdatasyncs it, closes it;
-   * on success the synced LSN moves to the request's, on failure the log stops. Returns true if it
-   * ran one.
+   * Waits up to `wait_ms` for a request, then runs it: fdatasync of the segment (its descriptor
+   * opened on the first request for it); on success the synced LSN moves to the request's, on
+   * failure the log stops. Returns true if it ran one.
    */
   serve(wait_ms: number): boolean {
     const requested = Atomics.load(this.i32, I_REQUESTED);
@@ -171,28 +180,35 @@ export class WalSyncerService {
       return false;
     }
     const lsn = this.f64[F_TARGET_LSN]!;
-    const path = `${this.thread.wal_dir}/${segmentName(this.f64[F_SEGMENT_FIRST_LSN]!)}`;
-    if (this.syncFile(path)) this.f64[F_SYNCED_LSN] = lsn;
+    if (this.syncSegment(this.f64[F_SEGMENT_FIRST_LSN]!)) this.f64[F_SYNCED_LSN] = lsn;
     Atomics.store(this.i32, I_DONE, requested);
     Atomics.notify(this.i32, I_DONE);
     return true;
   }
 
-  /** fdatasync of the file at `path` through a descriptor of its own; a failure stops the log. */
-  private syncFile(path: string): boolean {
+  /** Closes its descriptor (when the thread ends). */
+  close(): void {
+    if (this.file !== undefined) closeQuietly(this.thread.io, this.file);
+    this.file = undefined;
+  }
+
+  /** fdatasync of segment `segment_first_lsn` through its own descriptor; a failure stops the log. */
+  private syncSegment(segment_first_lsn: number): boolean {
     const { io, wal, log } = this.thread;
-    let file: FileId | undefined;
+    const path = `${this.thread.wal_dir}/${segmentName(segment_first_lsn)}`;
     try {
-      file = io.open(path);
-      io.sync(file);
+      if (this.file === undefined || this.file_segment_first_lsn !== segment_first_lsn) {
+        this.close();
+        this.file = io.open(path);
+        this.file_segment_first_lsn = segment_first_lsn;
+      }
+      io.sync(this.file);
       return true;
     } catch (error) {
       const message = `background fdatasync of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
       log(`wal: ${message}`);
       wal.setState(WAL_STOPPED, message);
       return false;
-    } finally {
-      if (file !== undefined) closeQuietly(io, file); // what the fdatasync reported is what counts
     }
   }
 }

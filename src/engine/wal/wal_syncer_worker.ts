@@ -25,5 +25,6 @@ self.onmessage = (event: MessageEvent) => {
   service.markRunning();
   self.postMessage({ ready: true });
   while (!service.stopRequested()) service.serve(POLL_MS);
+  service.close();
   self.postMessage({ exited: true });
 };
