@@ -7,15 +7,13 @@
  * is read back by the writer on its next step, which then publishes it as durable.
  *
  * Rules (each keeps a failed fdatasync from being missed or over-claimed):
- * - The syncer syncs its own descriptor of the segment, opened by path on the first request for it
- *   and kept while the segment is current (descriptors are per worker in Deno; fdatasync flushes the
- *   file, whichever descriptor wrote it). Linux (4.16 on) reports a writeback error to every
- *   description open on the file when it happens (and to one opened later only if no description
- *   has seen it yet); so each error during the segment's life reaches the syncer's fdatasync or one
- *   of the writer's, and either stops the log. A window remains between the segment's creation and
- *   the syncer's first request for it (about a second): an error there that another description
- *   reports first is seen by the writer only when it seals the segment.
- * - One request at a time; the writer waits for the one in flight ({@link WalSyncer.waitIdle})
+ * - The syncer syncs its own descriptor of the segment (descriptors are per worker in Deno; fdatasync
+ *   flushes the file, whichever descriptor wrote it), opened by path as soon as the writer has
+ *   created the segment ({@link WalSyncer.adopt}: before its first record) and kept while it is
+ *   current. Linux (4.16 on) reports a writeback error to every description open on the file when
+ *   it happens (and to one opened later only if no description has seen it yet); so each error
+ *   reaches the syncer's fdatasync or one of the writer's, and either stops the log.
+ * - One request (an fdatasync or an adopt) at a time; the writer waits for the one in flight ({@link WalSyncer.waitIdle})
  *   before it syncs the segment itself (rotation, shutdown, an explicit sync), so a request's
  *   segment is the current one while it runs and no result arrives after the writer moved on.
  * - A failed fdatasync stops the log for good, as on the writer (WAL_STOPPED with the reason).
@@ -48,6 +46,8 @@ const F_SEGMENT_FIRST_LSN = 0;
 const F_TARGET_LSN = 1;
 const F_SYNCED_LSN = 2;
 const F_CELLS = 3;
+/** F_TARGET_LSN of an {@link WalSyncer.adopt} request: open the segment, sync nothing. */
+const ADOPT_ONLY = -1;
 
 /** Allocates the syncer's shared words (the host, once). */
 export function createSyncerBuffer(): SharedArrayBuffer {
@@ -63,6 +63,11 @@ export interface BackgroundSync {
    * up to `lsn`. Only when not busy.
    */
   request(segment_first_lsn: number, lsn: number): void;
+  /**
+   * A new segment (named by its first LSN) is current: the syncer opens its descriptor of it now and
+   * lets go of the previous one. Only when not busy; counts as busy until done.
+   */
+  adopt(segment_first_lsn: number): void;
   /** The highest LSN a finished fdatasync made durable (0 before any). */
   syncedLsn(): number;
   /** Returns once no fdatasync is in flight. */
@@ -97,10 +102,19 @@ export class WalSyncer implements BackgroundSync {
   request(segment_first_lsn: number, lsn: number): void {
     assert(!this.busy(), "one background fdatasync at a time");
     assert(lsn > this.syncedLsn() && lsn >= segment_first_lsn, "a request covers new records");
+    this.post(segment_first_lsn, lsn);
+  }
+
+  private post(segment_first_lsn: number, target_lsn: number): void {
     this.f64[F_SEGMENT_FIRST_LSN] = segment_first_lsn;
-    this.f64[F_TARGET_LSN] = lsn;
+    this.f64[F_TARGET_LSN] = target_lsn;
     Atomics.add(this.i32, I_REQUESTED, 1);
     Atomics.notify(this.i32, I_REQUESTED);
+  }
+
+  adopt(segment_first_lsn: number): void {
+    assert(!this.busy(), "one background request at a time");
+    this.post(segment_first_lsn, ADOPT_ONLY);
   }
 
   syncedLsn(): number {
@@ -134,10 +148,11 @@ export class WalSyncer implements BackgroundSync {
 
 /**
  * The syncer thread's side: serves the writer's requests one at a time, through one descriptor of the
- * current segment, opened on the first request for it and kept until a request names the next one
- * (or the thread ends). Kept, not opened per request: a description open when a writeback error
- * happens reports it even if another description (a checkpoint's, a backup tool's) saw it first; a
- * description opened after that would not, and its fdatasync would claim lost pages durable.
+ * current segment, opened when the writer creates the segment ({@link WalSyncer.adopt}) and kept until
+ * the next one is adopted (or the thread ends). Kept, not opened per request: a description open when
+ * a writeback error happens reports it even if another description (a checkpoint's, a backup tool's)
+ * saw it first; a description opened after that would not, and its fdatasync would claim lost pages
+ * durable.
  *
  * @example
  * const service = new WalSyncerService(shared.wal_sync, { io, wal, wal_dir, log });
@@ -169,9 +184,9 @@ export class WalSyncerService {
   }
 
   /**
-   * Waits up to `wait_ms` for a request, then runs it: fdatasync of the segment (its descriptor
-   * opened on the first request for it); on success the synced LSN moves to the request's, on
-   * failure the log stops. Returns true if it ran one.
+   * Waits up to `wait_ms` for a request, then runs it: an adopt opens the segment's descriptor (and
+   * closes the previous one); a sync runs fdatasync on it, and on success the synced LSN moves to the
+   * request's. A failure of either stops the log. Returns true if it ran one.
    */
   serve(wait_ms: number): boolean {
     const requested = Atomics.load(this.i32, I_REQUESTED);
@@ -180,7 +195,8 @@ export class WalSyncerService {
       return false;
     }
     const lsn = this.f64[F_TARGET_LSN]!;
-    if (this.syncSegment(this.f64[F_SEGMENT_FIRST_LSN]!)) this.f64[F_SYNCED_LSN] = lsn;
+    const ok = this.syncSegment(this.f64[F_SEGMENT_FIRST_LSN]!, lsn !== ADOPT_ONLY);
+    if (ok && lsn !== ADOPT_ONLY) this.f64[F_SYNCED_LSN] = lsn;
     Atomics.store(this.i32, I_DONE, requested);
     Atomics.notify(this.i32, I_DONE);
     return true;
@@ -192,8 +208,11 @@ export class WalSyncerService {
     this.file = undefined;
   }
 
-  /** fdatasync of segment `segment_first_lsn` through its own descriptor; a failure stops the log. */
-  private syncSegment(segment_first_lsn: number): boolean {
+  /**
+   * Opens its descriptor of segment `segment_first_lsn` unless it holds it, then (if `sync`) runs
+   * fdatasync on it; a failure stops the log.
+   */
+  private syncSegment(segment_first_lsn: number, sync: boolean): boolean {
     const { io, wal, log } = this.thread;
     const path = `${this.thread.wal_dir}/${segmentName(segment_first_lsn)}`;
     try {
@@ -202,10 +221,10 @@ export class WalSyncerService {
         this.file = io.open(path);
         this.file_segment_first_lsn = segment_first_lsn;
       }
-      io.sync(this.file);
+      if (sync) io.sync(this.file);
       return true;
     } catch (error) {
-      const message = `background fdatasync of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
+      const message = `background ${sync ? "fdatasync" : "open"} of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
       log(`wal: ${message}`);
       wal.setState(WAL_STOPPED, message);
       return false;

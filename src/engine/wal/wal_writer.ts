@@ -388,6 +388,9 @@ export class WalWriter {
     this.segment_path = path;
     this.segment_first_lsn = first_lsn;
     this.segment_size_bytes = SEGMENT_HEADER_SIZE_BYTES;
+    // The syncer opens its descriptor now, before this segment's first writes can fail writeback.
+    this.background_sync?.waitIdle();
+    this.background_sync?.adopt(first_lsn);
     return true;
   }
 

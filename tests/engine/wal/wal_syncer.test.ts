@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { UnavailableError } from "../../../src/engine/errors.ts";
 import { prng } from "../../../src/engine/io/prng.ts";
 import { SimDisk, type SimDiskCall } from "../../../src/engine/io/sim_disk.ts";
-import { WalSyncer, WalSyncerService } from "../../../src/engine/wal/wal_syncer.ts";
+import { type BackgroundSync, WalSyncer, WalSyncerService } from "../../../src/engine/wal/wal_syncer.ts";
 import { WalWriter, walWriterOptions } from "../../../src/engine/wal/wal_writer.ts";
 import { openSim, SEED, SMALL_LIMITS, text, utf8 } from "../sim_host.ts";
 
@@ -11,7 +11,8 @@ const INTERVAL_MS = 1000;
 /**
  * An inline engine on a simulated disk whose WAL is written by a writer built here, as a lone I/O
  * worker's is: fsync everysec, the periodic fdatasync handed to a syncer that this test runs when
- * it chooses (`service.serve`), and a clock the test moves.
+ * it chooses (`service.serve`; a new segment's adoption is served at once, as the thread would), and
+ * a clock the test moves.
  */
 async function openWithSyncer(sim_disk?: SimDisk) {
   const { host, engine, disk, log } = await openSim({ fsync: "everysec" }, sim_disk);
@@ -19,6 +20,17 @@ async function openWithSyncer(sim_disk?: SimDisk) {
   const thread = { io: disk, wal: engine.wal, wal_dir: "/data/wal", log: (l: string) => log.push(l) };
   const service = new WalSyncerService(host.shared.wal_sync, thread);
   const syncer = new WalSyncer(host.shared.wal_sync, service);
+  // The syncer thread opens a new segment as soon as it is named; only fdatasyncs wait for the test.
+  const prompt_adopt: BackgroundSync = {
+    busy: () => syncer.busy(),
+    request: (segment_first_lsn, lsn) => syncer.request(segment_first_lsn, lsn),
+    adopt: (segment_first_lsn) => {
+      syncer.adopt(segment_first_lsn);
+      service.serve(0);
+    },
+    syncedLsn: () => syncer.syncedLsn(),
+    waitIdle: () => syncer.waitIdle(),
+  };
   const writer = new WalWriter(
     disk,
     engine.wal,
@@ -27,7 +39,7 @@ async function openWithSyncer(sim_disk?: SimDisk) {
       ...walWriterOptions(host.shared.config, (l) => log.push(l)),
       everysec_interval_ms: INTERVAL_MS,
       now_ms: () => clock.now_ms,
-      background_sync: syncer,
+      background_sync: prompt_adopt,
     },
     { next_lsn: host.recovery.next_lsn },
   );
@@ -47,7 +59,16 @@ async function openWithSyncer(sim_disk?: SimDisk) {
 describe("WalSyncer: the everysec fdatasync on another thread", () => {
   test("the writer hands the fdatasync to the syncer and publishes durable only once it finished", async () => {
     const { engine, disk, clock, syncer, service, step, set } = await openWithSyncer();
+    const ops: string[] = [];
+    disk.injectFault((call: SimDiskCall) => {
+      if (call.path.endsWith(".wal") && (call.op === "open" || call.op === "write")) ops.push(call.op);
+      return undefined;
+    });
     const first = await set("k", "v1"); // creates the segment (its header is synced)
+    disk.clearFaults();
+    // The writer creates the segment and writes its header; the syncer opens its own descriptor
+    // (adopts the segment) before the first record is written.
+    expect(ops).toEqual(["open", "write", "open", "write"]);
     const syncs = disk.stats.syncs;
     const second = await set("k", "v2");
     expect(engine.wal.lsns()).toMatchObject({ written: second, visible: second, durable: 0 });
@@ -58,11 +79,11 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     expect(engine.wal.lsns().durable).toBe(0);
     const third = await set("k", "v3"); // written while the fdatasync is in flight
     const segments = () => disk.openPaths().filter((path) => path.endsWith(".wal"));
-    expect(segments()).toHaveLength(1); // the writer's
+    expect(segments()).toEqual([segments()[0]!, segments()[0]!]); // the writer's and the syncer's
     expect(service.serve(0)).toBe(true);
     expect(disk.stats.syncs).toBe(syncs + 1);
-    // The syncer keeps a descriptor of the segment of its own (it must be open when a writeback
-    // error happens to report it), until a request names the next segment or the thread ends.
+    // The syncer keeps its descriptor of the segment (it must be open when a writeback error
+    // happens to report it), until the next segment is adopted or the thread ends.
     expect(segments()).toEqual([segments()[0]!, segments()[0]!]);
     service.close();
     expect(segments()).toHaveLength(1);
@@ -189,15 +210,11 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     // Fill the 64 KiB segment: the writer rotates; the syncer's request runs first (inline here).
     const value = "x".repeat(3000);
     for (let i = 0; i < 30; i++) await set(`big${i}`, value);
-    // The syncer's fdatasync (while busy) came first; the writer synced and closed the full segment after it.
-    expect(order.slice(0, 3)).toEqual(["sync (busy)", "sync", "close"]);
-    expect(order.some((entry) => entry.endsWith("(busy)") && entry.startsWith("close"))).toBe(false);
-    // The syncer's first request for the new segment closes its descriptor of the old one.
+    // The syncer's fdatasync (while busy) came first; then the writer synced and closed the full
+    // segment, and synced the new one's header; then the syncer, adopting the new segment, let go of
+    // its descriptor of the old one.
+    expect(order.slice(0, 5)).toEqual(["sync (busy)", "sync", "close", "sync", "close (busy)"]);
     disk.clearFaults();
-    await set("after", "rotation");
-    clock.now_ms += INTERVAL_MS;
-    step();
-    syncer.waitIdle(); // served inline
     const open = disk.openPaths().filter((path) => path.endsWith(".wal"));
     expect(open).toHaveLength(2); // the writer's and the syncer's
     expect(new Set(open).size).toBe(1); // both of the new segment
