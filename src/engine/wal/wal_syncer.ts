@@ -56,7 +56,7 @@ export function createSyncerBuffer(): SharedArrayBuffer {
 
 /** The writer's view of a background fdatasync (what {@link WalWriter} needs of a syncer). */
 export interface BackgroundSync {
-  /** True while a requested fdatasync has not finished. */
+  /** True while a request (an fdatasync or an adopt) has not finished. */
   busy(): boolean;
   /**
    * Asks for an fdatasync of the current segment (named by its first LSN), which holds every record
@@ -64,13 +64,15 @@ export interface BackgroundSync {
    */
   request(segment_first_lsn: number, lsn: number): void;
   /**
-   * A new segment (named by its first LSN) is current: the syncer opens its descriptor of it now and
-   * lets go of the previous one. Only when not busy; counts as busy until done.
+   * A new segment (named by its first LSN) is current: the syncer opens its descriptor of it and
+   * lets go of the previous one. Only when not busy; counts as busy until done (the writer waits for
+   * it before it writes a record there). If the open fails, the syncer logs it and opens the segment
+   * on its next fdatasync request instead.
    */
   adopt(segment_first_lsn: number): void;
   /** The highest LSN a finished fdatasync made durable (0 before any). */
   syncedLsn(): number;
-  /** Returns once no fdatasync is in flight. */
+  /** Returns once no request is in flight. */
   waitIdle(): void;
 }
 
@@ -210,7 +212,9 @@ export class WalSyncerService {
 
   /**
    * Opens its descriptor of segment `segment_first_lsn` unless it holds it, then (if `sync`) runs
-   * fdatasync on it; a failure stops the log.
+   * fdatasync on it. A failed fdatasync (or the open before it) stops the log; a failed open of an
+   * adopt only leaves the segment to be opened by the next request (it claimed nothing, and a
+   * transient EMFILE must not stop every write).
    */
   private syncSegment(segment_first_lsn: number, sync: boolean): boolean {
     const { io, wal, log } = this.thread;
@@ -224,7 +228,13 @@ export class WalSyncerService {
       if (sync) io.sync(this.file);
       return true;
     } catch (error) {
-      const message = `background ${sync ? "fdatasync" : "open"} of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
+      if (!sync) {
+        log(
+          `wal: background open of ${path} failed (${describeFailure(error)}); retried at its next fdatasync`,
+        );
+        return false;
+      }
+      const message = `background fdatasync of ${path} failed (${describeFailure(error)}); writes stopped until restart`;
       log(`wal: ${message}`);
       wal.setState(WAL_STOPPED, message);
       return false;

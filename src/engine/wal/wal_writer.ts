@@ -6,7 +6,7 @@
  * - `everysec`: records are visible once written to the OS (they survive kill -9); an fdatasync
  *   starts at least once per `everysec_interval_ms` — on this thread, or, given a `background_sync`
  *   ({@link WalSyncer}), on the syncer's, which this writer never waits for except before it syncs
- *   the segment itself.
+ *   the segment itself and when it names a new segment to it (one round trip per segment).
  * - `no`: visible once written; fdatasync only at segment rotation, checkpoints and shutdown.
  *
  * Failures (PostgreSQL's 2018 fsync lesson): a failed fdatasync stops the log for good — writes are
@@ -388,9 +388,11 @@ export class WalWriter {
     this.segment_path = path;
     this.segment_first_lsn = first_lsn;
     this.segment_size_bytes = SEGMENT_HEADER_SIZE_BYTES;
-    // The syncer opens its descriptor now, before this segment's first writes can fail writeback.
+    // The syncer opens its descriptor before the segment's first record (wal_syncer.ts): it must be
+    // open when a writeback error happens, to report it. One round trip per segment.
     this.background_sync?.waitIdle();
     this.background_sync?.adopt(first_lsn);
+    this.background_sync?.waitIdle();
     return true;
   }
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { UnavailableError } from "../../../src/engine/errors.ts";
 import { prng } from "../../../src/engine/io/prng.ts";
 import { SimDisk, type SimDiskCall } from "../../../src/engine/io/sim_disk.ts";
-import { type BackgroundSync, WalSyncer, WalSyncerService } from "../../../src/engine/wal/wal_syncer.ts";
+import { WalSyncer, WalSyncerService } from "../../../src/engine/wal/wal_syncer.ts";
 import { WalWriter, walWriterOptions } from "../../../src/engine/wal/wal_writer.ts";
 import { openSim, SEED, SMALL_LIMITS, text, utf8 } from "../sim_host.ts";
 
@@ -11,8 +11,8 @@ const INTERVAL_MS = 1000;
 /**
  * An inline engine on a simulated disk whose WAL is written by a writer built here, as a lone I/O
  * worker's is: fsync everysec, the periodic fdatasync handed to a syncer that this test runs when
- * it chooses (`service.serve`; a new segment's adoption is served at once, as the thread would), and
- * a clock the test moves.
+ * it chooses (`service.serve`; the writer's own wait for a new segment's adoption serves it inline),
+ * and a clock the test moves.
  */
 async function openWithSyncer(sim_disk?: SimDisk) {
   const { host, engine, disk, log } = await openSim({ fsync: "everysec" }, sim_disk);
@@ -20,17 +20,6 @@ async function openWithSyncer(sim_disk?: SimDisk) {
   const thread = { io: disk, wal: engine.wal, wal_dir: "/data/wal", log: (l: string) => log.push(l) };
   const service = new WalSyncerService(host.shared.wal_sync, thread);
   const syncer = new WalSyncer(host.shared.wal_sync, service);
-  // The syncer thread opens a new segment as soon as it is named; only fdatasyncs wait for the test.
-  const prompt_adopt: BackgroundSync = {
-    busy: () => syncer.busy(),
-    request: (segment_first_lsn, lsn) => syncer.request(segment_first_lsn, lsn),
-    adopt: (segment_first_lsn) => {
-      syncer.adopt(segment_first_lsn);
-      service.serve(0);
-    },
-    syncedLsn: () => syncer.syncedLsn(),
-    waitIdle: () => syncer.waitIdle(),
-  };
   const writer = new WalWriter(
     disk,
     engine.wal,
@@ -39,7 +28,7 @@ async function openWithSyncer(sim_disk?: SimDisk) {
       ...walWriterOptions(host.shared.config, (l) => log.push(l)),
       everysec_interval_ms: INTERVAL_MS,
       now_ms: () => clock.now_ms,
-      background_sync: prompt_adopt,
+      background_sync: syncer,
     },
     { next_lsn: host.recovery.next_lsn },
   );
@@ -117,6 +106,26 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     disk.clearFaults();
     await expect(engine.set(utf8("k"), utf8("v3"))).rejects.toBeInstanceOf(UnavailableError);
     expect(engine.wal.lsns().durable).toBe(0);
+  });
+
+  test("a failed open of a new segment by the syncer is logged and retried by its next fdatasync, not fatal", async () => {
+    const { engine, disk, log, clock, service, step, set } = await openWithSyncer();
+    let wal_opens = 0;
+    disk.injectFault((call: SimDiskCall) =>
+      call.op === "open" && call.path.endsWith(".wal") && ++wal_opens === 2 ? "EMFILE" : undefined,
+    );
+    const lsn = await set("k", "v1"); // the writer creates the segment; the syncer's open fails
+    disk.clearFaults();
+    expect(wal_opens).toBe(2);
+    expect(log.some((line) => line.includes("background open") && line.includes("EMFILE"))).toBe(true);
+    expect(engine.stats().wal.state).toBe("running");
+    expect(disk.openPaths().filter((path) => path.endsWith(".wal"))).toHaveLength(1); // the writer's
+    clock.now_ms += INTERVAL_MS;
+    step(); // asks
+    expect(service.serve(0)).toBe(true); // opens the segment, then syncs it
+    step();
+    expect(engine.wal.lsns().durable).toBe(lsn);
+    expect(disk.openPaths().filter((path) => path.endsWith(".wal"))).toHaveLength(2);
   });
 
   test("a request that finishes between the writer's steps is collected, not asked again", async () => {
