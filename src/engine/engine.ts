@@ -110,6 +110,8 @@ export class Engine {
   private readonly home_refs = new Uint32Array(TOUCH_ENTRIES_MAX);
   /** What touchHomes read, kept so that its loads are not optimised away. */
   private touch_sink = 0;
+  /** See {@link writesInFlight}. */
+  private writes_in_flight = 0;
 
   constructor(shared: EngineShared, options: EngineOptions = {}) {
     this.config = shared.config;
@@ -236,6 +238,27 @@ export class Engine {
    * if the WAL refuses or fails the write (then nothing of it is visible, now or after a restart).
    */
   async write(entries: readonly WalEntry[]): Promise<WriteResult> {
+    this.writes_in_flight++;
+    try {
+      return await this.applyWrite(entries);
+    } finally {
+      this.writes_in_flight--;
+    }
+  }
+
+  /**
+   * Writes of this Engine that started and have not settled yet (nor finalized their keys). A thread
+   * that is about to end, or to be terminated, waits for 0: a write holds shard mutexes while it
+   * links, and one cut short there would leave them held for every other thread (the checkpointer).
+   *
+   * @example
+   * if (engine.writesInFlight() === 0) self.postMessage({ drained: true });
+   */
+  writesInFlight(): number {
+    return this.writes_in_flight;
+  }
+
+  private async applyWrite(entries: readonly WalEntry[]): Promise<WriteResult> {
     const size_bytes = this.checkBatch(entries);
     const hashes = entries.map((e) => hashKey(e.key, e.key_start, e.key_start + e.key_length));
     // Valid until the first await: the next write reloads it.

@@ -52,6 +52,11 @@ const RESP: Wire = { name: "RESP socket", create: (ctx) => new RespProtocol(ctx)
 let draining = false;
 /** `{ drained: true }` was sent. */
 let drained = false;
+/** While draining, how often to look again for writes still settling (see reportIfDrained). */
+const DRAIN_RECHECK_MS = 5;
+let drain_recheck_scheduled = false;
+/** This worker's context, once started. */
+let worker_ctx: WorkerContext | undefined;
 /** The WAL writer on this thread, if this worker writes the WAL itself. */
 let local_wal: LocalWalWriter | undefined;
 const connections = new Set<Connection<unknown>>();
@@ -94,6 +99,7 @@ async function start(init: Init): Promise<{ main: ListenerInit; resp: ListenerIn
     started_unix_ms: init.started_unix_ms,
     resp_tcp_port: () => resp_tcp_port,
   };
+  worker_ctx = ctx;
   // Bun's own sockets need a listener of this worker's alone (listener.ts).
   const native = typeof Bun !== "undefined" && init.config.workers === 1 && init.config.transport === "auto";
   const serve = async (listener_init: ListenerInit, wire: Wire): Promise<ListenerInit> => {
@@ -145,10 +151,27 @@ function drain(): void {
   reportIfDrained();
 }
 
-/** Drained: every connection answered all it read and handed every response to the kernel. */
+/**
+ * Drained: every connection answered all it read and handed every response to the kernel, and no
+ * write of this worker is pending or in flight — a connection that closed counts as flushed, but the
+ * SETs it sent may still be in a batch. Only then may the log close and the host terminate this
+ * thread: a write cut short while it links would leave shard mutexes held, and the final checkpoint
+ * would wait for them forever (seen: ~700 held after a client quit as SIGTERM came). Writes still
+ * settling are looked at again every DRAIN_RECHECK_MS.
+ */
 function reportIfDrained(): void {
   if (!draining || drained) return;
   for (const c of connections) if (!c.flushed()) return;
+  if (worker_ctx !== undefined && (worker_ctx.sets.pending() || worker_ctx.engine.writesInFlight() > 0)) {
+    if (!drain_recheck_scheduled) {
+      drain_recheck_scheduled = true;
+      setTimeout(() => {
+        drain_recheck_scheduled = false;
+        reportIfDrained();
+      }, DRAIN_RECHECK_MS);
+    }
+    return;
+  }
   drained = true;
   local_wal?.close(); // nothing writes any more: flushed, synced, closed
   self.postMessage({ drained: true });

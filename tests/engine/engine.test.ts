@@ -403,3 +403,20 @@ describe("threaded host", () => {
     }
   });
 });
+
+describe("writes in flight (what a draining I/O worker waits for)", () => {
+  test("a write counts from its start until it settled and finalized its keys; a refused one too", async () => {
+    const { host, engine } = await openSim();
+    expect(engine.writesInFlight()).toBe(0);
+    const first = engine.set(utf8("a"), utf8("1"));
+    const second = engine.set(utf8("a"), utf8("2")); // an overwrite: its key is finalized once visible
+    expect(engine.writesInFlight()).toBe(2); // linked, not yet settled
+    await settle(host, Promise.all([first, second]));
+    expect(engine.writesInFlight()).toBe(0);
+    const refused = engine.set(new Uint8Array(LIMITS.max_key_bytes + 1), utf8("v"));
+    expect(engine.writesInFlight()).toBe(1);
+    await expect(refused).rejects.toBeInstanceOf(TooLargeError);
+    expect(engine.writesInFlight()).toBe(0);
+    expect(text(engine.get(utf8("a")))).toBe("2");
+  });
+});
