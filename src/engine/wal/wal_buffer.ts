@@ -42,11 +42,10 @@ const F_DURABLE = 3;
 const F_WRITTEN = 4;
 const F_FLUSHED_LSN = 5;
 const F_FLUSHED_POS = 6;
-// Cell 7 is unused.
-const F_WAL_BYTES = 8;
-const F_FSYNCS = 9;
-const F_GROUP_RECORDS = 10;
-const F_SEGMENT_FIRST_LSN = 11;
+const F_WAL_BYTES = 7;
+const F_FSYNCS = 8;
+const F_GROUP_RECORDS = 9;
+const F_SEGMENT_FIRST_LSN = 10;
 const F_FAILURE_VISIBLE = 16; // 64 cells: visible LSN at each write failure, by epoch % 64
 const FAILURE_SLOTS = 64;
 const CONTROL_F64_CELLS = F_FAILURE_VISIBLE + FAILURE_SLOTS;

@@ -13,9 +13,10 @@
  *   current. Linux (4.16 on) reports a writeback error to every description open on the file when
  *   it happens (and to one opened later only if no description has seen it yet); so each error
  *   reaches the syncer's fdatasync or one of the writer's, and either stops the log.
- * - One request (an fdatasync or an adopt) at a time; the writer waits for the one in flight ({@link WalSyncer.waitIdle})
- *   before it syncs the segment itself (rotation, shutdown, an explicit sync), so a request's
- *   segment is the current one while it runs and no result arrives after the writer moved on.
+ * - One request (an fdatasync or an adopt) at a time; the writer waits for the one in flight
+ *   ({@link WalSyncer.waitIdle}) before it syncs the segment itself (rotation, shutdown, an explicit
+ *   sync), so a request's segment is the current one while it runs and no result arrives after the
+ *   writer moved on.
  * - A failed fdatasync stops the log for good, as on the writer (WAL_STOPPED with the reason).
  * - Durable only advances to what a successful fdatasync covered.
  *
@@ -64,10 +65,10 @@ export interface BackgroundSync {
    */
   request(segment_first_lsn: number, lsn: number): void;
   /**
-   * A new segment (named by its first LSN) is current: the syncer opens its descriptor of it and
-   * lets go of the previous one. Only when not busy; counts as busy until done (the writer waits for
-   * it before it writes a record there). If the open fails, the syncer logs it and opens the segment
-   * on its next fdatasync request instead.
+   * A new segment (named by its first LSN) is current: returns once the syncer holds its descriptor
+   * of it (and let go of the previous one), so the writer writes no record there before. Waits for a
+   * request in flight first. If the open fails, the syncer logs it and opens the segment on its next
+   * fdatasync request instead.
    */
   adopt(segment_first_lsn: number): void;
   /** The highest LSN a finished fdatasync made durable (0 before any). */
@@ -115,8 +116,9 @@ export class WalSyncer implements BackgroundSync {
   }
 
   adopt(segment_first_lsn: number): void {
-    assert(!this.busy(), "one background request at a time");
+    this.waitIdle();
     this.post(segment_first_lsn, ADOPT_ONLY);
+    this.waitIdle();
   }
 
   syncedLsn(): number {

@@ -390,9 +390,7 @@ export class WalWriter {
     this.segment_size_bytes = SEGMENT_HEADER_SIZE_BYTES;
     // The syncer opens its descriptor before the segment's first record (wal_syncer.ts): it must be
     // open when a writeback error happens, to report it. One round trip per segment.
-    this.background_sync?.waitIdle();
     this.background_sync?.adopt(first_lsn);
-    this.background_sync?.waitIdle();
     return true;
   }
 
