@@ -4,7 +4,7 @@
  *
  * @example
  * const control = new EngineControl(createControlBuffer());
- * control.requestStop();            // host: the checkpointer writes a final checkpoint and exits
+ * control.requestStop(true);        // host: the checkpointer writes a final checkpoint and exits
  * control.lastCheckpoint().redo_lsn // any thread
  */
 const I_STOP = 0;
@@ -12,6 +12,9 @@ const I_CHECKPOINT_DONE = 1;
 const I_STATUS_SEQ = 2;
 const I_STOP_WRITER = 3;
 const I32_WORDS = 16;
+/** Values of the stop word (0: running). */
+const STOP_WITH_CHECKPOINT = 1;
+const STOP_WITHOUT_CHECKPOINT = 2;
 const F_REDO_LSN = 0;
 const F_BYTES = 1;
 const F_DURATION_MS = 2;
@@ -46,13 +49,23 @@ export class EngineControl {
     this.f64 = new Float64Array(buffer, I32_WORDS * 4, F_CELLS);
   }
 
-  requestStop(): void {
-    Atomics.store(this.i32, I_STOP, 1);
+  /**
+   * Host: the checkpointer stops, after a final checkpoint if `final_checkpoint`. Without one when a
+   * writer may have been cut off while it held shard mutexes (a drain that timed out): the scan would
+   * wait for them forever, and the WAL carries every write anyway.
+   */
+  requestStop(final_checkpoint: boolean): void {
+    Atomics.store(this.i32, I_STOP, final_checkpoint ? STOP_WITH_CHECKPOINT : STOP_WITHOUT_CHECKPOINT);
     Atomics.notify(this.i32, I_STOP);
   }
 
   stopRequested(): boolean {
     return Atomics.load(this.i32, I_STOP) !== 0;
+  }
+
+  /** Checkpointer, once stopped: whether the host asked for a final checkpoint. */
+  finalCheckpointWanted(): boolean {
+    return Atomics.load(this.i32, I_STOP) === STOP_WITH_CHECKPOINT;
   }
 
   /** Host, last step of a shutdown: the WAL writer flushes, syncs and exits. */

@@ -91,6 +91,15 @@ export function walStart(recovery: RecoveryResult): WalStart {
   return { next_lsn: recovery.next_lsn, replayed_bytes: recovery.wal_bytes };
 }
 
+export interface CloseOptions {
+  /**
+   * Default true. False when a writer may have been cut off inside a write (its thread terminated
+   * after a drain timeout): its shard mutexes may still be held, so a scan of the table could wait
+   * forever. The WAL, flushed and synced all the same, holds every write; the next start replays it.
+   */
+  readonly final_checkpoint?: boolean;
+}
+
 /** The owner's handle: the engine, plus checkpoint and shutdown. */
 export interface EngineHost {
   readonly shared: EngineShared;
@@ -98,8 +107,11 @@ export interface EngineHost {
   readonly recovery: RecoveryResult;
   /** Runs a checkpoint that starts after this call; resolves with its status once it is durable. */
   checkpoint(): Promise<CheckpointStatus>;
-  /** Final checkpoint (best effort), WAL flushed and synced, workers stopped. */
-  close(): Promise<void>;
+  /**
+   * Final checkpoint (best effort; skipped if `final_checkpoint` is false, as after a drain that
+   * timed out), WAL flushed and synced, workers stopped.
+   */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 /**
@@ -201,10 +213,12 @@ class ThreadedHost implements EngineHost {
     return await requestCheckpoint(this.engine.wal, this.control);
   }
 
-  async close(): Promise<void> {
+  async close(options: CloseOptions = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.control.requestStop();
+    const final_checkpoint = options.final_checkpoint ?? true;
+    if (!final_checkpoint) this.log("shutdown: final checkpoint skipped; the next start replays the WAL");
+    this.control.requestStop(final_checkpoint);
     this.engine.wal.requestCheckpoint();
     await exited(this.checkpoint_worker!);
     if (this.writer_worker === undefined) {

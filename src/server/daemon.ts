@@ -129,8 +129,15 @@ async function shutdown(
   if (!drained)
     log(`shutdown: in-flight requests still running after ${config.shutdown_timeout_ms} ms; closing anyway`);
   stopSupervising();
-  await teardown({ workers, admin, host, pid_file, after_host: () => removeSockets(config, bound_socket) });
-  log("shutdown complete: WAL durable, final checkpoint written");
+  await teardown({
+    workers,
+    admin,
+    host,
+    pid_file,
+    after_host: () => removeSockets(config, bound_socket),
+    final_checkpoint: drained,
+  });
+  log(`shutdown complete: WAL durable, ${drained ? "final checkpoint written" : "no final checkpoint"}`);
 }
 
 /**
@@ -145,10 +152,12 @@ async function teardown(parts: {
   readonly host: Awaited<ReturnType<typeof openEngine>>;
   readonly pid_file: PidFile;
   readonly after_host?: () => void;
+  /** False when the workers may have been cut off inside a write (see EngineHost.close). */
+  readonly final_checkpoint?: boolean;
 }): Promise<void> {
   await Promise.all(parts.workers.map((w) => terminated(w)));
   await parts.admin?.close();
-  await parts.host.close();
+  await parts.host.close({ final_checkpoint: parts.final_checkpoint ?? true });
   parts.after_host?.();
   parts.pid_file.release();
 }

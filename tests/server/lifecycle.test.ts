@@ -237,3 +237,58 @@ describe("one I/O worker, fsync everysec: the I/O worker writes the WAL itself",
     expect(await third.stop()).toBe(0);
   }, 30_000);
 });
+
+describe("a shutdown whose drain times out", () => {
+  test("--shutdown-timeout 0 under SET load: the daemon exits without a final checkpoint, and every acknowledged SET survives", async () => {
+    // With no time to drain, the I/O workers are terminated wherever they are, possibly inside a
+    // write that holds shard mutexes. A final checkpoint would wait for those mutexes forever
+    // (RELIABILITY.md "A shutdown whose drain times out"); the WAL alone must carry the writes.
+    // Rounds alternate the two WAL arrangements: a WAL writer thread (two I/O workers, fsync
+    // always) and the lone I/O worker that writes the WAL itself (fsync everysec).
+    const round_dir = tempDir();
+    const start = (round: number) =>
+      Daemon.start({
+        dir: round_dir,
+        workers: round % 2 === 0 ? 2 : 1,
+        args: ["--fsync", round % 2 === 0 ? "always" : "everysec", "--shutdown-timeout", "0"],
+      });
+    const acked = new Set<string>();
+    for (let round = 0; round < 4; round++) {
+      const d = await start(round);
+      const clients = await Promise.all(Array.from({ length: 16 }, () => d.client()));
+      let answered!: () => void;
+      const first_answer = new Promise<void>((resolve) => (answered = resolve));
+      const reading = clients.map(async (c, j) => {
+        c.sendRaw(pipeline(Array.from({ length: 2000 }, (_, i) => [i + 1, "set", `cut:${round}:${j}:${i}`, i])));
+        for (;;) {
+          let r: Response;
+          try {
+            r = await c.next();
+          } catch {
+            return; // the daemon closed the connection
+          }
+          expect(r.slice(1)).toEqual([0, true]);
+          acked.add(`cut:${round}:${j}:${r[0] - 1}`);
+          answered();
+        }
+      });
+      await first_answer; // the daemon is applying them
+      d.proc.kill("SIGTERM");
+      const timeout = new Promise<string>((resolve) => setTimeout(() => resolve("hung"), 15_000));
+      expect({ round, exit: await Promise.race([d.exited, timeout]) }).toEqual({ round, exit: 0 });
+      await Promise.all(reading);
+      expect(d.stderr).toMatch(/still running after 0 ms/);
+      expect(d.stderr).toMatch(/final checkpoint skipped/);
+    }
+    const again = await start(0);
+    const c = await again.client();
+    const keys = [...acked];
+    expect(keys.length).toBeGreaterThan(4 * 16);
+    const [, code, values] = (await c.call("mget", keys)) as [number, number, unknown[]];
+    expect(code).toBe(0);
+    const lost = keys.filter((_, i) => values[i] === null);
+    expect({ acked: keys.length, lost: lost.slice(0, 5) }).toEqual({ acked: keys.length, lost: [] });
+    c.close();
+    expect(await again.stop()).toBe(0);
+  }, 120_000);
+});

@@ -2,7 +2,7 @@
  * Worker entry point of the checkpointer. Receives `{ shared }`, answers `{ ready: true }`, then runs
  * a checkpoint whenever one is requested (the `checkpoint` op, the WAL writer past
  * `checkpoint_wal_bytes`) or `checkpoint_interval_ms` has passed. When the host raises the stop flag
- * it writes a final checkpoint and answers `{ exited: true }`. The loop never returns to the event
+ * it writes a final checkpoint (unless the host said to skip it) and answers `{ exited: true }`. The loop never returns to the event
  * loop, so each checkpoint ends with a full garbage collection (gc_pacer.ts explains why).
  */
 import { Arena } from "../arena.ts";
@@ -12,7 +12,7 @@ import { collectGarbage } from "../gc_pacer.ts";
 import { makeDurable } from "../host.ts";
 import { RealIo } from "../io/real_io.ts";
 import { Table } from "../table.ts";
-import { WalBuffer } from "../wal/wal_buffer.ts";
+import { WAL_STOPPED, WalBuffer } from "../wal/wal_buffer.ts";
 import { Checkpointer } from "./checkpointer.ts";
 
 declare const self: Worker;
@@ -59,6 +59,6 @@ self.onmessage = (event: MessageEvent) => {
     collectGarbage(); // this loop never returns to the event loop: see gc_pacer.ts
     last_ms = Date.now();
   }
-  if (wal.state() !== 2) runOnce();
+  if (wal.state() !== WAL_STOPPED && control.finalCheckpointWanted()) runOnce();
   self.postMessage({ exited: true });
 };
