@@ -51,11 +51,13 @@ export class EngineControl {
 
   /**
    * Host: the checkpointer stops, after a final checkpoint if `final_checkpoint`. Without one when a
-   * writer may have been cut off while it held shard mutexes (a drain that timed out): the scan would
-   * wait for them forever, and the WAL carries every write anyway.
+   * writer may have been cut off while it held shard mutexes (a drain that timed out): a scan would
+   * wait for them forever, and the WAL carries every write anyway. A stop without a checkpoint
+   * stands: a later request cannot turn it back into one with.
    */
   requestStop(final_checkpoint: boolean): void {
-    Atomics.store(this.i32, I_STOP, final_checkpoint ? STOP_WITH_CHECKPOINT : STOP_WITHOUT_CHECKPOINT);
+    const value = final_checkpoint ? STOP_WITH_CHECKPOINT : STOP_WITHOUT_CHECKPOINT;
+    if (Atomics.load(this.i32, I_STOP) !== STOP_WITHOUT_CHECKPOINT) Atomics.store(this.i32, I_STOP, value);
     Atomics.notify(this.i32, I_STOP);
   }
 

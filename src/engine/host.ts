@@ -91,15 +91,6 @@ export function walStart(recovery: RecoveryResult): WalStart {
   return { next_lsn: recovery.next_lsn, replayed_bytes: recovery.wal_bytes };
 }
 
-export interface CloseOptions {
-  /**
-   * Default true. False when a writer may have been cut off inside a write (its thread terminated
-   * after a drain timeout): its shard mutexes may still be held, so a scan of the table could wait
-   * forever. The WAL, flushed and synced all the same, holds every write; the next start replays it.
-   */
-  readonly final_checkpoint?: boolean;
-}
-
 /** The owner's handle: the engine, plus checkpoint and shutdown. */
 export interface EngineHost {
   readonly shared: EngineShared;
@@ -108,10 +99,15 @@ export interface EngineHost {
   /** Runs a checkpoint that starts after this call; resolves with its status once it is durable. */
   checkpoint(): Promise<CheckpointStatus>;
   /**
-   * Final checkpoint (best effort; skipped if `final_checkpoint` is false, as after a drain that
-   * timed out), WAL flushed and synced, workers stopped.
+   * No final checkpoint at {@link close}, and a checkpoint running now gives up if it waits for a
+   * shard's mutex. Called before writers are cut off inside a write (their threads terminated after
+   * a drain timeout): the mutexes they held are never released, so a scan would wait forever. The
+   * WAL, flushed and synced at close all the same, holds every write; the next start replays it.
    */
-  close(options?: CloseOptions): Promise<void>;
+  skipFinalCheckpoint(): void;
+  /** Final checkpoint (best effort; none after skipFinalCheckpoint), WAL flushed and synced, workers
+   * stopped. */
+  close(): Promise<void>;
 }
 
 /**
@@ -177,7 +173,9 @@ class ThreadedHost implements EngineHost {
   private readonly control: EngineControl;
   private writer_worker: Worker | undefined;
   private syncer_worker: Worker | undefined;
-  private checkpoint_worker: Worker | undefined;
+  /** Resolves when the checkpointer has exited: listened for from its start, since a stop without a
+   * final checkpoint (skipFinalCheckpoint) may end it before close() begins to wait. */
+  private checkpointer_exited: Promise<void> | undefined;
   private closed = false;
 
   constructor(
@@ -203,24 +201,26 @@ class ThreadedHost implements EngineHost {
     } else if (this.shared.config.fsync === "everysec") {
       this.syncer_worker = await this.spawn(new URL("./wal/wal_syncer_worker.ts", import.meta.url), {});
     }
-    this.checkpoint_worker = await this.spawn(
-      new URL("./checkpoint/checkpoint_worker.ts", import.meta.url),
-      {},
-    );
+    const checkpointer = await this.spawn(new URL("./checkpoint/checkpoint_worker.ts", import.meta.url), {});
+    this.checkpointer_exited = exited(checkpointer);
   }
 
   async checkpoint(): Promise<CheckpointStatus> {
     return await requestCheckpoint(this.engine.wal, this.control);
   }
 
-  async close(options: CloseOptions = {}): Promise<void> {
+  skipFinalCheckpoint(): void {
+    this.log("shutdown: final checkpoint skipped; the next start replays the WAL");
+    this.control.requestStop(false);
+    this.engine.wal.requestCheckpoint(); // wakes the checkpointer to see the stop
+  }
+
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const final_checkpoint = options.final_checkpoint ?? true;
-    if (!final_checkpoint) this.log("shutdown: final checkpoint skipped; the next start replays the WAL");
-    this.control.requestStop(final_checkpoint);
+    this.control.requestStop(true); // without one if skipFinalCheckpoint came first
     this.engine.wal.requestCheckpoint();
-    await exited(this.checkpoint_worker!);
+    await this.checkpointer_exited;
     if (this.writer_worker === undefined) {
       await this.stopSyncer(); // its last fdatasync finished: none runs beside the one below
       this.closeLocalWal();
@@ -359,6 +359,9 @@ export class InlineHost implements EngineHost {
     });
     return this.control.lastCheckpoint();
   }
+
+  /** Nothing to skip: this host writes no final checkpoint. */
+  skipFinalCheckpoint(): void {}
 
   async close(): Promise<void> {
     while (this.step()) {}

@@ -57,6 +57,35 @@ function lockContended(i32: Int32Array, index: number): void {
   }
 }
 
+/** How long {@link lockUnless} sleeps between two looks at its `give_up` condition. */
+export const LOCK_GIVE_UP_CHECK_MS = 100;
+
+/**
+ * Takes the lock at `i32[index]` like {@link lock}, but while it sleeps it asks `give_up()` every
+ * LOCK_GIVE_UP_CHECK_MS and returns `false` (without the lock) once that says yes. For a waiter that
+ * must not wait forever on a holder that may be gone (a thread terminated inside its critical
+ * section at shutdown). Returns `true` if this call took the lock.
+ *
+ * @example
+ * if (!lockUnless(words, 0, () => stopping)) throw new Error("gave up");
+ * try { words[1]! += 1; } finally { unlock(words, 0); }
+ */
+export function lockUnless(i32: Int32Array, index: number, give_up: () => boolean): boolean {
+  if (Atomics.compareExchange(i32, index, UNLOCKED, LOCKED) === UNLOCKED) return true;
+  for (let spin = 0; spin < SPIN_LIMIT; spin++) {
+    if (Atomics.load(i32, index) === UNLOCKED && tryLock(i32, index)) return true;
+  }
+  // As in lockContended; a waiter that gives up leaves the word marked LOCKED_WAITERS, which costs
+  // the holder one needless notify.
+  let state = Atomics.exchange(i32, index, LOCKED_WAITERS);
+  while (state !== UNLOCKED) {
+    if (give_up()) return false;
+    Atomics.wait(i32, index, LOCKED_WAITERS, LOCK_GIVE_UP_CHECK_MS);
+    state = Atomics.exchange(i32, index, LOCKED_WAITERS);
+  }
+  return true;
+}
+
 /**
  * Releases the lock at `i32[index]`, waking one sleeper if any may be waiting.
  * Asserts the lock was held.

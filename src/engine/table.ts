@@ -33,10 +33,12 @@
  */
 import { type Arena, bufferIndex, offsetBytes } from "./arena.ts";
 import { copyBytes } from "./bytes.ts";
-import { assert } from "./errors.ts";
-import { lock, unlock } from "./locks.ts";
+import { assert, UnavailableError } from "./errors.ts";
+import { lock, lockUnless, unlock } from "./locks.ts";
 
 const SHARD_WORDS = 16;
+/** The default `give_up` of {@link Table.scanShard}: wait for the mutex as long as it takes. */
+const NEVER = () => false;
 const W_LOCK = 0;
 const W_SEQ = 1;
 const W_SLOTS = 2;
@@ -506,12 +508,19 @@ export class Table {
    * Visits every key's version visible at the LSN `visibleLsn()` returns once the shard's mutex is
    * held, holding that mutex
    * (only this shard's writers wait, for the duration of one shard's copy). Returns the largest LSN
-   * visited (0 if none).
+   * visited (0 if none). While it waits for the mutex it asks `give_up()` now and then
+   * (locks.ts `lockUnless`), and throws UnavailableError, visiting nothing, once that says yes.
    */
-  scanShard(shard: number, visibleLsn: () => number, visit: EntryVisitor): number {
+  scanShard(
+    shard: number,
+    visibleLsn: () => number,
+    visit: EntryVisitor,
+    give_up: () => boolean = NEVER,
+  ): number {
     const base = shard * SHARD_WORDS;
     let max_lsn = 0;
-    lock(this.meta, base + W_LOCK);
+    if (!lockUnless(this.meta, base + W_LOCK, give_up))
+      throw new UnavailableError(`scan of shard ${shard} given up, as asked, while its mutex was held`);
     try {
       // Read under the mutex: every discard in this shard happened at or below it.
       const visible_lsn = visibleLsn();

@@ -6,7 +6,8 @@
  * - fail fast: if any worker dies, log why and exit 70 (systemd restarts walkv and recovery runs); it
  *   never runs on with a lock possibly held by a dead worker;
  * - SIGTERM/SIGINT: stop accepting, let in-flight requests finish (at most `shutdown_timeout_ms`),
- *   make the WAL durable, write a final checkpoint, remove the socket file, exit 0.
+ *   make the WAL durable, write a final checkpoint (none if requests were cut off at the timeout:
+ *   the next start replays the WAL), remove the socket file, exit 0.
  *
  * Sockets are bound by I/O worker 0 (a listener on the main thread would accept connections
  * too); a Unix socket in a private 0700 directory, chmod'ed, then renamed into place: it is never
@@ -126,25 +127,20 @@ async function shutdown(
     Promise.all(workers.map((w) => ask(w, { drain: true }, "drained"))).then(() => true),
     new Promise<boolean>((resolve) => setTimeout(() => resolve(false), config.shutdown_timeout_ms)),
   ]);
-  if (!drained)
+  if (!drained) {
     log(`shutdown: in-flight requests still running after ${config.shutdown_timeout_ms} ms; closing anyway`);
+    host.skipFinalCheckpoint(); // before the workers are cut off, maybe inside a write
+  }
   stopSupervising();
-  await teardown({
-    workers,
-    admin,
-    host,
-    pid_file,
-    after_host: () => removeSockets(config, bound_socket),
-    final_checkpoint: drained,
-  });
+  await teardown({ workers, admin, host, pid_file, after_host: () => removeSockets(config, bound_socket) });
   log(`shutdown complete: WAL durable, ${drained ? "final checkpoint written" : "no final checkpoint"}`);
 }
 
 /**
  * Stops what was started, in order — on a clean shutdown and when a start fails half-way: the I/O
  * workers (their threads ended, not only asked to end: a worker still running could write after the
- * final checkpoint), admin HTTP, the engine (final checkpoint, WAL synced), then `after_host` and
- * the pid file.
+ * final checkpoint), admin HTTP, the engine (final checkpoint unless skipped, WAL synced), then
+ * `after_host` and the pid file.
  */
 async function teardown(parts: {
   readonly workers: readonly Worker[];
@@ -152,12 +148,10 @@ async function teardown(parts: {
   readonly host: Awaited<ReturnType<typeof openEngine>>;
   readonly pid_file: PidFile;
   readonly after_host?: () => void;
-  /** False when the workers may have been cut off inside a write (see EngineHost.close). */
-  readonly final_checkpoint?: boolean;
 }): Promise<void> {
   await Promise.all(parts.workers.map((w) => terminated(w)));
   await parts.admin?.close();
-  await parts.host.close({ final_checkpoint: parts.final_checkpoint ?? true });
+  await parts.host.close();
   parts.after_host?.();
   parts.pid_file.release();
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { lock, tryLock, unlock } from "../../src/engine/locks.ts";
+import { LOCK_GIVE_UP_CHECK_MS, lock, lockUnless, tryLock, unlock } from "../../src/engine/locks.ts";
 
 function startWorker(): Worker {
   return new Worker(new URL("./locks-worker.ts", import.meta.url).href, { type: "module" });
@@ -51,6 +51,32 @@ describe("futex mutex", () => {
   test("unlock of a free lock is an invariant violation", () => {
     const words = new Int32Array(new SharedArrayBuffer(8));
     expect(() => unlock(words, 0)).toThrow(/unlock of a lock that is not held/);
+  });
+
+  test("lockUnless takes a free lock without asking give_up", () => {
+    const words = new Int32Array(new SharedArrayBuffer(8));
+    let asked = 0;
+    expect(lockUnless(words, 0, () => ++asked > 0)).toBe(true);
+    expect(asked).toBe(0);
+    expect(tryLock(words, 0)).toBe(false);
+    unlock(words, 0);
+    expect(Atomics.load(words, 0)).toBe(0);
+  });
+
+  test("lockUnless on a lock that is never released sleeps between questions, then gives up", () => {
+    const words = new Int32Array(new SharedArrayBuffer(8));
+    lock(words, 0); // held by a holder that will not come back (this thread, which now waits)
+    let asked = 0;
+    const started_ms = performance.now();
+    expect(lockUnless(words, 0, () => ++asked > 2)).toBe(false);
+    expect(asked).toBe(3);
+    // Two sleeps of LOCK_GIVE_UP_CHECK_MS between the three questions (timers may end a little early).
+    expect(performance.now() - started_ms).toBeGreaterThan(1.5 * LOCK_GIVE_UP_CHECK_MS);
+    // Still held, now marked as having waiters; the holder's unlock frees it.
+    expect(Atomics.load(words, 0)).toBe(2);
+    unlock(words, 0);
+    expect(lockUnless(words, 0, () => true)).toBe(true);
+    unlock(words, 0);
   });
 
   test("a waiter sleeps on a held lock and is woken by unlock", async () => {

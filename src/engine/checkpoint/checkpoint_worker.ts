@@ -2,8 +2,10 @@
  * Worker entry point of the checkpointer. Receives `{ shared }`, answers `{ ready: true }`, then runs
  * a checkpoint whenever one is requested (the `checkpoint` op, the WAL writer past
  * `checkpoint_wal_bytes`) or `checkpoint_interval_ms` has passed. When the host raises the stop flag
- * it writes a final checkpoint (unless the host said to skip it) and answers `{ exited: true }`. The loop never returns to the event
- * loop, so each checkpoint ends with a full garbage collection (gc_pacer.ts explains why).
+ * it writes a final checkpoint and answers `{ exited: true }`. A stop without a final checkpoint also
+ * makes a checkpoint that waits for a shard's mutex give up (see Checkpointer's `abandoned`). The
+ * loop never returns to the event loop, so each checkpoint ends with a full garbage collection
+ * (gc_pacer.ts explains why).
  */
 import { Arena } from "../arena.ts";
 import { EngineControl } from "../control.ts";
@@ -31,6 +33,7 @@ self.onmessage = (event: MessageEvent) => {
   const checkpointer = new Checkpointer(io, config, table, wal, {
     make_durable: (lsn) => makeDurable(io, wal, `${config.data_dir}/wal`, lsn),
     log,
+    abandoned: () => control.stopRequested() && !control.finalCheckpointWanted(),
   });
   const runOnce = () => {
     try {

@@ -45,6 +45,12 @@ export interface CheckpointerOptions {
   readonly make_durable: (lsn: number) => void;
   readonly now_ms?: () => number;
   readonly log?: (line: string) => void;
+  /**
+   * Asked while the scan waits for a shard's mutex: true gives the checkpoint up (UnavailableError;
+   * `data.db` unchanged). The checkpoint worker says true once a shutdown skips the final checkpoint,
+   * whose writers may have been cut off holding mutexes that are then never released.
+   */
+  readonly abandoned?: () => boolean;
 }
 
 /** Entries staged per shard before they are streamed to the file. */
@@ -105,6 +111,7 @@ export class Checkpointer {
   private readonly staging = new Staging();
   private readonly now_ms: () => number;
   private readonly log: (line: string) => void;
+  private readonly abandoned: () => boolean;
 
   constructor(
     private readonly io: Io,
@@ -115,6 +122,7 @@ export class Checkpointer {
   ) {
     this.now_ms = options.now_ms ?? Date.now;
     this.log = options.log ?? (() => {});
+    this.abandoned = options.abandoned ?? (() => false);
   }
 
   /** Runs one checkpoint. Throws IoError/UnavailableError on failure; `data.db` is then unchanged. */
@@ -133,6 +141,7 @@ export class Checkpointer {
           shard,
           () => this.wal.visibleLsn(),
           (src, ko, kl, vl, l, e) => this.staging.add(src, ko, kl, vl, l, e),
+          this.abandoned,
         );
         if (lsn > max_lsn) max_lsn = lsn;
         this.staging.drainInto(writer);

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { Checkpointer } from "../../../src/engine/checkpoint/checkpointer.ts";
 import { readSnapshot, verifySnapshot } from "../../../src/engine/checkpoint/snapshot_reader.ts";
-import { IoError } from "../../../src/engine/errors.ts";
+import { IoError, UnavailableError } from "../../../src/engine/errors.ts";
+import { hashKey } from "../../../src/engine/hash.ts";
 import type { InlineHost } from "../../../src/engine/host.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
 import type { SimDisk } from "../../../src/engine/io/sim_disk.ts";
@@ -137,4 +139,34 @@ describe("checkpoint", () => {
       expect(disk.exists(TMP)).toBe(false);
     });
   }
+
+  test("a scan waiting for a mutex that is never released gives up when told, leaving data.db as it was", async () => {
+    // At a shutdown whose drain timed out, a writer may have been cut off holding a shard mutex.
+    const { host, engine, disk } = await openSim();
+    await settle(host, engine.set(utf8("k"), utf8("v1")));
+    await host.checkpoint();
+    const good = readWholeFile(disk, DATA_DB);
+    await settle(host, engine.set(utf8("k"), utf8("v2")));
+    const table = engine.table;
+    const shard = table.shardOf(hashKey(utf8("k")));
+    let asked = 0;
+    const checkpointer = new Checkpointer(disk, host.shared.config, table, engine.wal, {
+      make_durable: () => {
+        throw new Error("not reached: the scan gives up first");
+      },
+      abandoned: () => ++asked > 1,
+    });
+    table.lockShard(shard); // the cut-off writer's
+    try {
+      expect(() => checkpointer.run()).toThrow(UnavailableError);
+    } finally {
+      table.unlockShard(shard);
+    }
+    expect(asked).toBe(2);
+    expect(readWholeFile(disk, DATA_DB)).toEqual(good);
+    expect(disk.exists(TMP)).toBe(false);
+    // Not told to give up, the same scan goes through once the mutex is free.
+    await host.checkpoint();
+    expect(snapshotEntries(disk).get("k")).toBe("v2");
+  });
 });
