@@ -18,6 +18,8 @@
 #   scripts/bench-vs-redis.sh                      # every mode, 3 rounds (about 8 minutes)
 #   scripts/bench-vs-redis.sh --modes everysec --rounds 1 --requests-p1 50000
 #   scripts/bench-vs-redis.sh --walkv dist/walkv   # the compiled binary instead of Bun + source
+#   scripts/bench-vs-redis.sh --modes no --floor   # adds scripts/floor-server.ts (a Map behind Bun's
+#                                                  # sockets) to the fsync-no rounds, and a second table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +33,9 @@ REQUESTS_P16=2000000
 WARMUP_REQUESTS=50000
 WALKV=""
 WALKV_ARGS=""
+FLOOR=0
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\""; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\" --floor"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --warmup-requests) WARMUP_REQUESTS="$2"; shift 2 ;;
     --walkv) WALKV="$2"; shift 2 ;;
     --walkv-args) WALKV_ARGS="$2"; shift 2 ;;
+    --floor) FLOOR=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench-vs-redis: unknown flag $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -62,8 +66,8 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
+if [ -z "$WALKV" ] || [ "$FLOOR" -eq 1 ]; then make -s install; fi
 if [ -z "$WALKV" ]; then
-  make -s install
   WALKV_CMD=(node_modules/.bin/bun src/cli/main.ts)
 else
   WALKV_CMD=("$WALKV")
@@ -110,6 +114,12 @@ start_walkv() { # mode dir
   wait_for_line "$dir/server.log" "ready"
 }
 
+start_floor() { # mode dir: the floor server keeps nothing on disk whatever the mode
+  node_modules/.bin/bun scripts/floor-server.ts "$2/redis.sock" >"$2/server.log" 2>&1 &
+  SERVER_PID=$!
+  wait_for_line "$2/server.log" "ready"
+}
+
 stop_server() {
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 }
@@ -136,6 +146,9 @@ for mode in $MODES; do
   for pipeline in 1 16; do
     for round in $(seq "$ROUNDS"); do
       if [ $((round % 2)) -eq 1 ]; then order="redis walkv"; else order="walkv redis"; fi
+      if [ "$FLOOR" -eq 1 ] && [ "$mode" = no ]; then
+        case $((round % 3)) in 1) order="redis walkv floor" ;; 2) order="walkv floor redis" ;; *) order="floor redis walkv" ;; esac
+      fi
       for server in $order; do run_one "$mode" "$server" "$pipeline" "$round"; done
     done
   done
@@ -180,3 +193,19 @@ for mode in $MODES; do
     done
   done
 done
+
+if [ "$FLOOR" -eq 1 ] && [[ " $MODES " == *" no "* ]]; then
+  echo
+  echo "fsync no: Redis without persistence, scripts/floor-server.ts (a Map behind Bun's sockets: no WAL, no shared table), walkv --fsync no"
+  echo
+  echo "| test | pipeline | Redis ops/s | floor ops/s | walkv ops/s | floor/Redis | walkv/Redis | walkv/floor |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for test in SET GET; do
+    for pipeline in 1 16; do
+      r=$(median no "$test" "$pipeline" redis); f=$(median no "$test" "$pipeline" floor); w=$(median no "$test" "$pipeline" walkv)
+      awk -v test="$test" -v p="$pipeline" -v r="${r%%,*}" -v f="${f%%,*}" -v w="${w%%,*}" 'BEGIN {
+        printf "| %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", test, p, r, f, w, f / r, w / r, w / f
+      }'
+    done
+  done
+fi
