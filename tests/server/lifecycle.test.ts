@@ -262,7 +262,11 @@ describe("a shutdown whose drain times out", () => {
   async function cutOff(d: Daemon, round: number, with_checkpoint: boolean): Promise<void> {
     const clients = await Promise.all(Array.from({ length: 16 }, () => d.client()));
     const checkpointing = with_checkpoint ? await d.client() : undefined;
-    checkpointing?.sendRaw(pipeline([[1, "checkpoint"]]));
+    if (checkpointing !== undefined) {
+      const started = checkpointStarted(d.data_dir);
+      checkpointing.sendRaw(pipeline([[1, "checkpoint"]]));
+      await started; // the SETs below meet a running checkpoint
+    }
     let answered!: () => void;
     const first_answer = new Promise<void>((resolve) => (answered = resolve));
     const reading = clients.map(async (c, j) => {
@@ -323,6 +327,17 @@ describe("a shutdown whose drain times out", () => {
     expect(await again.stop()).toBe(0);
   }, 30_000);
 });
+
+/** Resolves when a checkpoint creates `data.db.tmp` in `data_dir` (an inotify event, not a poll). */
+function checkpointStarted(data_dir: string): Promise<void> {
+  return new Promise((resolve) => {
+    const watcher = fs.watch(data_dir, (_event, name) => {
+      if (name !== "data.db.tmp") return;
+      watcher.close();
+      resolve();
+    });
+  });
+}
 
 /** Sets `preload:0..n-1` (100-byte values) through 4 pipelining clients and waits for every answer. */
 async function preload(d: Daemon, n: number): Promise<void> {
