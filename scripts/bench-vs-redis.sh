@@ -35,7 +35,7 @@ WALKV=""
 WALKV_ARGS=""
 FLOOR=0
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\" --floor"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\" --floor"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -1,10 +1,11 @@
 /**
- * The least a key-value server in TypeScript on Bun can do under redis-benchmark: a lower bound
- * ("floor") to read walkv's figures against. It parses RESP `SET key value` and `GET key`, keeps the
- * values in a `Map` keyed by latin1 strings (each value copied once out of the socket's chunk), and
- * answers in order; anything else gets `+OK`. No WAL, no shared memory, no limits, no validation of
- * what it parses: not a server to use, only a measure of what Bun's sockets, its JIT and a `Map` cost.
- * `scripts/bench-vs-redis.sh --floor` runs it beside Redis and walkv (fsync `no` rows).
+ * A reference point for walkv's figures: the plainest key-value server in TypeScript on Bun, under
+ * redis-benchmark. It parses RESP `SET key value` and `GET key`, keeps the values in a `Map` keyed by
+ * latin1 strings (each value copied out of the socket's chunk; a request split across two chunks is
+ * copied once more), and answers in order; anything else gets `+OK`. No WAL, no shared memory, no
+ * limits, no validation of what it parses: not a server to use, and not a bound on what TypeScript
+ * can do either (walkv's GET is faster), only a measure of what Bun's sockets, its JIT and a `Map`
+ * cost. `scripts/bench-vs-redis.sh --floor` runs it beside Redis and walkv (fsync `no` rows).
  *
  * @example
  * node_modules/.bin/bun scripts/floor-server.ts /tmp/floor.sock   # prints "ready", serves until killed
@@ -24,6 +25,10 @@ let out = Buffer.alloc(1 << 20);
 let out_bytes = 0;
 /** End of the number parsed by the last `decimal` call (after its CRLF). */
 let decimal_end = 0;
+/** Start and length of each argument of the request being parsed (the first three are used). */
+const ARGS_MAX = 64;
+const arg_starts = new Int32Array(ARGS_MAX);
+const arg_lengths = new Int32Array(ARGS_MAX);
 
 /** The decimal number at `bytes[at]` up to its CR; sets `decimal_end`, or -1 if the chunk ends first. */
 function decimal(bytes: Uint8Array, at: number): number {
@@ -40,14 +45,28 @@ function decimal(bytes: Uint8Array, at: number): number {
   return 0;
 }
 
+/** Room for `size_bytes` more reply bytes. */
+function reserve(size_bytes: number): void {
+  if (out_bytes + size_bytes <= out.length) return;
+  const bigger = Buffer.alloc(Math.max(out.length * 2, out_bytes + size_bytes));
+  out.copy(bigger, 0, 0, out_bytes);
+  out = bigger;
+}
+
 function reply(bytes: Uint8Array): void {
-  if (out_bytes + bytes.length > out.length) {
-    const bigger = Buffer.alloc(Math.max(out.length * 2, out_bytes + bytes.length));
-    out.copy(bigger, 0, 0, out_bytes);
-    out = bigger;
-  }
+  reserve(bytes.length);
   out.set(bytes, out_bytes);
   out_bytes += bytes.length;
+}
+
+/** `$<length>\r\n<value>\r\n`. */
+function replyBulk(value: Uint8Array): void {
+  reserve(value.length + 16);
+  out_bytes += out.write(`$${value.length}\r\n`, out_bytes, "latin1");
+  out.set(value, out_bytes);
+  out_bytes += value.length;
+  out[out_bytes++] = 13;
+  out[out_bytes++] = 10;
 }
 
 /**
@@ -58,30 +77,31 @@ function serve(bytes: Buffer): number {
   let at = 0;
   while (at < bytes.length) {
     const argc = decimal(bytes, at + 1);
-    const offsets: number[] = [];
     let next = decimal_end;
     for (let a = 0; a < argc && next !== -1; a++) {
       const length = decimal(bytes, next + 1);
       if (decimal_end === -1 || decimal_end + length + 2 > bytes.length) next = -1;
       else {
-        offsets.push(decimal_end, length);
+        if (a < ARGS_MAX) {
+          arg_starts[a] = decimal_end;
+          arg_lengths[a] = length;
+        }
         next = decimal_end + length + 2;
       }
     }
     if (next === -1 || decimal_end === -1) return at;
-    const command = bytes[offsets[0]!]! | 32;
+    const command = argc > 0 ? bytes[arg_starts[0]!]! | 32 : 0;
     if (command === 115 && argc === 3) {
-      const key = bytes.toString("latin1", offsets[2]!, offsets[2]! + offsets[3]!);
-      store.set(key, Uint8Array.prototype.slice.call(bytes, offsets[4]!, offsets[4]! + offsets[5]!));
+      const key = bytes.toString("latin1", arg_starts[1]!, arg_starts[1]! + arg_lengths[1]!);
+      store.set(
+        key,
+        Uint8Array.prototype.slice.call(bytes, arg_starts[2]!, arg_starts[2]! + arg_lengths[2]!),
+      );
       reply(OK);
     } else if (command === 103 && argc === 2) {
-      const value = store.get(bytes.toString("latin1", offsets[2]!, offsets[2]! + offsets[3]!));
+      const value = store.get(bytes.toString("latin1", arg_starts[1]!, arg_starts[1]! + arg_lengths[1]!));
       if (value === undefined) reply(NIL);
-      else {
-        reply(Buffer.from(`$${value.length}\r\n`, "latin1"));
-        reply(value);
-        reply(Buffer.from("\r\n"));
-      }
+      else replyBulk(value);
     } else reply(OK);
     at = next;
   }

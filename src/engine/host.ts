@@ -277,9 +277,13 @@ class ThreadedHost implements EngineHost {
   }
 }
 
-/** Resolves when a worker posts `{ exited: true }` (it flushed everything first). */
+/**
+ * Resolves when a worker posts `{ exited: true }` (it flushed everything first), or when it failed
+ * (an uncaught error: its failure was reported through `onerror`, and it will post nothing more).
+ */
 function exited(worker: Worker): Promise<void> {
   return new Promise((resolve) => {
+    worker.addEventListener("error", () => resolve());
     const previous = worker.onmessage;
     worker.onmessage = (event: MessageEvent) => {
       previous?.call(worker, event);

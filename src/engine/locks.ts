@@ -61,10 +61,11 @@ function lockContended(i32: Int32Array, index: number): void {
 export const LOCK_GIVE_UP_CHECK_MS = 100;
 
 /**
- * Takes the lock at `i32[index]` like {@link lock}, but while it sleeps it asks `give_up()` every
- * LOCK_GIVE_UP_CHECK_MS and returns `false` (without the lock) once that says yes. For a waiter that
- * must not wait forever on a holder that may be gone (a thread terminated inside its critical
- * section at shutdown). Returns `true` if this call took the lock.
+ * Takes the lock at `i32[index]` like {@link lock}, but once its brief spin failed it asks
+ * `give_up()` before each sleep (so at once, then every LOCK_GIVE_UP_CHECK_MS) and returns `false`
+ * (without the lock) when that says yes. For a waiter that must not wait forever on a holder that
+ * may be gone (a thread terminated inside its critical section at shutdown). Returns `true` if this
+ * call took the lock.
  *
  * @example
  * if (!lockUnless(words, 0, () => stopping)) throw new Error("gave up");
