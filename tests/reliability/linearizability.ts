@@ -19,7 +19,8 @@
  * Operations carry invoke and complete times from one monotonic clock. One that never completed
  * (connection lost, daemon killed) is indeterminate: it may or may not have taken effect, at any
  * point after its invoke, so its interval ends at +∞; its result is unknown (an indeterminate read
- * constrains nothing and is dropped). Each search takes at most {@link MAX_OPS_PER_SEARCH} operations.
+ * constrains nothing and is dropped, and so is an indeterminate write that no read observed: see
+ * dropUnobservedIndeterminateWrites). Each search takes at most {@link MAX_OPS_PER_SEARCH} operations.
  *
  * @example
  * const history: Operation[] = [
@@ -374,6 +375,7 @@ function searchGroup(history: readonly Operation[], keys: readonly string[], ind
       read_only: effects.every((e) => e.kind === "read"),
     });
   }
+  dropUnobservedIndeterminateWrites(ops);
   if (ops.length > MAX_OPS_PER_SEARCH) {
     throw new InvalidError(
       `${keys.length === 1 ? "key" : "key group"} ${name} has ${ops.length} operations; the checker takes at ` +
@@ -384,6 +386,34 @@ function searchGroup(history: readonly Operation[], keys: readonly string[], ind
   const deepest = search(ops, initial, name);
   if (deepest === undefined) return { ok: true };
   return { ok: false, key: name, explanation: explain(history, keys, ops, deepest) };
+}
+
+/**
+ * Removes from `ops` each indeterminate operation made only of writes (a `set` or `mset` that never
+ * completed) none of whose (key, value) pairs any read observed, if no del with a known result
+ * touches its keys. Exact, as Porcupine and Knossos do it: such a write can always be linearized
+ * last (its interval never ends, and no later state is read), and placed anywhere else it can only
+ * make a read fail (no read returns its value, no del's answer depends on it). Without this, every
+ * write lost in flight at a crash multiplies the search: it may be placed at any point after its
+ * invoke.
+ */
+function dropUnobservedIndeterminateWrites(ops: SearchOp[]): void {
+  const observed = new Set<string>();
+  const answered_del = new Set<number>();
+  for (const op of ops) {
+    for (const e of op.effects) {
+      if (e.kind === "read") observed.add(`${e.slot}|${e.value}`);
+      else if (e.kind === "del" && e.existed !== undefined) answered_del.add(e.slot);
+    }
+  }
+  const unobserved = (op: SearchOp) =>
+    op.complete === Number.POSITIVE_INFINITY &&
+    op.effects.every(
+      (e) => e.kind === "write" && !observed.has(`${e.slot}|${e.value}`) && !answered_del.has(e.slot),
+    );
+  let kept = 0;
+  for (const op of ops) if (!unobserved(op)) ops[kept++] = op;
+  ops.length = kept;
 }
 
 /**
