@@ -112,6 +112,8 @@ export class Engine {
   private touch_sink = 0;
   /** See {@link writesInFlight}. */
   private writes_in_flight = 0;
+  /** Resolvers of {@link noWritesInFlight}, called when the count falls to 0. */
+  private idle_waiters: Array<() => void> = [];
 
   constructor(shared: EngineShared, options: EngineOptions = {}) {
     this.config = shared.config;
@@ -243,7 +245,23 @@ export class Engine {
       return await this.applyWrite(entries);
     } finally {
       this.writes_in_flight--;
+      if (this.writes_in_flight === 0 && this.idle_waiters.length > 0) {
+        const waiters = this.idle_waiters;
+        this.idle_waiters = [];
+        for (const resolve of waiters) resolve();
+      }
     }
+  }
+
+  /**
+   * Resolves once no write of this Engine is in flight ({@link writesInFlight} is 0), at once if none is.
+   *
+   * @example
+   * await engine.noWritesInFlight(); // every write started so far has settled
+   */
+  noWritesInFlight(): Promise<void> {
+    if (this.writes_in_flight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle_waiters.push(resolve));
   }
 
   /**

@@ -43,20 +43,6 @@ export function lock(i32: Int32Array, index: number): void {
   if (Atomics.compareExchange(i32, index, UNLOCKED, LOCKED) !== UNLOCKED) lockContended(i32, index);
 }
 
-/** The slow path of {@link lock}, kept apart so the fast path stays small enough to inline. */
-function lockContended(i32: Int32Array, index: number): void {
-  for (let spin = 0; spin < SPIN_LIMIT; spin++) {
-    if (Atomics.load(i32, index) === UNLOCKED && tryLock(i32, index)) return;
-  }
-  // Announce a waiter; whoever unlocks will notify. We own the lock once the old state was UNLOCKED,
-  // and leave it marked LOCKED_WAITERS because other sleepers may remain.
-  let state = Atomics.exchange(i32, index, LOCKED_WAITERS);
-  while (state !== UNLOCKED) {
-    Atomics.wait(i32, index, LOCKED_WAITERS);
-    state = Atomics.exchange(i32, index, LOCKED_WAITERS);
-  }
-}
-
 /** How long {@link lockUnless} sleeps between two looks at its `give_up` condition. */
 export const LOCK_GIVE_UP_CHECK_MS = 100;
 
@@ -72,16 +58,27 @@ export const LOCK_GIVE_UP_CHECK_MS = 100;
  * try { words[1]! += 1; } finally { unlock(words, 0); }
  */
 export function lockUnless(i32: Int32Array, index: number, give_up: () => boolean): boolean {
-  if (Atomics.compareExchange(i32, index, UNLOCKED, LOCKED) === UNLOCKED) return true;
+  return (
+    Atomics.compareExchange(i32, index, UNLOCKED, LOCKED) === UNLOCKED || lockContended(i32, index, give_up)
+  );
+}
+
+/**
+ * The slow path of {@link lock} and {@link lockUnless}, kept apart so the fast path stays small
+ * enough to inline. Without `give_up` it sleeps until woken and always takes the lock.
+ */
+function lockContended(i32: Int32Array, index: number, give_up?: () => boolean): boolean {
   for (let spin = 0; spin < SPIN_LIMIT; spin++) {
     if (Atomics.load(i32, index) === UNLOCKED && tryLock(i32, index)) return true;
   }
-  // As in lockContended; a waiter that gives up leaves the word marked LOCKED_WAITERS, which costs
-  // the holder one needless notify.
+  // Announce a waiter; whoever unlocks will notify. We own the lock once the old state was UNLOCKED,
+  // and leave it marked LOCKED_WAITERS because other sleepers may remain. A waiter that gives up
+  // leaves it so too, which costs the holder one needless notify.
+  const sleep_ms = give_up === undefined ? Number.POSITIVE_INFINITY : LOCK_GIVE_UP_CHECK_MS;
   let state = Atomics.exchange(i32, index, LOCKED_WAITERS);
   while (state !== UNLOCKED) {
-    if (give_up()) return false;
-    Atomics.wait(i32, index, LOCKED_WAITERS, LOCK_GIVE_UP_CHECK_MS);
+    if (give_up?.()) return false;
+    Atomics.wait(i32, index, LOCKED_WAITERS, sleep_ms);
     state = Atomics.exchange(i32, index, LOCKED_WAITERS);
   }
   return true;

@@ -52,9 +52,8 @@ const RESP: Wire = { name: "RESP socket", create: (ctx) => new RespProtocol(ctx)
 let draining = false;
 /** `{ drained: true }` was sent. */
 let drained = false;
-/** While draining, how often to look again for writes still settling (see reportIfDrained). */
-const DRAIN_RECHECK_MS = 5;
-let drain_recheck_scheduled = false;
+/** reportIfDrained waits for this worker's writes to settle. */
+let waiting_for_writes = false;
 /** This worker's context, once started. */
 let worker_ctx: WorkerContext | undefined;
 /** The WAL writer on this thread, if this worker writes the WAL itself. */
@@ -156,21 +155,22 @@ function drain(): void {
  * write of this worker is pending or in flight — a connection that closed counts as flushed, but the
  * SETs it sent may still be in a batch. Only then may the log close and the host terminate this
  * thread: a write cut short while it links would leave shard mutexes held, and the final checkpoint
- * would wait for them forever (seen: ~700 held after a client quit as SIGTERM came). Writes still
- * settling are looked at again every DRAIN_RECHECK_MS.
+ * would wait for them forever (seen: ~700 held after a client quit as SIGTERM came). A batch of SETs
+ * waiting for the end of the turn is issued at once, and the report waits for the writes to settle.
  */
 function reportIfDrained(): void {
-  if (!draining || drained) return;
+  if (!draining || drained || waiting_for_writes) return;
   for (const c of connections) if (!c.flushed()) return;
-  if (worker_ctx !== undefined && (worker_ctx.sets.pending() || worker_ctx.engine.writesInFlight() > 0)) {
-    if (!drain_recheck_scheduled) {
-      drain_recheck_scheduled = true;
-      setTimeout(() => {
-        drain_recheck_scheduled = false;
+  if (worker_ctx !== undefined) {
+    worker_ctx.sets.flush();
+    if (worker_ctx.engine.writesInFlight() > 0) {
+      waiting_for_writes = true;
+      void worker_ctx.engine.noWritesInFlight().then(() => {
+        waiting_for_writes = false;
         reportIfDrained();
-      }, DRAIN_RECHECK_MS);
+      });
+      return;
     }
-    return;
   }
   drained = true;
   local_wal?.close(); // nothing writes any more: flushed, synced, closed

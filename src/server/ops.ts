@@ -202,11 +202,6 @@ export class SetCoalescer {
     this.size_bytes += entry_bytes;
   }
 
-  /** True while SETs wait for the end of the turn to be issued. */
-  pending(): boolean {
-    return this.entries.length > 0;
-  }
-
   /** Issues the open batch to the engine now (its LSN is taken here). */
   flush(): void {
     if (this.entries.length === 0) return;

@@ -419,4 +419,22 @@ describe("writes in flight (what a draining I/O worker waits for)", () => {
     expect(engine.writesInFlight()).toBe(0);
     expect(text(engine.get(utf8("a")))).toBe("2");
   });
+
+  test("noWritesInFlight resolves at once when idle, else when the last write settled", async () => {
+    const { host, engine } = await openSim();
+    let idle = false;
+    await engine.noWritesInFlight().then(() => (idle = true));
+    expect(idle).toBe(true);
+    const write = engine.set(utf8("b"), utf8("1"));
+    idle = false;
+    const waited = engine.noWritesInFlight().then(() => {
+      idle = true;
+      return engine.writesInFlight();
+    });
+    await Promise.resolve();
+    expect(idle).toBe(false); // the write is linked, not settled
+    await settle(host, write);
+    expect(await waited).toBe(0);
+    expect(idle).toBe(true);
+  });
 });

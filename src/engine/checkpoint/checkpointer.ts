@@ -111,7 +111,6 @@ export class Checkpointer {
   private readonly staging = new Staging();
   private readonly now_ms: () => number;
   private readonly log: (line: string) => void;
-  private readonly abandoned: () => boolean;
 
   constructor(
     private readonly io: Io,
@@ -122,7 +121,6 @@ export class Checkpointer {
   ) {
     this.now_ms = options.now_ms ?? Date.now;
     this.log = options.log ?? (() => {});
-    this.abandoned = options.abandoned ?? (() => false);
   }
 
   /** Runs one checkpoint. Throws IoError/UnavailableError on failure; `data.db` is then unchanged. */
@@ -141,7 +139,7 @@ export class Checkpointer {
           shard,
           () => this.wal.visibleLsn(),
           (src, ko, kl, vl, l, e) => this.staging.add(src, ko, kl, vl, l, e),
-          this.abandoned,
+          this.options.abandoned,
         );
         if (lsn > max_lsn) max_lsn = lsn;
         this.staging.drainInto(writer);
