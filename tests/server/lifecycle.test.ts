@@ -150,8 +150,7 @@ describe("daemon lifecycle", () => {
       await clients[0]!.next(); // the daemon is applying them
       for (const c of clients) c.close();
       d.proc.kill("SIGTERM");
-      const timeout = new Promise<string>((resolve) => setTimeout(() => resolve("hung"), 15_000));
-      expect({ round, exit: await Promise.race([d.exited, timeout]) }).toEqual({ round, exit: 0 });
+      expect({ round, exit: await exitWithin(d, 15_000) }).toEqual({ round, exit: 0 });
       daemon = undefined;
       expect(d.stderr).toMatch(/shutdown complete/);
     }
@@ -186,6 +185,17 @@ async function sigtermDuringPipeline(d: Daemon, prefix: string, n: number): Prom
   // Every connection finished long before the shutdown timeout: nothing was cut short.
   expect(d.stderr).not.toMatch(/still running after/);
   return responses;
+}
+
+/** The daemon's exit code, or "hung" if it has not exited within `timeout_ms`. */
+async function exitWithin(d: Daemon, timeout_ms: number): Promise<number | "hung"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"hung">((resolve) => (timer = setTimeout(() => resolve("hung"), timeout_ms)));
+  try {
+    return await Promise.race([d.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The values of `<prefix>:1..n`, by mget. */
@@ -261,6 +271,11 @@ describe("a shutdown whose drain times out", () => {
   /** 16 clients each pipeline 2000 SETs; SIGTERM at the first answer; answers read until closed. */
   async function cutOff(d: Daemon, round: number, with_checkpoint: boolean): Promise<void> {
     const clients = await Promise.all(Array.from({ length: 16 }, () => d.client()));
+    // A client that asks for 4 MiB of replies and reads none: the drain cannot finish, so the
+    // 0 ms timeout always cuts the workers off (else a drain that happened to be quick could win).
+    const stalled = await d.client();
+    expect((await stalled.call("set", "big", "x".repeat(64 << 10))).slice(1)).toEqual([0, true]);
+    stalled.sendRaw(pipeline(Array.from({ length: 64 }, (_, i) => [i + 2, "get", "big"])));
     const checkpointing = with_checkpoint ? await d.client() : undefined;
     if (checkpointing !== undefined) {
       const started = checkpointStarted(d.data_dir, 10_000);
@@ -287,12 +302,10 @@ describe("a shutdown whose drain times out", () => {
     });
     await first_answer; // the daemon is applying them
     d.proc.kill("SIGTERM");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("hung"), 15_000)));
-    expect({ round, exit: await Promise.race([d.exited, timeout]) }).toEqual({ round, exit: 0 });
-    clearTimeout(timer);
+    expect({ round, exit: await exitWithin(d, 15_000) }).toEqual({ round, exit: 0 });
     await Promise.all(reading);
     checkpointing?.close();
+    stalled.close();
   }
 
   test("--shutdown-timeout 0 under SET load: the daemon exits, with no final checkpoint", async () => {

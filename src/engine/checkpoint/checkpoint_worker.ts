@@ -53,10 +53,12 @@ self.onmessage = (event: MessageEvent) => {
     const interval_ms = config.checkpoint_interval_ms;
     const due_in_ms = interval_ms === 0 ? POLL_MS : Math.max(0, last_ms + interval_ms - Date.now());
     wal.waitCheckpointRequest(served_seq, Math.min(POLL_MS, due_in_ms));
-    if (control.stopRequested()) break;
     const seq = wal.checkpointSeq();
     const timer_due = interval_ms > 0 && Date.now() - last_ms >= interval_ms;
     if (seq === served_seq && !timer_due) continue;
+    // Read after the sequence: the host raises the stop before it rings (a request) to wake this
+    // loop, so that wake-up never runs a checkpoint after a stop without one.
+    if (control.stopRequested()) break;
     served_seq = seq;
     runOnce();
     collectGarbage(); // this loop never returns to the event loop: see gc_pacer.ts
