@@ -20,23 +20,31 @@ import {
 
 const SEED = Number(process.env.WALKV_SEED ?? 20240620);
 
-/** Interval: [invoke, complete]; complete null = indeterminate. */
-type At = readonly [number, number | null];
+/**
+ * Interval: [invoke, complete]; complete null = indeterminate, optionally with a third element, its
+ * settled_by (the time by which it took effect if it ever did).
+ */
+type At = readonly [number, number | null] | readonly [number, null, number];
 
-function get(client: number, [invoke, complete]: At, key: string, result?: Value): Operation {
-  return { client, invoke, complete, f: "get", key, result };
+/** An operation's timing fields from `at`. */
+function timing(client: number, at: At) {
+  const [invoke, complete, settled_by] = at;
+  return settled_by === undefined ? { client, invoke, complete } : { client, invoke, complete, settled_by };
 }
-function set(client: number, [invoke, complete]: At, key: string, value: string): Operation {
-  return { client, invoke, complete, f: "set", key, value };
+function get(client: number, at: At, key: string, result?: Value): Operation {
+  return { ...timing(client, at), f: "get", key, result };
 }
-function del(client: number, [invoke, complete]: At, key: string, result?: boolean): Operation {
-  return { client, invoke, complete, f: "del", key, result };
+function set(client: number, at: At, key: string, value: string): Operation {
+  return { ...timing(client, at), f: "set", key, value };
 }
-function mset(client: number, [invoke, complete]: At, pairs: Array<[string, string]>): Operation {
-  return { client, invoke, complete, f: "mset", pairs };
+function del(client: number, at: At, key: string, result?: boolean): Operation {
+  return { ...timing(client, at), f: "del", key, result };
 }
-function mget(client: number, [invoke, complete]: At, keys: string[], result?: Value[]): Operation {
-  return { client, invoke, complete, f: "mget", keys, result };
+function mset(client: number, at: At, pairs: Array<[string, string]>): Operation {
+  return { ...timing(client, at), f: "mset", pairs };
+}
+function mget(client: number, at: At, keys: string[], result?: Value[]): Operation {
+  return { ...timing(client, at), f: "mget", keys, result };
 }
 
 function expectRejected(verdict: CheckResult, key: string, pattern: RegExp): void {
@@ -114,6 +122,26 @@ describe("linearizable histories are accepted", () => {
 
   test("an indeterminate write may take effect long after its invoke", () => {
     const h = [set(0, [0, null], "k", "x"), get(1, [5, 6], "k", null), get(1, [100, 101], "k", "x")];
+    expect(checkHistory(h)).toEqual({ ok: true });
+  });
+
+  test("an indeterminate write with a settle time took effect by then, or never", () => {
+    // In flight at a kill (invoke 0), the restart at 10: seen before it, after it, or never.
+    for (const [early, late] of [
+      ["x", "x"],
+      [null, "x"],
+      [null, null],
+    ] as const) {
+      const h = [
+        set(0, [0, null, 10], "k", "x"),
+        get(1, [5, 6], "k", early),
+        get(1, [11, 12], "k", late),
+        get(1, [13, 14], "k", late),
+      ];
+      expect(checkHistory(h)).toEqual({ ok: true });
+    }
+    // Skipped, a later completed write wins, as it must.
+    const h = [set(0, [0, null, 10], "k", "x"), set(1, [11, 12], "k", "y"), get(1, [13, 14], "k", "y")];
     expect(checkHistory(h)).toEqual({ ok: true });
   });
 
@@ -204,6 +232,46 @@ describe("non-linearizable histories are rejected", () => {
   test("a read that sees a write before it was invoked", () => {
     const h = [get(0, [0, 1], "k", "a"), set(1, [2, 3], "k", "a")];
     expectRejected(checkHistory(h), "k", /read "a"/);
+  });
+
+  test("an indeterminate write that appears after its settle time (a write resurrected)", () => {
+    // Absent after the restart at 10, then present: no point by 10 explains both reads.
+    const late = [set(0, [0, null, 10], "k", "x"), get(1, [11, 12], "k", null), get(1, [20, 21], "k", "x")];
+    expectRejected(checkHistory(late), "k", /k holds nil, read "x"/);
+    // Over a completed write after the restart: it must come after the lost one.
+    const over = [set(0, [0, null, 10], "k", "x"), set(1, [11, 12], "k", "y"), get(1, [13, 14], "k", "x")];
+    expectRejected(checkHistory(over), "k", /k holds "y", read "x"/);
+    // Without a settle time the same histories are linearizable (it may take effect at any time).
+    const unbounded = (h: Operation[]) =>
+      h.map((op) => (op.complete === null ? { ...op, settled_by: undefined } : op));
+    expect(checkHistory(unbounded(late))).toEqual({ ok: true });
+    expect(checkHistory(unbounded(over))).toEqual({ ok: true });
+  });
+
+  test("an indeterminate del with a settle time: done by then, or never", () => {
+    const h = (after: Value, later: Value) => [
+      set(0, [0, 1], "k", "a"),
+      del(1, [2, null, 10], "k"),
+      get(2, [11, 12], "k", after),
+      get(2, [13, 14], "k", later),
+    ];
+    expect(checkHistory(h("a", "a"))).toEqual({ ok: true });
+    expect(checkHistory(h(null, null))).toEqual({ ok: true });
+    expect(checkHistory(h(null, "a")).ok).toBe(false);
+  });
+
+  test("an indeterminate mset with a settle time is all or nothing", () => {
+    const lost = mset(
+      0,
+      [0, null, 10],
+      [
+        ["a", "x"],
+        ["b", "x"],
+      ],
+    );
+    expect(checkHistory([lost, mget(1, [11, 12], ["a", "b"], ["x", "x"])])).toEqual({ ok: true });
+    expect(checkHistory([lost, mget(1, [11, 12], ["a", "b"], [null, null])])).toEqual({ ok: true });
+    expect(checkHistory([lost, mget(1, [11, 12], ["a", "b"], ["x", null])]).ok).toBe(false);
   });
 
   test("an indeterminate write that appears, then vanishes with no del", () => {
@@ -327,6 +395,12 @@ describe("limits and malformed histories", () => {
   test("malformed operations are refused", () => {
     expect(() => checkHistory([get(0, [0, 1], "k")])).toThrow(/completed without result/);
     expect(() => checkHistory([get(0, [0, null], "k", "a")])).toThrow(/indeterminate with a result/);
+    expect(() => checkHistory([set(0, [5, null, 4], "k", "a")])).toThrow(
+      /settled_by must be a time ≥ invoke/,
+    );
+    expect(() => checkHistory([{ ...set(0, [5, 6], "k", "a"), settled_by: 7 }])).toThrow(
+      /on an indeterminate/,
+    );
     expect(() => checkHistory([set(0, [5, 1], "k", "a")])).toThrow(/complete must be a time ≥ invoke/);
     expect(() => checkHistory([mget(0, [0, 1], ["a", "b"], ["x"])])).toThrow(/one value per key/);
     expect(() =>
@@ -356,6 +430,8 @@ function randomHistory(
     readonly invoke: number;
     readonly point: number;
     readonly complete: number | null;
+    /** Indeterminate: undefined, or a time ≥ point (≥ invoke if it never takes effect). */
+    readonly settled_by: number | undefined;
     readonly takes_effect: boolean;
     readonly kind: number;
     readonly keys: string[];
@@ -370,6 +446,7 @@ function randomHistory(
       const point = invoke + randomInt(rng, 20);
       const indeterminate = rng() < 0.05;
       const complete = indeterminate ? null : point + randomInt(rng, 20);
+      const settled_by = indeterminate && rng() < 0.5 ? point + randomInt(rng, 20) : undefined;
       const shuffled = [...keys].sort(() => rng() - 0.5);
       const kind = randomInt(rng, 5);
       const n = kind >= 3 && keys.length > 1 ? 2 + randomInt(rng, keys.length - 1) : 1;
@@ -378,6 +455,7 @@ function randomHistory(
         invoke,
         point,
         complete,
+        settled_by,
         takes_effect: !indeterminate || rng() < 0.5,
         kind,
         keys: shuffled.slice(0, n),
@@ -389,7 +467,7 @@ function randomHistory(
   const state = new Map<string, string>();
   const results = new Map<Planned, Operation>();
   for (const p of [...planned].sort((a, b) => a.point - b.point)) {
-    const at: At = [p.invoke, p.complete];
+    const at: At = p.settled_by === undefined ? [p.invoke, p.complete] : [p.invoke, null, p.settled_by];
     const key = p.keys[0]!;
     const done = p.complete !== null;
     let op: Operation;
@@ -430,7 +508,13 @@ function randomSmallHistory(rng: () => number, n: number): Operation[] {
   const h: Operation[] = [];
   for (let i = 0; i < n; i++) {
     const invoke = randomInt(rng, 10);
-    const at: At = [invoke, rng() < 0.15 ? null : invoke + randomInt(rng, 6)];
+    const dice = rng();
+    const at: At =
+      dice < 0.08
+        ? [invoke, null]
+        : dice < 0.16
+          ? [invoke, null, invoke + randomInt(rng, 6)]
+          : [invoke, invoke + randomInt(rng, 6)];
     const done = at[1] !== null;
     const key = pick(keys);
     const op = [
@@ -449,10 +533,14 @@ function randomSmallHistory(rng: () => number, n: number): Operation[] {
   return h;
 }
 
-/** Exhaustive reference: some order of all operations respects real time and the sequential model. */
+/**
+ * Exhaustive reference: some order of all operations respects real time and the sequential model.
+ * An indeterminate write ends at its settled_by (or never) and is tried both with its effects and
+ * with none.
+ */
 function bruteForceLinearizable(h: readonly Operation[]): boolean {
   const ops = h.filter((op) => op.complete !== null || op.f === "set" || op.f === "del" || op.f === "mset");
-  const end = (op: Operation) => op.complete ?? Number.POSITIVE_INFINITY;
+  const end = (op: Operation) => op.complete ?? op.settled_by ?? Number.POSITIVE_INFINITY;
   const step = (state: Map<string, string>, op: Operation): boolean => {
     const known = op.complete !== null;
     switch (op.f) {
@@ -481,6 +569,7 @@ function bruteForceLinearizable(h: readonly Operation[]): boolean {
       if (ops.some((other, j) => j !== i && !placed.includes(j) && end(other) < op.invoke)) continue;
       const next = new Map(state);
       if (step(next, op) && extend([...placed, i], next)) return true;
+      if (op.complete === null && extend([...placed, i], state)) return true; // took no effect
     }
     return false;
   };

@@ -20,7 +20,10 @@
  * (connection lost, daemon killed) is indeterminate: it may or may not have taken effect, at any
  * point after its invoke, so its interval ends at +∞; its result is unknown (an indeterminate read
  * constrains nothing and is dropped, and so is an indeterminate write that no read observed: see
- * dropUnobservedIndeterminateWrites). Each search takes at most {@link MAX_OPS_PER_SEARCH} operations.
+ * dropUnobservedIndeterminateWrites). When the history knows a time by which it had taken effect if
+ * it ever did (`settled_by`: the restart after a crash, since the daemon that received it is gone),
+ * its interval ends there instead, and the search places it either with its effects or with none.
+ * Each search takes at most {@link MAX_OPS_PER_SEARCH} operations.
  *
  * @example
  * const history: Operation[] = [
@@ -42,6 +45,12 @@ interface Timing {
   readonly invoke: number;
   /** When the response arrived (≥ invoke); null: never (indeterminate). */
   readonly complete: number | null;
+  /**
+   * Only when indeterminate: a time (≥ invoke) by which the operation had taken effect if it ever
+   * did, e.g. the restart of a killed daemon (recovery kept its write or not; nothing after the
+   * restart can still apply it). Absent: it may take effect at any time after its invoke.
+   */
+  readonly settled_by?: number;
 }
 
 /**
@@ -176,7 +185,8 @@ export function describeOperation(op: Operation, index: number): string {
       call = `mget(${op.keys.join(", ")})${done ? ` → [${(op.result ?? []).map(show).join(", ")}]` : ""}`;
       break;
   }
-  return `#${index} c${op.client} ${call} [${op.invoke}..${done ? op.complete : "?"}]`;
+  const end = done ? op.complete : op.settled_by === undefined ? "?" : `? settled by ${op.settled_by}`;
+  return `#${index} c${op.client} ${call} [${op.invoke}..${end}]`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,6 +217,9 @@ function validate(history: readonly Operation[]): void {
     if (reads && op.complete !== null && !has_result)
       throw new InvalidError(`${where}: completed without result`);
     if (op.complete === null && has_result) throw new InvalidError(`${where}: indeterminate with a result`);
+    if (op.settled_by !== undefined && (op.complete !== null || !(op.settled_by >= op.invoke))) {
+      throw new InvalidError(`${where}: settled_by must be a time ≥ invoke, on an indeterminate operation`);
+    }
     if (op.f === "mget" && has_result && op.result?.length !== op.keys.length) {
       throw new InvalidError(`${where}: mget result must have one value per key`);
     }
@@ -262,7 +275,10 @@ type Effect =
   /** Stores nil; `existed` is what it returned, undefined when unknown (indeterminate). */
   | { readonly kind: "del"; readonly slot: number; readonly existed: boolean | undefined };
 
-/** An operation as one search sees it: its interval (complete +∞ if indeterminate) and effects. */
+/**
+ * An operation as one search sees it: its interval and effects. An indeterminate one ends at its
+ * `settled_by`, else at +∞.
+ */
 interface SearchOp {
   readonly index: number;
   readonly invoke: number;
@@ -270,6 +286,13 @@ interface SearchOp {
   readonly effects: readonly Effect[];
   /** Only reads: changes no state. */
   readonly read_only: boolean;
+  /** Indeterminate: it may never take effect. */
+  readonly indeterminate: boolean;
+  /**
+   * Indeterminate with a finite end: placed either with its effects or with none. (With +∞ no
+   * second branch is needed: placed last, its effects are never read.)
+   */
+  readonly may_skip: boolean;
 }
 
 /** The effects of `op` on the slots of `slot_of` (keys outside it are ignored). */
@@ -366,13 +389,16 @@ function searchGroup(history: readonly Operation[], keys: readonly string[], ind
     assert(op !== undefined, "index within the history");
     const effects = effectsOf(op, slot_of);
     if (effects.length === 0) continue; // an indeterminate read: no constraint
-    const complete = op.complete ?? Number.POSITIVE_INFINITY;
+    const indeterminate = op.complete === null;
+    const complete = op.complete ?? op.settled_by ?? Number.POSITIVE_INFINITY;
     ops.push({
       index,
       invoke: op.invoke,
       complete,
       effects,
       read_only: effects.every((e) => e.kind === "read"),
+      indeterminate,
+      may_skip: indeterminate && complete !== Number.POSITIVE_INFINITY,
     });
   }
   dropUnobservedIndeterminateWrites(ops);
@@ -391,11 +417,11 @@ function searchGroup(history: readonly Operation[], keys: readonly string[], ind
 /**
  * Removes from `ops` each indeterminate operation made only of writes (a `set` or `mset` that never
  * completed) none of whose (key, value) pairs any read observed, if no del with a known result
- * touches its keys. Exact, as Porcupine and Knossos do it: such a write can always be linearized
- * last (its interval never ends, and no later state is read), and placed anywhere else it can only
- * make a read fail (no read returns its value, no del's answer depends on it). Without this, every
- * write lost in flight at a crash multiplies the search: it may be placed at any point after its
- * invoke.
+ * touches its keys. Exact, as Porcupine and Knossos do it: such a write can always be placed with
+ * no effect (last if its interval never ends, or skipped if it has a `settled_by`), and placed with
+ * its effects it can only make a read fail (no read returns its value, no del's answer depends on
+ * it). Without this, every write lost in flight at a crash multiplies the search: it may be placed at
+ * any point after its invoke.
  */
 function dropUnobservedIndeterminateWrites(ops: SearchOp[]): void {
   const observed = new Set<string>();
@@ -407,7 +433,7 @@ function dropUnobservedIndeterminateWrites(ops: SearchOp[]): void {
     }
   }
   const unobserved = (op: SearchOp) =>
-    op.complete === Number.POSITIVE_INFINITY &&
+    op.indeterminate &&
     op.effects.every(
       (e) => e.kind === "write" && !observed.has(`${e.slot}|${e.value}`) && !answered_del.has(e.slot),
     );
@@ -422,18 +448,22 @@ function dropUnobservedIndeterminateWrites(ops: SearchOp[]): void {
  * One reduction on top of the memoisation: a read-only operation that may come next and fits the
  * state is placed next without trying alternatives. This loses no order: it changes no state and,
  * being callable now, it was invoked before every unplaced operation returned, so any order that
- * places it later stays legal with it moved here. Only writes are branched on.
+ * places it later stays legal with it moved here. Only writes are branched on; an indeterminate one
+ * with a finite end (`may_skip`) twice: with its effects, then, if that fails, with none.
  */
 function search(ops: readonly SearchOp[], initial: readonly Value[], name: string): Deepest | undefined {
   const head = linkEntries(ops);
   const linearized = new Uint32Array(Math.ceil(ops.length / 32) + 1);
   const seen = new Set<string>();
-  /** `forced`: a read placed by the reduction: when undone, its whole configuration failed. */
-  const stack: Array<{ entry: Entry; state: readonly Value[]; forced: boolean }> = [];
+  /**
+   * `forced`: a read placed by the reduction: when undone, its whole configuration failed.
+   * `skipped`: placed with no effect (a `may_skip` operation's second branch).
+   */
+  const stack: Array<{ entry: Entry; state: readonly Value[]; forced: boolean; skipped: boolean }> = [];
   let state = initial;
   let deepest: Deepest = { prefix: [], state, linearized: linearized.slice() };
   /** Places `call` if its (linearized set, state) pair is new; false if it was seen (it failed). */
-  const place = (call: Entry, next: readonly Value[], forced: boolean): boolean => {
+  const place = (call: Entry, next: readonly Value[], forced: boolean, skipped = false): boolean => {
     flip(linearized, call.id);
     const memo = `${linearized.join(",")}|${JSON.stringify(next)}`;
     if (seen.has(memo)) {
@@ -444,7 +474,7 @@ function search(ops: readonly SearchOp[], initial: readonly Value[], name: strin
       throw new InvalidError(`${name}: search over ${MAX_SEARCH_STATES} states; shorten the history`);
     }
     seen.add(memo);
-    stack.push({ entry: call, state, forced });
+    stack.push({ entry: call, state, forced, skipped });
     state = next;
     lift(call);
     if (stack.length > deepest.prefix.length) {
@@ -473,6 +503,10 @@ function search(ops: readonly SearchOp[], initial: readonly Value[], name: strin
       state = top.state;
       flip(linearized, top.entry.id);
       unlift(top.entry);
+      if (top.entry.op!.may_skip && !top.skipped && place(top.entry, state, false, true)) {
+        entry = undefined;
+        continue;
+      }
       entry = top.entry.next;
       continue;
     }
@@ -480,6 +514,7 @@ function search(ops: readonly SearchOp[], initial: readonly Value[], name: strin
     assert(op !== undefined && entry.next !== undefined, "a call is followed by its return");
     const next = op.read_only ? undefined : apply(state, op.effects); // reads: see fittingRead
     if (next !== undefined && place(entry, next, false)) entry = undefined;
+    else if (op.may_skip && place(entry, state, false, true)) entry = undefined;
     else entry = entry.next;
   }
   return undefined;
