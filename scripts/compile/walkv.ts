@@ -11,6 +11,7 @@
  *   src/engine/host.ts    new URL("./wal/wal_writer_worker.ts", …)        → wal/wal_writer_worker.ts
  *   src/engine/host.ts    new URL("./checkpoint/checkpoint_worker.ts", …) → checkpoint/checkpoint_worker.ts
  *   src/engine/host.ts    new URL("./replay_worker.ts", …)                → replay_worker.ts
+ *   src/server/shutdown_watchdog.ts  new URL("./shutdown_watchdog_worker.ts", …) → shutdown_watchdog_worker.ts
  *
  * From source (Bun or Deno) the same URLs resolve next to daemon.ts / host.ts. A new worker, or a
  * changed URL, needs its file here (scripts/build-binary.sh embeds every .ts of this directory);

@@ -1,6 +1,7 @@
 /**
  * Fault points, for tests only: `WALKV_CRASH_AT=<point>` makes the process SIGKILL itself — no
- * cleanup, exactly like `kill -9` — when a thread reaches that point; `WALKV_CRASH_AFTER=<n>` (default
+ * cleanup, exactly like `kill -9` — when a thread reaches that point (two points inject other faults:
+ * `io-worker-accept` kills that thread with an error, `host-close-hang` blocks the thread for good); `WALKV_CRASH_AFTER=<n>` (default
  * 1) waits for the n-th time this thread reaches it. The environment is read once per thread, when
  * this module is first evaluated: the main thread imports it at start-up, so an unknown point name
  * stops the process before it opens anything. Unset, {@link crashPoint} costs one comparison.
@@ -21,9 +22,17 @@ export const CRASH_POINTS = [
   "checkpoint-after-rename",
   "checkpoint-before-wal-deletion",
   "io-worker-accept",
+  "host-close-hang",
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];
+
+/**
+ * The points whose fault is not a process kill: `io-worker-accept` kills its thread with an error
+ * (tests/server/fail_fast.test.ts), `host-close-hang` blocks its thread for good
+ * (tests/server/lifecycle.test.ts).
+ */
+export const NOT_KILL_POINTS: readonly CrashPointName[] = ["io-worker-accept", "host-close-hang"];
 
 /** The armed point and how many times it must be reached before the process dies. */
 export interface CrashSetting {
@@ -90,6 +99,11 @@ export function crashPoint(name: CrashPointName): void {
     queueMicrotask(() => {
       throw new Error("injected fault: an I/O worker dies (WALKV_CRASH_AT=io-worker-accept)");
     });
+    return;
+  }
+  if (name === "host-close-hang") {
+    // Not a kill: a close stuck for good, as a lock never released would leave it.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
     return;
   }
   process.kill(process.pid, "SIGKILL");

@@ -16,6 +16,7 @@ import { Arena, createArenaShared } from "./arena.ts";
 import { Checkpointer } from "./checkpoint/checkpointer.ts";
 import type { EngineConfig } from "./config.ts";
 import { type CheckpointStatus, createControlBuffer, EngineControl } from "./control.ts";
+import { crashPoint } from "./crash_points.ts";
 import { Engine, type EngineShared } from "./engine.ts";
 import { assert, describeFailure, UnavailableError } from "./errors.ts";
 import { closeQuietly, type Io } from "./io/io.ts";
@@ -218,6 +219,7 @@ class ThreadedHost implements EngineHost {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    crashPoint("host-close-hang");
     this.control.requestStop(true); // without one if skipFinalCheckpoint came first
     this.engine.wal.requestCheckpoint();
     await this.checkpointer_exited;

@@ -27,6 +27,11 @@ import type { ServerConfig } from "./config.ts";
 import type { ListenerInit } from "./listener.ts";
 import { createMetricsBuffer, Metrics } from "./metrics.ts";
 import { acquirePidFile, type PidFile } from "./pid_file.ts";
+import {
+  armShutdownWatchdog,
+  CLOSE_AFTER_DRAIN_TIMEOUT_MS,
+  type ShutdownWatchdog,
+} from "./shutdown_watchdog.ts";
 
 export interface DaemonOptions {
   readonly log: (line: string) => void;
@@ -127,12 +132,18 @@ async function shutdown(
     Promise.all(workers.map((w) => ask(w, { drain: true }, "drained"))).then(() => true),
     new Promise<boolean>((resolve) => setTimeout(() => resolve(false), config.shutdown_timeout_ms)),
   ]);
+  let watchdog: ShutdownWatchdog | undefined;
   if (!drained) {
-    log(`shutdown: in-flight requests still running after ${config.shutdown_timeout_ms} ms; closing anyway`);
+    log(
+      `shutdown: in-flight requests still running after ${config.shutdown_timeout_ms} ms; closing anyway ` +
+        `(within ${CLOSE_AFTER_DRAIN_TIMEOUT_MS} ms, else the process kills itself)`,
+    );
+    watchdog = await armShutdownWatchdog(CLOSE_AFTER_DRAIN_TIMEOUT_MS);
     host.skipFinalCheckpoint(); // before the workers are cut off, maybe inside a write
   }
   stopSupervising();
   await teardown({ workers, admin, host, pid_file, after_host: () => removeSockets(config, bound_socket) });
+  watchdog?.disarm();
   log(`shutdown complete: WAL durable, ${drained ? "final checkpoint written" : "no final checkpoint"}`);
 }
 

@@ -12,7 +12,12 @@ import { afterAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Subprocess } from "bun";
-import { CRASH_POINTS, type CrashPointName, crashSettingFromEnv } from "../../src/engine/crash_points.ts";
+import {
+  CRASH_POINTS,
+  type CrashPointName,
+  crashSettingFromEnv,
+  NOT_KILL_POINTS,
+} from "../../src/engine/crash_points.ts";
 import { InvalidError } from "../../src/engine/errors.ts";
 import { prng, randomInt } from "../../src/engine/io/prng.ts";
 import { RealIo } from "../../src/engine/io/real_io.ts";
@@ -249,7 +254,7 @@ describe("WALKV_CRASH_AT parsing", () => {
 });
 
 describe("fault points: kill -9 at the point, then recovery", () => {
-  CRASH_POINTS.filter((point) => point !== "io-worker-accept").forEach((point, index) => {
+  CRASH_POINTS.filter((point) => !NOT_KILL_POINTS.includes(point)).forEach((point, index) => {
     test(point, async () => {
       const seed = SEED + index;
       const dir = tempDir();

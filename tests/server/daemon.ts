@@ -30,6 +30,8 @@ export interface StartOptions {
   readonly data_dir?: string;
   /** Pass false to give no `--data` (flag-error tests). */
   readonly with_data?: boolean;
+  /** Extra environment variables (e.g. a fault point, WALKV_CRASH_AT). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const live = new Set<Daemon>();
@@ -122,7 +124,8 @@ export class Daemon {
     if (options.with_data !== false) argv.push("--data", data_dir);
     argv.push("--socket", path.join(dir, "walkv.sock"), "--workers", String(options.workers ?? 2));
     argv.push(...(options.args ?? []));
-    const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const env = options.env === undefined ? undefined : { ...process.env, ...options.env };
+    const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env });
     return new Daemon(dir, data_dir, proc);
   }
 

@@ -6,6 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { CLOSE_AFTER_DRAIN_TIMEOUT_MS } from "../../src/server/shutdown_watchdog.ts";
 import { Daemon, stopAllDaemons, tempDir } from "./daemon.ts";
 import { concat, frame, packr, type RawClient, type Response } from "./raw_client.ts";
 
@@ -256,9 +257,10 @@ describe("a shutdown whose drain times out", () => {
   // and the lone I/O worker that writes the WAL itself (fsync everysec). In the last two a checkpoint
   // of 200k keys is running when SIGTERM comes. No timed checkpoints: any other is a bug.
   const round_dir = tempDir();
-  const start = (round: number, shutdown_timeout_s = 0) =>
+  const start = (round: number, shutdown_timeout_s = 0, env?: Record<string, string>) =>
     Daemon.start({
       dir: round_dir,
+      env,
       workers: round % 2 === 0 ? 2 : 1,
       args: [
         ...["--fsync", round % 2 === 0 ? "always" : "everysec"],
@@ -268,8 +270,16 @@ describe("a shutdown whose drain times out", () => {
   /** Every acknowledged SET: key → value. */
   const acked = new Map<string, number>();
 
-  /** 16 clients each pipeline 2000 SETs; SIGTERM at the first answer; answers read until closed. */
-  async function cutOff(d: Daemon, round: number, with_checkpoint: boolean): Promise<void> {
+  /**
+   * 16 clients each pipeline 2000 SETs; SIGTERM at the first answer; answers read until closed.
+   * Resolves with the daemon's exit code (or "hung" after `exit_within_ms`).
+   */
+  async function cutOff(
+    d: Daemon,
+    round: number,
+    with_checkpoint: boolean,
+    exit_within_ms = 15_000,
+  ): Promise<number | "hung"> {
     const clients = await Promise.all(Array.from({ length: 16 }, () => d.client()));
     // A client that asks for 4 MiB of replies and reads none: the drain cannot finish, so the
     // 0 ms timeout always cuts the workers off (else a drain that happened to be quick could win).
@@ -302,10 +312,11 @@ describe("a shutdown whose drain times out", () => {
     });
     await first_answer; // the daemon is applying them
     d.proc.kill("SIGTERM");
-    expect({ round, exit: await exitWithin(d, 15_000) }).toEqual({ round, exit: 0 });
+    const exit = await exitWithin(d, exit_within_ms);
     await Promise.all(reading);
     checkpointing?.close();
     stalled.close();
+    return exit;
   }
 
   test("--shutdown-timeout 0 under SET load: the daemon exits, with no final checkpoint", async () => {
@@ -313,7 +324,7 @@ describe("a shutdown whose drain times out", () => {
       const d = await start(round);
       const with_checkpoint = round >= 2;
       if (round === 2) await preload(d, 200_000);
-      await cutOff(d, round, with_checkpoint);
+      expect({ round, exit: await cutOff(d, round, with_checkpoint) }).toEqual({ round, exit: 0 });
       const after_sigterm = d.stderr.slice(d.stderr.indexOf("SIGTERM: shutting down"));
       expect(after_sigterm).toMatch(/still running after 0 ms/);
       expect(after_sigterm).toMatch(/final checkpoint skipped/);
@@ -328,6 +339,30 @@ describe("a shutdown whose drain times out", () => {
       });
     }
   }, 120_000);
+
+  test(
+    `a close that hangs after the drain timed out: the process kills itself after ${CLOSE_AFTER_DRAIN_TIMEOUT_MS} ms`,
+    async () => {
+      // The fault point blocks the main thread at the start of the engine's close, for good, as a
+      // lock never released would: only the watchdog's own thread can end the process.
+      for (const round of [4, 5]) {
+        const d = await start(round, 0, { WALKV_CRASH_AT: "host-close-hang" });
+        const exit = await cutOff(d, round, false, CLOSE_AFTER_DRAIN_TIMEOUT_MS + 15_000);
+        expect({ round, exit, signal: d.proc.signalCode }).toEqual({
+          round,
+          exit: expect.any(Number),
+          signal: "SIGKILL",
+        });
+        const after_sigterm = d.stderr.slice(d.stderr.indexOf("SIGTERM: shutting down"));
+        expect(after_sigterm).toMatch(/still running after 0 ms; closing anyway/);
+        expect(after_sigterm).toMatch(
+          /the close did not end within \d+ ms of the drain timeout; killing the process/,
+        );
+        expect(after_sigterm).not.toMatch(/shutdown complete/);
+      }
+    },
+    2 * (CLOSE_AFTER_DRAIN_TIMEOUT_MS + 30_000),
+  );
 
   test("after those shutdowns every acknowledged SET is there, with its value", async () => {
     expect(acked.size).toBeGreaterThan(4 * 16);
