@@ -143,6 +143,10 @@ describe("linearizable histories are accepted", () => {
     // Skipped, a later completed write wins, as it must.
     const h = [set(0, [0, null, 10], "k", "x"), set(1, [11, 12], "k", "y"), get(1, [13, 14], "k", "y")];
     expect(checkHistory(h)).toEqual({ ok: true });
+    // Both skipped: "apply the first, skip the second" is reached first, so "skip both" is found by
+    // skipping the second where applying it meets a configuration seen before.
+    const both = [set(0, [0, null, 2], "k", "w"), set(1, [3, null, 4], "k", "w"), del(2, [5, 6], "k", false)];
+    expect(checkHistory(both)).toEqual({ ok: true });
   });
 
   test("an indeterminate del may return either; an indeterminate read constrains nothing", () => {
@@ -238,6 +242,12 @@ describe("non-linearizable histories are rejected", () => {
     // Absent after the restart at 10, then present: no point by 10 explains both reads.
     const late = [set(0, [0, null, 10], "k", "x"), get(1, [11, 12], "k", null), get(1, [20, 21], "k", "x")];
     expectRejected(checkHistory(late), "k", /k holds nil, read "x"/);
+    // The counter-example says which placed operation took no effect.
+    expectRejected(
+      checkHistory(late),
+      "k",
+      /set\(k, "x"\) \[0\.\.\? settled by 10\] \(placed with no effect\)/,
+    );
     // Over a completed write after the restart: it must come after the lost one.
     const over = [set(0, [0, null, 10], "k", "x"), set(1, [11, 12], "k", "y"), get(1, [13, 14], "k", "x")];
     expectRejected(checkHistory(over), "k", /k holds "y", read "x"/);
@@ -396,10 +406,13 @@ describe("limits and malformed histories", () => {
     expect(() => checkHistory([get(0, [0, 1], "k")])).toThrow(/completed without result/);
     expect(() => checkHistory([get(0, [0, null], "k", "a")])).toThrow(/indeterminate with a result/);
     expect(() => checkHistory([set(0, [5, null, 4], "k", "a")])).toThrow(
-      /settled_by must be a time ≥ invoke/,
+      /settled_by must be a finite time ≥ invoke/,
+    );
+    expect(() => checkHistory([set(0, [5, null, Number.POSITIVE_INFINITY], "k", "a")])).toThrow(
+      /finite time/,
     );
     expect(() => checkHistory([{ ...set(0, [5, 6], "k", "a"), settled_by: 7 }])).toThrow(
-      /on an indeterminate/,
+      /settled_by is for indeterminate operations only/,
     );
     expect(() => checkHistory([set(0, [5, 1], "k", "a")])).toThrow(/complete must be a time ≥ invoke/);
     expect(() => checkHistory([mget(0, [0, 1], ["a", "b"], ["x"])])).toThrow(/one value per key/);

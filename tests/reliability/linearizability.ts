@@ -217,8 +217,11 @@ function validate(history: readonly Operation[]): void {
     if (reads && op.complete !== null && !has_result)
       throw new InvalidError(`${where}: completed without result`);
     if (op.complete === null && has_result) throw new InvalidError(`${where}: indeterminate with a result`);
-    if (op.settled_by !== undefined && (op.complete !== null || !(op.settled_by >= op.invoke))) {
-      throw new InvalidError(`${where}: settled_by must be a time ≥ invoke, on an indeterminate operation`);
+    if (op.settled_by !== undefined && op.complete !== null) {
+      throw new InvalidError(`${where}: settled_by is for indeterminate operations only`);
+    }
+    if (op.settled_by !== undefined && !(Number.isFinite(op.settled_by) && op.settled_by >= op.invoke)) {
+      throw new InvalidError(`${where}: settled_by must be a finite time ≥ invoke`);
     }
     if (op.f === "mget" && has_result && op.result?.length !== op.keys.length) {
       throw new InvalidError(`${where}: mget result must have one value per key`);
@@ -375,6 +378,8 @@ interface Entry {
 /** The deepest point the search reached: for the counter-example. */
 interface Deepest {
   prefix: SearchOp[];
+  /** Per prefix entry: placed with no effect (a `may_skip` operation's second branch). */
+  skipped: boolean[];
   state: readonly Value[];
   linearized: Uint32Array;
 }
@@ -461,7 +466,7 @@ function search(ops: readonly SearchOp[], initial: readonly Value[], name: strin
    */
   const stack: Array<{ entry: Entry; state: readonly Value[]; forced: boolean; skipped: boolean }> = [];
   let state = initial;
-  let deepest: Deepest = { prefix: [], state, linearized: linearized.slice() };
+  let deepest: Deepest = { prefix: [], skipped: [], state, linearized: linearized.slice() };
   /** Places `call` if its (linearized set, state) pair is new; false if it was seen (it failed). */
   const place = (call: Entry, next: readonly Value[], forced: boolean, skipped = false): boolean => {
     flip(linearized, call.id);
@@ -478,7 +483,12 @@ function search(ops: readonly SearchOp[], initial: readonly Value[], name: strin
     state = next;
     lift(call);
     if (stack.length > deepest.prefix.length) {
-      deepest = { prefix: stack.map((s) => s.entry.op!), state, linearized: linearized.slice() };
+      deepest = {
+        prefix: stack.map((s) => s.entry.op!),
+        skipped: stack.map((s) => s.skipped),
+        state,
+        linearized: linearized.slice(),
+      };
     }
     return true;
   };
@@ -623,7 +633,9 @@ function explain(
   const lines = [
     `no linearization of ${ops.length} operations on ${keys.length === 1 ? "key" : "keys"} ${keys.join(" ")}.`,
     `longest legal prefix: ${deepest.prefix.length} operations${deepest.prefix.length > 0 ? ", ending" : ""}`,
-    ...deepest.prefix.slice(-SHOWN_PREFIX_OPS).map((op) => `  ${describe(op)}`),
+    ...deepest.prefix
+      .map((op, i) => `  ${describe(op)}${deepest.skipped[i] ? " (placed with no effect)" : ""}`)
+      .slice(-SHOWN_PREFIX_OPS),
     `state after it: ${state}; no operation that may come next fits:`,
     ...candidates
       .slice(0, SHOWN_CANDIDATES)

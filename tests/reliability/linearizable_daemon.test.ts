@@ -5,8 +5,9 @@
  * - 8 clients, each with its own connection (src/client `connect`, no reconnect) and one operation
  *   in flight at a time, run random get/set/del/mset/mget. Every written value is unique
  *   (`c<client>.<n>`; an mset writes one value to all its keys).
- * - Keys come in epochs of 5 (`e<epoch>.k<i>`): every {@link OPS_PER_EPOCH} operations move to fresh
- *   keys, so each key, and each epoch's key group, stays under the checker's bound.
+ * - Keys come in epochs of 5 (`e<epoch>.k<i>`): every {@link OPS_PER_EPOCH} operations (up to
+ *   {@link OPS_AFTER_RESTART} more around a kill) move to fresh keys, so each key, and each epoch's
+ *   key group, stays under the checker's bound.
  * - Times are one logical clock shared by the clients (one process, one thread): the invoke tick
  *   is taken before the request is sent, the complete tick after its response arrived, so each
  *   interval contains the moment the daemon executed the operation.
@@ -202,11 +203,12 @@ class Run {
 
   private async crashAndRestart(): Promise<void> {
     this.kill_ticks.push(this.recorder.tick());
+    // Now, not at the restart: the epoch must not roll over between the two.
+    this.recorder.extendEpoch(OPS_AFTER_RESTART);
     const dir = this.daemon.dir;
     expect(await this.daemon.stop("SIGKILL")).not.toBe(0);
     this.daemon = await Daemon.start({ dir, args: DAEMON_ARGS });
     this.restart_ticks.push(this.recorder.tick());
-    this.recorder.extendEpoch(OPS_AFTER_RESTART);
     this.completed_since_start = 0;
     this.crashing = false;
     if (this.kill_ticks.length === this.crash_after_ops.length) this.deadline_ms = performance.now() + RUN_MS;
@@ -217,6 +219,8 @@ class Run {
 async function runClient(run: Run, id: number): Promise<void> {
   const rng = prng((SEED ^ Math.imul(id + 1, 0x9e3779b9)) >>> 0);
   const { recorder } = run;
+  /** Kills before this client's connection was opened: the next one cuts it. */
+  let kills_at_connect = run.kill_ticks.length;
   let client = await run.connect();
   for (let n = 0; !run.stopped; n++) {
     const call = planCall(rng, recorder.nextEpoch(), `c${id}.${n}`);
@@ -226,11 +230,12 @@ async function runClient(run: Run, id: number): Promise<void> {
       recorder.record(call, id, invoke, recorder.tick(), result);
       run.completedOne();
     } catch (error) {
-      if (!(error instanceof ConnectionError) || run.restarted === undefined) throw error;
-      const kill = run.kill_ticks.length;
+      // Only a kill since this connection opened may cut it: any other loss fails the test.
+      if (!(error instanceof ConnectionError) || run.kill_ticks.length === kills_at_connect) throw error;
       await run.restarted;
-      // May or may not have taken effect, but if it did, then before the restart.
-      recorder.record(call, id, invoke, null, undefined, run.restart_ticks[kill - 1]);
+      // May or may not have taken effect, but if it did, then before the restart of that kill.
+      recorder.record(call, id, invoke, null, undefined, run.restart_ticks[kills_at_connect]);
+      kills_at_connect = run.kill_ticks.length;
       client = await run.connect();
     }
   }
@@ -305,7 +310,8 @@ function opsAfterRestartOnLostKeys(ops: readonly Operation[], run: Run): number 
       if (op.f === "mset") for (const [k] of op.pairs) lost.add(k);
     }
     for (const op of ops) {
-      if (op.complete === null || op.invoke < restart_tick) continue;
+      // Not the final read-back (client CLIENTS), which reads every key of every epoch.
+      if (op.complete === null || op.invoke < restart_tick || op.client === CLIENTS) continue;
       const keys = op.f === "mset" ? op.pairs.map(([k]) => k) : op.f === "mget" ? op.keys : [op.key];
       if (keys.some((k) => lost.has(k))) count++;
     }
@@ -343,28 +349,45 @@ function loseOneWrite(ops: readonly Operation[], run: Run): Operation[] | undefi
 }
 
 /**
- * The same history as if a write in flight at a kill had come back later: a read that follows a set
- * completed after the restart (on the same key) returns the in-flight write's value. Undefined if
- * the history has no such read.
+ * The same history as if a write in flight at a kill had taken effect late: a read that follows a
+ * write completed after the restart (on the same key) returns what the in-flight write would have
+ * left, its value (a set or mset) or nil (a del: the read must also follow every del of the key
+ * invoked after the restart, or one of those could explain the nil). Undefined if the history has
+ * no such read.
  */
 function resurrectOneWrite(ops: readonly Operation[], run: Run): Operation[] | undefined {
+  const writes = (op: Operation): ReadonlyArray<readonly [string, Value]> =>
+    op.f === "set"
+      ? [[op.key, op.value]]
+      : op.f === "mset"
+        ? op.pairs
+        : op.f === "del"
+          ? [[op.key, null]]
+          : [];
   for (const restart_tick of run.restart_ticks) {
-    const lost = new Map<string, string>(); // key → a value written in flight at the kill
-    for (const op of ops) {
-      if (op.settled_by !== restart_tick) continue;
-      if (op.f === "set") lost.set(op.key, op.value);
-      if (op.f === "mset") for (const [k, v] of op.pairs) lost.set(k, v);
-    }
-    const overwritten = (key: string, invoke: number) =>
-      lost.has(key) &&
-      ops.some((w) => w.f === "set" && w.key === key && w.invoke > restart_tick && w.complete! < invoke);
+    const lost = new Map<string, Value>(); // key → what a write in flight at the kill left there
+    for (const op of ops) if (op.settled_by === restart_tick) for (const [k, v] of writes(op)) lost.set(k, v);
+    const after = ops.filter((w) => w.invoke > restart_tick);
+    // A value set on `key` after the restart, completed before `read` was invoked.
+    const overwritten = (key: string, read: Operation) =>
+      after.some(
+        (w) =>
+          w.complete !== null &&
+          w.complete < read.invoke &&
+          writes(w).some(([k, v]) => k === key && v !== null),
+      );
+    // A del of `key` after the restart (completed or not) that may come before `read` returned.
+    const deleted = (key: string, read: Operation) =>
+      after.some((w) => w.f === "del" && w.key === key && w.invoke < read.complete!);
+    const impossible = (key: string, read: Operation) =>
+      lost.has(key) && overwritten(key, read) && (lost.get(key) !== null || !deleted(key, read));
     for (const [i, op] of ops.entries()) {
-      if (op.complete === null) continue;
-      if (op.f === "get" && overwritten(op.key, op.invoke)) {
+      if (op.complete === null || op.invoke < restart_tick) continue;
+      if (op.f === "get" && impossible(op.key, op)) {
         return ops.map((o, j) => (j === i ? { ...op, result: lost.get(op.key)! } : o));
       }
       if (op.f === "mget") {
-        const slot = op.keys.findIndex((k) => overwritten(k, op.invoke));
+        const slot = op.keys.findIndex((k) => impossible(k, op));
         if (slot < 0) continue;
         const result = op.result!.map((v, s) => (s === slot ? lost.get(op.keys[s]!)! : v));
         return ops.map((o, j) => (j === i ? { ...op, result } : o));
