@@ -1,6 +1,6 @@
 /**
- * Linearizability of the real daemon (`walkv serve --fsync always`), checked with
- * linearizability.ts on recorded histories.
+ * Linearizability of the real daemon (`walkv serve`, in each of {@link ARRANGEMENTS}: I/O workers
+ * and fsync mode), checked with linearizability.ts on recorded histories.
  *
  * - 8 clients, each with its own connection (src/client `connect`, no reconnect) and one operation
  *   in flight at a time, run random get/set/del/mset/mget. Every written value is unique
@@ -25,7 +25,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { type Client, ConnectionError, connect } from "../../src/client/index.ts";
 import { prng, randomInt } from "../../src/engine/io/prng.ts";
-import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
+import { Daemon, type StartOptions, stopAllDaemons, tempDir } from "../server/daemon.ts";
 import { testSeed } from "../server/raw_client.ts";
 import { checkHistory, MAX_OPS_PER_SEARCH, type Operation, type Value } from "./linearizability.ts";
 
@@ -35,7 +35,19 @@ const CLIENTS = 8;
 const KEYS_PER_EPOCH = 5;
 /** Operations per epoch; +1 for the final read of each key stays within the checker's bound. */
 const OPS_PER_EPOCH = 150;
-const DAEMON_ARGS = ["--fsync", "always"];
+/**
+ * The daemon's arrangements, each tested: with two I/O workers (node:net sockets, a WAL writer
+ * thread); with one (Bun's own sockets), as on a 2-core machine by default; and with one that writes
+ * the WAL itself (fsync everysec: a kill -9 keeps what was written, so nothing acknowledged may go).
+ */
+const ARRANGEMENTS: ReadonlyArray<{ readonly name: string; readonly start: StartOptions }> = [
+  { name: "2 I/O workers, fsync always", start: { workers: 2, args: ["--fsync", "always"] } },
+  { name: "1 I/O worker, fsync always", start: { workers: 1, args: ["--fsync", "always"] } },
+  {
+    name: "1 I/O worker writing the WAL, fsync everysec",
+    start: { workers: 1, args: ["--fsync", "everysec"] },
+  },
+];
 /** SIGKILLs in the crash test. */
 const CRASHES = 2;
 /**
@@ -175,10 +187,14 @@ class Run {
   private crashing = false;
   private deadline_ms: number;
 
-  /** `crash_after_ops[i]`: completed operations from the (re)start to the i-th kill. */
+  /**
+   * `crash_after_ops[i]`: completed operations from the (re)start to the i-th kill; `start`: how
+   * the daemon is restarted (its arrangement).
+   */
   constructor(
     daemon: Daemon,
     private readonly crash_after_ops: readonly number[],
+    private readonly start: StartOptions,
   ) {
     this.daemon = daemon;
     this.deadline_ms = crash_after_ops.length === 0 ? performance.now() + RUN_MS : Number.POSITIVE_INFINITY;
@@ -207,7 +223,7 @@ class Run {
     this.recorder.extendEpoch(OPS_AFTER_RESTART);
     const dir = this.daemon.dir;
     expect(await this.daemon.stop("SIGKILL")).not.toBe(0);
-    this.daemon = await Daemon.start({ dir, args: DAEMON_ARGS });
+    this.daemon = await Daemon.start({ ...this.start, dir });
     this.restart_ticks.push(this.recorder.tick());
     this.completed_since_start = 0;
     this.crashing = false;
@@ -407,65 +423,68 @@ function summary(name: string, run: Run, run_ms: number, check_ms: number): stri
   );
 }
 
-describe(`linearizability of the daemon (seed ${SEED}, ${RUN_MS} ms)`, () => {
-  expect(OPS_PER_EPOCH + OPS_AFTER_RESTART + 1).toBeLessThanOrEqual(MAX_OPS_PER_SEARCH);
+describe.each(ARRANGEMENTS)(
+  `linearizability of the daemon, $name (seed ${SEED}, ${RUN_MS} ms)`,
+  ({ start }) => {
+    expect(OPS_PER_EPOCH + OPS_AFTER_RESTART + 1).toBeLessThanOrEqual(MAX_OPS_PER_SEARCH);
 
-  test(
-    "concurrent clients: every key linearizable, every mset atomic",
-    async () => {
-      const daemon = await Daemon.start({ args: DAEMON_ARGS });
-      const run = new Run(daemon, []);
-      const started_ms = performance.now();
-      await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
-      const run_ms = performance.now() - started_ms;
-      await readBack(run);
-      expect(await run.daemon.stop()).toBe(0);
-      const ops = run.recorder.ops;
-      expect(ops.every((op) => op.complete !== null)).toBe(true);
-      expect(run.recorder.epochs).toBeGreaterThan(1);
-      const check_ms = expectLinearizable(ops);
-      console.log(summary("no crash", run, run_ms, check_ms));
-      expect(checkHistory(corruptOneRead(ops, prng(SEED))).ok).toBe(false);
-    },
-    TEST_TIMEOUT_MS,
-  );
+    test(
+      "concurrent clients: every key linearizable, every mset atomic",
+      async () => {
+        const daemon = await Daemon.start(start);
+        const run = new Run(daemon, [], start);
+        const started_ms = performance.now();
+        await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
+        const run_ms = performance.now() - started_ms;
+        await readBack(run);
+        expect(await run.daemon.stop()).toBe(0);
+        const ops = run.recorder.ops;
+        expect(ops.every((op) => op.complete !== null)).toBe(true);
+        expect(run.recorder.epochs).toBeGreaterThan(1);
+        const check_ms = expectLinearizable(ops);
+        console.log(summary("no crash", run, run_ms, check_ms));
+        expect(checkHistory(corruptOneRead(ops, prng(SEED))).ok).toBe(false);
+      },
+      TEST_TIMEOUT_MS,
+    );
 
-  test(
-    `a history across ${CRASHES} SIGKILLs and restarts: acknowledged writes survive, in-flight ones are all or nothing`,
-    async () => {
-      const rng = prng(SEED);
-      const dir = tempDir();
-      const daemon = await Daemon.start({ dir, args: DAEMON_ARGS });
-      const crash_after_ops = Array.from(
-        { length: CRASHES },
-        () => OPS_PER_EPOCH + randomInt(rng, 2 * OPS_PER_EPOCH),
-      );
-      const run = new Run(daemon, crash_after_ops);
-      const started_ms = performance.now();
-      await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
-      const run_ms = performance.now() - started_ms;
-      await readBack(run);
-      expect(await run.daemon.stop()).toBe(0);
-      const ops = run.recorder.ops;
-      expect(run.restart_ticks.length).toBe(CRASHES);
-      const survived = keysReadBackAfterCrash(ops, run);
-      expect(survived).toBeGreaterThan(0);
-      const over_lost = opsAfterRestartOnLostKeys(ops, run);
-      expect(over_lost).toBeGreaterThan(0);
-      const check_ms = expectLinearizable(ops);
-      console.log(
-        `${summary(`${CRASHES} × SIGKILL + restart`, run, run_ms, check_ms)}; kills after ${crash_after_ops.join(", ")} ` +
-          `completed ops; ${survived} keys written before a kill and read after its restart; ${over_lost} ops after ` +
-          `a restart on keys of writes in flight at its kill`,
-      );
-      expect(checkHistory(corruptOneRead(ops, rng)).ok).toBe(false);
-      const lost = loseOneWrite(ops, run);
-      expect(lost).toBeDefined();
-      expect(checkHistory(lost!).ok).toBe(false);
-      const resurrected = resurrectOneWrite(ops, run);
-      expect(resurrected).toBeDefined();
-      expect(checkHistory(resurrected!).ok).toBe(false);
-    },
-    TEST_TIMEOUT_MS,
-  );
-});
+    test(
+      `a history across ${CRASHES} SIGKILLs and restarts: acknowledged writes survive, in-flight ones are all or nothing`,
+      async () => {
+        const rng = prng(SEED);
+        const dir = tempDir();
+        const daemon = await Daemon.start({ ...start, dir });
+        const crash_after_ops = Array.from(
+          { length: CRASHES },
+          () => OPS_PER_EPOCH + randomInt(rng, 2 * OPS_PER_EPOCH),
+        );
+        const run = new Run(daemon, crash_after_ops, start);
+        const started_ms = performance.now();
+        await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
+        const run_ms = performance.now() - started_ms;
+        await readBack(run);
+        expect(await run.daemon.stop()).toBe(0);
+        const ops = run.recorder.ops;
+        expect(run.restart_ticks.length).toBe(CRASHES);
+        const survived = keysReadBackAfterCrash(ops, run);
+        expect(survived).toBeGreaterThan(0);
+        const over_lost = opsAfterRestartOnLostKeys(ops, run);
+        expect(over_lost).toBeGreaterThan(0);
+        const check_ms = expectLinearizable(ops);
+        console.log(
+          `${summary(`${CRASHES} × SIGKILL + restart`, run, run_ms, check_ms)}; kills after ${crash_after_ops.join(", ")} ` +
+            `completed ops; ${survived} keys written before a kill and read after its restart; ${over_lost} ops after ` +
+            `a restart on keys of writes in flight at its kill`,
+        );
+        expect(checkHistory(corruptOneRead(ops, rng)).ok).toBe(false);
+        const lost = loseOneWrite(ops, run);
+        expect(lost).toBeDefined();
+        expect(checkHistory(lost!).ok).toBe(false);
+        const resurrected = resurrectOneWrite(ops, run);
+        expect(resurrected).toBeDefined();
+        expect(checkHistory(resurrected!).ok).toBe(false);
+      },
+      TEST_TIMEOUT_MS,
+    );
+  },
+);
