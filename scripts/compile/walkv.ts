@@ -9,6 +9,7 @@
  *
  *   src/server/daemon.ts  new URL("./io_worker.ts", …)                    → io_worker.ts
  *   src/engine/host.ts    new URL("./wal/wal_writer_worker.ts", …)        → wal/wal_writer_worker.ts
+ *   src/engine/host.ts    new URL("./wal/wal_syncer_worker.ts", …)        → wal/wal_syncer_worker.ts
  *   src/engine/host.ts    new URL("./checkpoint/checkpoint_worker.ts", …) → checkpoint/checkpoint_worker.ts
  *   src/engine/host.ts    new URL("./replay_worker.ts", …)                → replay_worker.ts
  *   src/server/shutdown_watchdog.ts  new URL("./shutdown_watchdog_worker.ts", …) → shutdown_watchdog_worker.ts

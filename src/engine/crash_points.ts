@@ -1,8 +1,8 @@
 /**
  * Fault points, for tests only: `WALKV_CRASH_AT=<point>` makes the process SIGKILL itself — no
- * cleanup, exactly like `kill -9` — when a thread reaches that point (two points inject other faults:
- * `io-worker-accept` kills that thread with an error, `host-close-hang` blocks the thread for good); `WALKV_CRASH_AFTER=<n>` (default
- * 1) waits for the n-th time this thread reaches it. The environment is read once per thread, when
+ * cleanup, exactly like `kill -9` — when a thread reaches that point (two points inject other
+ * faults, {@link NOT_KILL_POINTS}); `WALKV_CRASH_AFTER=<n>` (default 1) waits for the n-th time
+ * this thread reaches it. The environment is read once per thread, when
  * this module is first evaluated: the main thread imports it at start-up, so an unknown point name
  * stops the process before it opens anything. Unset, {@link crashPoint} costs one comparison.
  * docs/RELIABILITY.md ("Fault points") says where each point is.

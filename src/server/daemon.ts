@@ -136,14 +136,18 @@ async function shutdown(
   if (!drained) {
     log(
       `shutdown: in-flight requests still running after ${config.shutdown_timeout_ms} ms; closing anyway ` +
-        `(within ${CLOSE_AFTER_DRAIN_TIMEOUT_MS} ms, else the process kills itself)`,
+        `(within ${CLOSE_AFTER_DRAIN_TIMEOUT_MS} ms, else the process kills itself with SIGKILL)`,
     );
     watchdog = await armShutdownWatchdog(CLOSE_AFTER_DRAIN_TIMEOUT_MS);
+    if (!watchdog.counting) log("shutdown: the watchdog did not start; closing without a time limit");
     host.skipFinalCheckpoint(); // before the workers are cut off, maybe inside a write
   }
   stopSupervising();
-  await teardown({ workers, admin, host, pid_file, after_host: () => removeSockets(config, bound_socket) });
-  watchdog?.disarm();
+  try {
+    await teardown({ workers, admin, host, pid_file, after_host: () => removeSockets(config, bound_socket) });
+  } finally {
+    watchdog?.disarm();
+  }
   log(`shutdown complete: WAL durable, ${drained ? "final checkpoint written" : "no final checkpoint"}`);
 }
 

@@ -2,12 +2,13 @@
  * The single executable: scripts/build-binary.sh (what `make build` runs) builds it once; a copy of it,
  * alone in a fresh directory, runs with an environment that has no Bun and no node_modules
  * (`PATH=/usr/bin:/bin`, `HOME` = that directory). It must serve from the embedded worker entry
- * points (I/O, WAL writer, checkpointer), stop on SIGTERM with exit 0, and recover what it wrote.
+ * points (I/O, WAL writer, checkpointer, shutdown watchdog), stop on SIGTERM with exit 0, and recover
+ * what it wrote.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { RawClient } from "../server/raw_client.ts";
+import { concat, frame, packr, RawClient } from "../server/raw_client.ts";
 import { killAll, ServeProcess, tempDir } from "./serve_process.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
@@ -49,9 +50,9 @@ beforeAll(() => {
 
 afterAll(killAll);
 
-function serve(): Promise<ServeProcess> {
+function serve(...args: string[]): Promise<ServeProcess> {
   const argv = [binary, "serve", "--data", path.join(dir, "data"), "--socket", path.join(dir, "walkv.sock")];
-  return ServeProcess.start({ argv: [...argv, "--workers", "2"], cwd: dir, env: clean_env });
+  return ServeProcess.start({ argv: [...argv, "--workers", "2", ...args], cwd: dir, env: clean_env });
 }
 
 /** `new URL("./x.ts", import.meta.url)` in every src/ file that creates a Worker: the worker URLs. */
@@ -108,5 +109,18 @@ describe("dist/walkv", () => {
     expect(new Uint8Array(got as Uint8Array)).toEqual(value);
     c2.close();
     expect(await second.stop("SIGTERM"), second.describe()).toBe(0);
+  }, 60_000);
+
+  test("a drain that times out arms the embedded shutdown watchdog, and the close still exits 0", async () => {
+    const d = await serve("--shutdown-timeout", "0");
+    const c = await RawClient.connect(path.join(dir, "walkv.sock"));
+    expect(await c.call("set", "big", "x".repeat(64 << 10))).toEqual([1, 0, true]);
+    // 4 MiB of replies asked for and none read: the drain cannot finish within 0 ms.
+    c.sendRaw(concat(...Array.from({ length: 64 }, (_, i) => frame(packr.pack([i + 2, "get", "big"])))));
+    expect(await d.stop("SIGTERM"), d.describe()).toBe(0);
+    expect(d.stderr).toMatch(/still running after 0 ms; closing anyway/);
+    expect(d.stderr).not.toMatch(/watchdog did not start/);
+    expect(d.stderr).toContain("shutdown complete: WAL durable, no final checkpoint");
+    c.close();
   }, 60_000);
 });

@@ -272,14 +272,15 @@ describe("a shutdown whose drain times out", () => {
 
   /**
    * 16 clients each pipeline 2000 SETs; SIGTERM at the first answer; answers read until closed.
-   * Resolves with the daemon's exit code (or "hung" after `exit_within_ms`).
+   * Resolves with the daemon's exit code (or "hung" after `exit_within_ms`) and how long after
+   * SIGTERM it came.
    */
   async function cutOff(
     d: Daemon,
     round: number,
     with_checkpoint: boolean,
     exit_within_ms = 15_000,
-  ): Promise<number | "hung"> {
+  ): Promise<{ exit: number | "hung"; after_sigterm_ms: number }> {
     const clients = await Promise.all(Array.from({ length: 16 }, () => d.client()));
     // A client that asks for 4 MiB of replies and reads none: the drain cannot finish, so the
     // 0 ms timeout always cuts the workers off (else a drain that happened to be quick could win).
@@ -312,11 +313,13 @@ describe("a shutdown whose drain times out", () => {
     });
     await first_answer; // the daemon is applying them
     d.proc.kill("SIGTERM");
+    const sigterm_ms = performance.now();
     const exit = await exitWithin(d, exit_within_ms);
+    const after_sigterm_ms = performance.now() - sigterm_ms;
     await Promise.all(reading);
     checkpointing?.close();
     stalled.close();
-    return exit;
+    return { exit, after_sigterm_ms };
   }
 
   test("--shutdown-timeout 0 under SET load: the daemon exits, with no final checkpoint", async () => {
@@ -324,7 +327,8 @@ describe("a shutdown whose drain times out", () => {
       const d = await start(round);
       const with_checkpoint = round >= 2;
       if (round === 2) await preload(d, 200_000);
-      expect({ round, exit: await cutOff(d, round, with_checkpoint) }).toEqual({ round, exit: 0 });
+      const { exit } = await cutOff(d, round, with_checkpoint);
+      expect({ round, exit }).toEqual({ round, exit: 0 });
       const after_sigterm = d.stderr.slice(d.stderr.indexOf("SIGTERM: shutting down"));
       expect(after_sigterm).toMatch(/still running after 0 ms/);
       expect(after_sigterm).toMatch(/final checkpoint skipped/);
@@ -345,23 +349,20 @@ describe("a shutdown whose drain times out", () => {
     async () => {
       // The fault point blocks the main thread at the start of the engine's close, for good, as a
       // lock never released would: only the watchdog's own thread can end the process.
-      for (const round of [4, 5]) {
-        const d = await start(round, 0, { WALKV_CRASH_AT: "host-close-hang" });
-        const exit = await cutOff(d, round, false, CLOSE_AFTER_DRAIN_TIMEOUT_MS + 15_000);
-        expect({ round, exit, signal: d.proc.signalCode }).toEqual({
-          round,
-          exit: expect.any(Number),
-          signal: "SIGKILL",
-        });
-        const after_sigterm = d.stderr.slice(d.stderr.indexOf("SIGTERM: shutting down"));
-        expect(after_sigterm).toMatch(/still running after 0 ms; closing anyway/);
-        expect(after_sigterm).toMatch(
-          /the close did not end within \d+ ms of the drain timeout; killing the process/,
-        );
-        expect(after_sigterm).not.toMatch(/shutdown complete/);
-      }
+      // One round (one WAL arrangement): the fault point is in the engine's close, common to both.
+      const round = 4;
+      const d = await start(round, 0, { WALKV_CRASH_AT: "host-close-hang" });
+      const { exit, after_sigterm_ms } = await cutOff(d, round, false, CLOSE_AFTER_DRAIN_TIMEOUT_MS + 15_000);
+      expect({ exit, signal: d.proc.signalCode }).toEqual({ exit: expect.any(Number), signal: "SIGKILL" });
+      // Not before its time (a timer never fires early): the close may rightly take that long.
+      expect(after_sigterm_ms).toBeGreaterThanOrEqual(CLOSE_AFTER_DRAIN_TIMEOUT_MS);
+      const after_sigterm = d.stderr.slice(d.stderr.indexOf("SIGTERM: shutting down"));
+      expect(after_sigterm).toMatch(
+        /still running after 0 ms; closing anyway \(within \d+ ms, else the process kills/,
+      );
+      expect(after_sigterm).not.toMatch(/watchdog did not start|shutdown complete/);
     },
-    2 * (CLOSE_AFTER_DRAIN_TIMEOUT_MS + 30_000),
+    CLOSE_AFTER_DRAIN_TIMEOUT_MS + 40_000,
   );
 
   test("after those shutdowns every acknowledged SET is there, with its value", async () => {

@@ -46,9 +46,11 @@ export interface CheckpointerOptions {
   readonly now_ms?: () => number;
   readonly log?: (line: string) => void;
   /**
-   * Asked while the scan waits for a shard's mutex: true gives the checkpoint up (UnavailableError;
-   * `data.db` unchanged). The checkpoint worker says true once a shutdown skips the final checkpoint,
-   * whose writers may have been cut off holding mutexes that are then never released.
+   * Asked after each shard, before the file is made durable, and while the scan waits for a shard's
+   * mutex: true gives the checkpoint up (UnavailableError; `data.db` unchanged). The checkpoint
+   * worker says true once a shutdown skips the final checkpoint: its writers may have been cut off
+   * holding mutexes that are then never released, and a checkpoint of a large store would otherwise
+   * run on for its whole length (past the shutdown watchdog's bound).
    */
   readonly abandoned?: () => boolean;
 }
@@ -143,6 +145,7 @@ export class Checkpointer {
         );
         if (lsn > max_lsn) max_lsn = lsn;
         this.staging.drainInto(writer);
+        this.giveUpIfAbandoned();
       }
       if (this.wal.state() === WAL_STOPPED)
         throw new UnavailableError("checkpoint abandoned: the WAL is stopped");
@@ -173,6 +176,12 @@ export class Checkpointer {
       duration_ms,
       deleted_segments,
     };
+  }
+
+  private giveUpIfAbandoned(): void {
+    if (this.options.abandoned?.()) {
+      throw new UnavailableError("checkpoint abandoned: the shutdown skips the final checkpoint");
+    }
   }
 
   /** Deletes segments whose every record is ≤ redo_lsn (never the newest); fsyncs the directory. */
