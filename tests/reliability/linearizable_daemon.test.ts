@@ -258,6 +258,16 @@ async function runClient(run: Run, id: number): Promise<void> {
   await client.close();
 }
 
+/** Runs the clients to the end, reads every epoch back, stops the daemon (exit 0): the history. */
+async function runToEnd(run: Run): Promise<{ ops: readonly Operation[]; run_ms: number }> {
+  const started_ms = performance.now();
+  await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
+  const run_ms = performance.now() - started_ms;
+  await readBack(run);
+  expect(await run.daemon.stop()).toBe(0);
+  return { ops: run.recorder.ops, run_ms };
+}
+
 /** Reads back every epoch's keys with one more client (an mget per epoch). */
 async function readBack(run: Run): Promise<void> {
   const client = await run.connect();
@@ -433,12 +443,7 @@ describe.each(ARRANGEMENTS)(
       async () => {
         const daemon = await Daemon.start(start);
         const run = new Run(daemon, [], start);
-        const started_ms = performance.now();
-        await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
-        const run_ms = performance.now() - started_ms;
-        await readBack(run);
-        expect(await run.daemon.stop()).toBe(0);
-        const ops = run.recorder.ops;
+        const { ops, run_ms } = await runToEnd(run);
         expect(ops.every((op) => op.complete !== null)).toBe(true);
         expect(run.recorder.epochs).toBeGreaterThan(1);
         const check_ms = expectLinearizable(ops);
@@ -459,12 +464,7 @@ describe.each(ARRANGEMENTS)(
           () => OPS_PER_EPOCH + randomInt(rng, 2 * OPS_PER_EPOCH),
         );
         const run = new Run(daemon, crash_after_ops, start);
-        const started_ms = performance.now();
-        await Promise.all(Array.from({ length: CLIENTS }, (_, id) => runClient(run, id)));
-        const run_ms = performance.now() - started_ms;
-        await readBack(run);
-        expect(await run.daemon.stop()).toBe(0);
-        const ops = run.recorder.ops;
+        const { ops, run_ms } = await runToEnd(run);
         expect(run.restart_ticks.length).toBe(CRASHES);
         const survived = keysReadBackAfterCrash(ops, run);
         expect(survived).toBeGreaterThan(0);

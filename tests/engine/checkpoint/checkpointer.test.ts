@@ -139,13 +139,19 @@ describe("checkpoint", () => {
     });
   }
 
-  test("a scan waiting for a mutex that is never released gives up when told, leaving data.db as it was", async () => {
-    // At a shutdown whose drain timed out, a writer may have been cut off holding a shard mutex.
+  /** k = v1 checkpointed (`good`: that data.db), then k = v2 in the WAL only. */
+  async function checkpointedThenChanged() {
     const { host, engine, disk } = await openSim();
     await settle(host, engine.set(utf8("k"), utf8("v1")));
     await host.checkpoint();
     const good = readWholeFile(disk, DATA_DB);
     await settle(host, engine.set(utf8("k"), utf8("v2")));
+    return { host, engine, disk, good };
+  }
+
+  test("a scan waiting for a mutex that is never released gives up when told, leaving data.db as it was", async () => {
+    // At a shutdown whose drain timed out, a writer may have been cut off holding a shard mutex.
+    const { host, engine, disk, good } = await checkpointedThenChanged();
     const table = engine.table;
     const shard = 0; // the first scanned: the scan meets it before any check between shards
     let asked = 0;
@@ -171,11 +177,7 @@ describe("checkpoint", () => {
 
   test("a running checkpoint gives up between shards once abandoned, leaving data.db as it was", async () => {
     // A shutdown that skips the final checkpoint does not wait for a long running one to end.
-    const { host, engine, disk } = await openSim();
-    await settle(host, engine.set(utf8("k"), utf8("v1")));
-    await host.checkpoint();
-    const good = readWholeFile(disk, DATA_DB);
-    await settle(host, engine.set(utf8("k"), utf8("v2")));
+    const { host, engine, disk, good } = await checkpointedThenChanged();
     let asked = 0;
     const checkpointer = new Checkpointer(disk, host.shared.config, engine.table, engine.wal, {
       make_durable: () => {
