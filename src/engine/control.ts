@@ -65,6 +65,14 @@ export class EngineControl {
     return Atomics.load(this.i32, I_STOP) !== 0;
   }
 
+  /**
+   * Checkpointer: the host asked to stop without a final checkpoint, so a checkpoint running now is
+   * abandoned too (see Checkpointer's `abandoned`).
+   */
+  finalCheckpointSkipped(): boolean {
+    return Atomics.load(this.i32, I_STOP) === STOP_WITHOUT_CHECKPOINT;
+  }
+
   /** Checkpointer, once stopped: whether the host asked for a final checkpoint. */
   finalCheckpointWanted(): boolean {
     return Atomics.load(this.i32, I_STOP) === STOP_WITH_CHECKPOINT;

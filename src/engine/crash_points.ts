@@ -27,12 +27,19 @@ export const CRASH_POINTS = [
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];
 
-/**
- * The points whose fault is not a process kill: `io-worker-accept` kills its thread with an error
- * (tests/server/fail_fast.test.ts), `host-close-hang` blocks its thread for good
- * (tests/server/lifecycle.test.ts).
- */
-export const NOT_KILL_POINTS: readonly CrashPointName[] = ["io-worker-accept", "host-close-hang"];
+/** The faults of the points that do not kill the process; every other point SIGKILLs it. */
+const OTHER_FAULTS: Partial<Record<CrashPointName, () => void>> = {
+  // The thread dies of an uncaught error, as a bug would kill it (tests/server/fail_fast.test.ts).
+  "io-worker-accept": () =>
+    queueMicrotask(() => {
+      throw new Error("injected fault: an I/O worker dies (WALKV_CRASH_AT=io-worker-accept)");
+    }),
+  // The thread blocks for good, as a lock never released would leave it (lifecycle.test.ts).
+  "host-close-hang": () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0),
+};
+
+/** The points whose fault is not a process kill (see OTHER_FAULTS). */
+export const NOT_KILL_POINTS = Object.keys(OTHER_FAULTS) as readonly CrashPointName[];
 
 /** The armed point and how many times it must be reached before the process dies. */
 export interface CrashSetting {
@@ -83,7 +90,8 @@ let remaining = setting?.after ?? 0;
 
 /**
  * Marks fault point `name`: if it is the armed one and this is the WALKV_CRASH_AFTER-th time this
- * thread reached it, the whole process is killed with SIGKILL at once. Otherwise a no-op.
+ * thread reached it, the whole process is killed with SIGKILL at once (or the point's other fault,
+ * {@link NOT_KILL_POINTS}, is injected). Otherwise a no-op.
  *
  * @example
  * this.io.write(file, bytes, offset);
@@ -94,17 +102,7 @@ export function crashPoint(name: CrashPointName): void {
   if (name !== armed) return;
   remaining--;
   if (remaining > 0) return;
-  if (name === "io-worker-accept") {
-    // Not a process kill: this thread dies of an uncaught error, as a bug would kill it.
-    queueMicrotask(() => {
-      throw new Error("injected fault: an I/O worker dies (WALKV_CRASH_AT=io-worker-accept)");
-    });
-    return;
-  }
-  if (name === "host-close-hang") {
-    // Not a kill: a close stuck for good, as a lock never released would leave it.
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
-    return;
-  }
-  process.kill(process.pid, "SIGKILL");
+  const fault = OTHER_FAULTS[name];
+  if (fault === undefined) process.kill(process.pid, "SIGKILL");
+  else fault();
 }

@@ -33,7 +33,7 @@ self.onmessage = (event: MessageEvent) => {
   const checkpointer = new Checkpointer(io, config, table, wal, {
     make_durable: (lsn) => makeDurable(io, wal, `${config.data_dir}/wal`, lsn),
     log,
-    abandoned: () => control.stopRequested() && !control.finalCheckpointWanted(),
+    abandoned: () => control.finalCheckpointSkipped(),
   });
   const runOnce = () => {
     try {
