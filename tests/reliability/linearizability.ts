@@ -192,7 +192,13 @@ export function describeOperation(op: Operation, index: number): string {
 // ---------------------------------------------------------------------------------------------
 // Validation and key groups
 
-function keysOf(op: Operation): readonly string[] {
+/**
+ * The keys an operation names, in its order.
+ *
+ * @example
+ * keysOf({ client: 0, invoke: 0, complete: 1, f: "mget", keys: ["a", "b"], result: [null, null] }); // ["a", "b"]
+ */
+export function keysOf(op: Operation): readonly string[] {
   switch (op.f) {
     case "mset":
       return op.pairs.map(([k]) => k);

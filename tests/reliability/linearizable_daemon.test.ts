@@ -27,7 +27,7 @@ import { type Client, ConnectionError, connect } from "../../src/client/index.ts
 import { prng, randomInt } from "../../src/engine/io/prng.ts";
 import { Daemon, type StartOptions, stopAllDaemons, tempDir } from "../server/daemon.ts";
 import { testSeed } from "../server/raw_client.ts";
-import { checkHistory, MAX_OPS_PER_SEARCH, type Operation, type Value } from "./linearizability.ts";
+import { checkHistory, keysOf, MAX_OPS_PER_SEARCH, type Operation, type Value } from "./linearizability.ts";
 
 const SEED = testSeed(20240621);
 const RUN_MS = Number(process.env.WALKV_LIN_MS ?? 1500);
@@ -298,6 +298,14 @@ function corruptOneRead(ops: readonly Operation[], rng: () => number): Operation
   return ops.map((op, i) => (i === victim && op.f === "get" ? { ...op, result: "never-written" } : op));
 }
 
+/** What a write leaves on each key it writes: its value, or nil for a del; nothing for a read. */
+function writes(op: Operation): ReadonlyArray<readonly [string, Value]> {
+  if (op.f === "set") return [[op.key, op.value]];
+  if (op.f === "mset") return op.pairs;
+  if (op.f === "del") return [[op.key, null]];
+  return [];
+}
+
 /**
  * Keys with a write acknowledged before some kill and a completed read invoked after that kill's
  * restart: the keys on which the check proves that acknowledged writes survived.
@@ -308,14 +316,11 @@ function keysReadBackAfterCrash(ops: readonly Operation[], run: Run): number {
     const restart_tick = run.restart_ticks[i]!;
     const written = new Set<string>();
     for (const op of ops) {
-      if (op.complete === null || op.complete > kill_tick) continue;
-      if (op.f === "set" || op.f === "del") written.add(op.key);
-      if (op.f === "mset") for (const [k] of op.pairs) written.add(k);
+      if (op.complete !== null && op.complete <= kill_tick) for (const [k] of writes(op)) written.add(k);
     }
     for (const op of ops) {
-      if (op.complete === null || op.invoke < restart_tick) continue;
-      if (op.f === "get" && written.has(op.key)) keys.add(op.key);
-      if (op.f === "mget") for (const k of op.keys) if (written.has(k)) keys.add(k);
+      if (op.complete === null || op.invoke < restart_tick || (op.f !== "get" && op.f !== "mget")) continue;
+      for (const k of keysOf(op)) if (written.has(k)) keys.add(k);
     }
   });
   return keys.size;
@@ -330,19 +335,39 @@ function opsAfterRestartOnLostKeys(ops: readonly Operation[], run: Run): number 
   let count = 0;
   for (const restart_tick of run.restart_ticks) {
     const lost = new Set<string>();
-    for (const op of ops) {
-      if (op.settled_by !== restart_tick) continue;
-      if (op.f === "set" || op.f === "del") lost.add(op.key);
-      if (op.f === "mset") for (const [k] of op.pairs) lost.add(k);
-    }
+    for (const op of ops) if (op.settled_by === restart_tick) for (const [k] of writes(op)) lost.add(k);
     for (const op of ops) {
       // Not the final read-back (client CLIENTS), which reads every key of every epoch.
       if (op.complete === null || op.invoke < restart_tick || op.client === CLIENTS) continue;
-      const keys = op.f === "mset" ? op.pairs.map(([k]) => k) : op.f === "mget" ? op.keys : [op.key];
-      if (keys.some((k) => lost.has(k))) count++;
+      if (keysOf(op).some((k) => lost.has(k))) count++;
     }
   }
   return count;
+}
+
+/**
+ * The history with one completed read invoked after `after_tick` changed: the first get, or mget
+ * key, for which `wrong(key, read)` gives a value (not undefined) now reads that value. Undefined if
+ * no read has one.
+ */
+function changeOneRead(
+  ops: readonly Operation[],
+  after_tick: number,
+  wrong: (key: string, read: Operation) => Value | undefined,
+): Operation[] | undefined {
+  for (const [i, op] of ops.entries()) {
+    if (op.complete === null || op.invoke < after_tick || (op.f !== "get" && op.f !== "mget")) continue;
+    const keys = keysOf(op);
+    const slot = keys.findIndex((k) => wrong(k, op) !== undefined);
+    if (slot < 0) continue;
+    const value = wrong(keys[slot]!, op) as Value;
+    const changed: Operation =
+      op.f === "get"
+        ? { ...op, result: value }
+        : { ...op, result: op.result!.map((v, s) => (s === slot ? value : v)) };
+    return ops.map((o, j) => (j === i ? changed : o));
+  }
+  return undefined;
 }
 
 /**
@@ -358,20 +383,7 @@ function loseOneWrite(ops: readonly Operation[], run: Run): Operation[] | undefi
     const w = sets.find((a) => sets.some((b) => a.complete! < b.invoke));
     return w?.f === "set" ? w.value : undefined;
   };
-  for (const [i, op] of ops.entries()) {
-    if (op.complete === null || op.invoke < restart_tick) continue;
-    if (op.f === "get") {
-      const stale = overwritten(op.key);
-      if (stale !== undefined) return ops.map((o, j) => (j === i ? { ...op, result: stale } : o));
-    }
-    if (op.f === "mget") {
-      const slot = op.keys.findIndex((k) => overwritten(k) !== undefined);
-      if (slot < 0) continue;
-      const result = op.result!.map((v, s) => (s === slot ? overwritten(op.keys[s]!)! : v));
-      return ops.map((o, j) => (j === i ? { ...op, result } : o));
-    }
-  }
-  return undefined;
+  return changeOneRead(ops, restart_tick, overwritten);
 }
 
 /**
@@ -382,14 +394,6 @@ function loseOneWrite(ops: readonly Operation[], run: Run): Operation[] | undefi
  * no such read.
  */
 function resurrectOneWrite(ops: readonly Operation[], run: Run): Operation[] | undefined {
-  const writes = (op: Operation): ReadonlyArray<readonly [string, Value]> =>
-    op.f === "set"
-      ? [[op.key, op.value]]
-      : op.f === "mset"
-        ? op.pairs
-        : op.f === "del"
-          ? [[op.key, null]]
-          : [];
   for (const restart_tick of run.restart_ticks) {
     const lost = new Map<string, Value>(); // key → what a write in flight at the kill left there
     for (const op of ops) if (op.settled_by === restart_tick) for (const [k, v] of writes(op)) lost.set(k, v);
@@ -407,18 +411,10 @@ function resurrectOneWrite(ops: readonly Operation[], run: Run): Operation[] | u
       after.some((w) => w.f === "del" && w.key === key && w.invoke < read.complete!);
     const impossible = (key: string, read: Operation) =>
       lost.has(key) && overwritten(key, read) && (lost.get(key) !== null || !deleted(key, read));
-    for (const [i, op] of ops.entries()) {
-      if (op.complete === null || op.invoke < restart_tick) continue;
-      if (op.f === "get" && impossible(op.key, op)) {
-        return ops.map((o, j) => (j === i ? { ...op, result: lost.get(op.key)! } : o));
-      }
-      if (op.f === "mget") {
-        const slot = op.keys.findIndex((k) => impossible(k, op));
-        if (slot < 0) continue;
-        const result = op.result!.map((v, s) => (s === slot ? lost.get(op.keys[s]!)! : v));
-        return ops.map((o, j) => (j === i ? { ...op, result } : o));
-      }
-    }
+    const changed = changeOneRead(ops, restart_tick, (key, read) =>
+      impossible(key, read) ? lost.get(key) : undefined,
+    );
+    if (changed !== undefined) return changed;
   }
   return undefined;
 }

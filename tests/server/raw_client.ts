@@ -68,6 +68,16 @@ export class RawClient {
     return packr.unpack(await this.nextFrame()) as Response;
   }
 
+  /**
+   * Asks for 4 MiB of replies (64 GETs of a 64 KiB value, set first) and reads none of them: the
+   * daemon cannot drain this connection, so a `--shutdown-timeout 0` always cuts its workers off.
+   */
+  async stallReplies(): Promise<void> {
+    const [, code] = await this.call("set", "stall:big", "x".repeat(64 << 10));
+    if (code !== 0) throw new Error(`stall: set answered code ${code}`);
+    for (let i = 0; i < 64; i++) this.send([this.next_id++, "get", "stall:big"]);
+  }
+
   /** Closes our side. */
   close(): void {
     this.socket.destroy();
