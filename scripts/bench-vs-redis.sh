@@ -18,8 +18,9 @@
 #   scripts/bench-vs-redis.sh                      # every mode, 3 rounds (about 8 minutes)
 #   scripts/bench-vs-redis.sh --modes everysec --rounds 1 --requests-p1 50000
 #   scripts/bench-vs-redis.sh --walkv dist/walkv   # the compiled binary instead of Bun + source
-#   scripts/bench-vs-redis.sh --modes no --floor   # adds scripts/floor-server.ts (a Map behind Bun's
-#                                                  # sockets) to the fsync-no rounds, and a second table
+#   scripts/bench-vs-redis.sh --modes no --floor   # adds scripts/floor-server.ts --wal (a lean server with
+#                                                  # walkv's fsync-no WAL write) to the fsync-no rounds,
+#                                                  # and a second table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,7 @@ WALKV=""
 WALKV_ARGS=""
 FLOOR=0
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\" --floor"; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\" --floor"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -114,8 +115,8 @@ start_walkv() { # mode dir
   wait_for_line "$dir/server.log" "ready"
 }
 
-start_floor() { # mode dir: the floor server keeps nothing on disk whatever the mode
-  node_modules/.bin/bun scripts/floor-server.ts "$2/redis.sock" >"$2/server.log" 2>&1 &
+start_floor() { # mode dir: the reference writes a WAL record per SET before it answers (walkv's fsync no)
+  node_modules/.bin/bun scripts/floor-server.ts "$2/redis.sock" --wal "$2/floor.wal" >"$2/server.log" 2>&1 &
   SERVER_PID=$!
   wait_for_line "$2/server.log" "ready"
 }
@@ -196,7 +197,7 @@ done
 
 if [ "$FLOOR" -eq 1 ] && [[ " $MODES " == *" no "* ]]; then
   echo
-  echo "fsync no: Redis without persistence, scripts/floor-server.ts (a Map behind Bun's sockets: no WAL, no shared table), walkv --fsync no"
+  echo "fsync no: Redis without persistence, scripts/floor-server.ts --wal (a lean server: one thread's hash table, a WAL write(2) before it answers), walkv --fsync no"
   echo
   echo "| test | pipeline | Redis ops/s | floor ops/s | walkv ops/s | floor/Redis | walkv/Redis | walkv/floor |"
   echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
