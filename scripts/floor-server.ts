@@ -26,7 +26,8 @@ import { usageError } from "./flags.ts";
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { wal: { type: "string" } } });
 const socket_path = positionals[0];
-if (socket_path === undefined || positionals.length !== 1) usageError("bun scripts/floor-server.ts SOCKET_PATH [--wal PATH]");
+if (socket_path === undefined || positionals.length !== 1)
+  usageError("bun scripts/floor-server.ts SOCKET_PATH [--wal PATH]");
 
 const TABLE_SLOTS = 1 << 20;
 const KEYS_MAX = (TABLE_SLOTS / 4) * 3;
@@ -45,12 +46,12 @@ const slot_offsets = new Int32Array(TABLE_SLOTS);
 let keys = 0;
 
 const wal_fd = values.wal === undefined ? -1 : fs.openSync(values.wal, "w");
-let wal = Buffer.alloc(1 << 20);
+let wal: Buffer = Buffer.alloc(1 << 20);
 let wal_bytes = 0;
 let wal_position = 0;
 
 /** Replies of one chunk, written with one `write`. Grows if a chunk's replies need more. */
-let out = Buffer.alloc(1 << 20);
+let out: Buffer = Buffer.alloc(1 << 20);
 let out_bytes = 0;
 /** End of the number parsed by the last `decimal` call (after its CRLF). */
 let decimal_end = 0;
@@ -88,7 +89,8 @@ function findSlot(bytes: Uint8Array, key_start: number, key_length: number, h: n
     if (at === 0) return -1 - slot;
     if (slot_hashes[slot] !== h || arena_view.getUint32(at, true) !== key_length) continue;
     let equal = true;
-    for (let i = 0; i < key_length && equal; i++) equal = arena[at + RECORD_HEADER_BYTES + i] === bytes[key_start + i];
+    for (let i = 0; i < key_length && equal; i++)
+      equal = arena[at + RECORD_HEADER_BYTES + i] === bytes[key_start + i];
     if (equal) return slot;
   }
 }
@@ -117,7 +119,8 @@ function replyBulk(start: number, length: number): void {
   out = reserve(out, out_bytes, length + 16);
   out[out_bytes++] = 36;
   const digits = length === 0 ? 1 : Math.floor(Math.log10(length)) + 1;
-  for (let i = digits - 1, n = length; i >= 0; i--, n = Math.floor(n / 10)) out[out_bytes + i] = 48 + (n % 10);
+  for (let i = digits - 1, n = length; i >= 0; i--, n = Math.floor(n / 10))
+    out[out_bytes + i] = 48 + (n % 10);
   out_bytes += digits;
   out[out_bytes++] = 13;
   out[out_bytes++] = 10;
@@ -133,7 +136,13 @@ function reply(text: string): void {
 }
 
 /** Appends SET's WAL record to this chunk's batch. */
-function logSet(bytes: Buffer, key_start: number, key_length: number, value_start: number, value_length: number): void {
+function logSet(
+  bytes: Buffer,
+  key_start: number,
+  key_length: number,
+  value_start: number,
+  value_length: number,
+): void {
   const start = wal_bytes;
   wal = reserve(wal, wal_bytes, WAL_HEADER_BYTES + key_length + value_length);
   wal.writeUInt32LE(key_length, start + 4);
@@ -144,13 +153,23 @@ function logSet(bytes: Buffer, key_start: number, key_length: number, value_star
   wal.writeUInt32LE(crc32c(wal, start + 4, wal_bytes), start);
 }
 
-function set(bytes: Buffer, key_start: number, key_length: number, value_start: number, value_length: number): void {
+function set(
+  bytes: Buffer,
+  key_start: number,
+  key_length: number,
+  value_start: number,
+  value_length: number,
+): void {
   const h = hash(bytes, key_start, key_length);
   const slot = findSlot(bytes, key_start, key_length, h);
   let at = slot >= 0 ? slot_offsets[slot]! : 0;
   if (at === 0 || arena_view.getUint32(at + 8, true) < value_length) {
     const size_bytes = (RECORD_HEADER_BYTES + key_length + value_length + 7) & ~7;
-    if ((slot < 0 && keys >= KEYS_MAX) || arena_top + size_bytes > ARENA_BYTES || key_length > KEY_BYTES_MAX) {
+    if (
+      (slot < 0 && keys >= KEYS_MAX) ||
+      arena_top + size_bytes > ARENA_BYTES ||
+      key_length > KEY_BYTES_MAX
+    ) {
       reply("-ERR full\r\n");
       return;
     }
@@ -173,7 +192,10 @@ function set(bytes: Buffer, key_start: number, key_length: number, value_start: 
 
 function get(bytes: Buffer, key_start: number, key_length: number): void {
   const slot = findSlot(bytes, key_start, key_length, hash(bytes, key_start, key_length));
-  if (slot < 0) return reply("$-1\r\n");
+  if (slot < 0) {
+    reply("$-1\r\n");
+    return;
+  }
   const at = slot_offsets[slot]!;
   const value_length = arena_view.getUint32(at + 4, true);
   const value_start = at + RECORD_HEADER_BYTES + arena_view.getUint32(at, true);
@@ -202,7 +224,8 @@ function serve(bytes: Buffer): number {
     }
     if (next === -1 || decimal_end === -1) return at;
     const command = argc > 0 ? bytes[arg_starts[0]!]! | 32 : 0;
-    if (command === 115 && argc === 3) set(bytes, arg_starts[1]!, arg_lengths[1]!, arg_starts[2]!, arg_lengths[2]!);
+    if (command === 115 && argc === 3)
+      set(bytes, arg_starts[1]!, arg_lengths[1]!, arg_starts[2]!, arg_lengths[2]!);
     else if (command === 103 && argc === 2) get(bytes, arg_starts[1]!, arg_lengths[1]!);
     else replyOk();
     at = next;
@@ -214,7 +237,8 @@ function serve(bytes: Buffer): number {
 function writeWal(): void {
   if (wal_bytes === 0) return;
   let written = 0;
-  while (written < wal_bytes) written += fs.writeSync(wal_fd, wal, written, wal_bytes - written, wal_position + written);
+  while (written < wal_bytes)
+    written += fs.writeSync(wal_fd, wal, written, wal_bytes - written, wal_position + written);
   wal_position += wal_bytes;
   wal_bytes = 0;
 }

@@ -14,8 +14,13 @@
  * memory and a region whose bytes mostly differ is dropped (its frames stay unnamed rather than
  * misnamed). Inline-cache patching changes a few bytes of live code, hence "mostly".
  *
+ * With `--code ADDRESS` it writes instead the code bytes of the region that holds ADDRESS (the last
+ * record covering it), and names the region and an `objdump` command on stderr: perf cannot annotate
+ * JIT code, so this is how a hot instruction (`perf script -F ip`) is seen in its function.
+ *
  * @example
  * node_modules/.bin/bun scripts/jitdump.ts /tmp/x/jit-4242-4240.dump --live 4240 > /tmp/perf-4240.map
+ * node_modules/.bin/bun scripts/jitdump.ts /tmp/x/jit-4242-4240.dump --code 0x7ff178be369f > /tmp/f.bin
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
@@ -171,6 +176,25 @@ export function latestWithoutOverlaps(symbols: readonly JitSymbol[]): JitSymbol[
   return kept.sort((a, b) => a.start - b.start);
 }
 
+/**
+ * The region of `kept` (sorted and disjoint, from latestWithoutOverlaps) that holds `address`, or
+ * undefined.
+ *
+ * @example
+ * regionAt(latestWithoutOverlaps(parseJitDump(bytes)), 0x7ff178be369f)?.name; // "JSC-FTL: readVisible#DNMfZw"
+ */
+export function regionAt(kept: readonly JitSymbol[], address: number): JitSymbol | undefined {
+  let low = 0;
+  let high = kept.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (kept[middle]!.start + kept[middle]!.size_bytes <= address) low = middle + 1;
+    else high = middle;
+  }
+  const region = kept[low];
+  return region !== undefined && region.start <= address ? region : undefined;
+}
+
 /** A half-open address range. */
 interface Range {
   start: number;
@@ -205,24 +229,48 @@ function oneLine(name: string): string {
   return name.replace(/[\r\n]/g, " ");
 }
 
-const USAGE = "usage: bun scripts/jitdump.ts JITDUMP_FILE [--live PID] > /tmp/perf-PID.map";
+const USAGE =
+  "usage: bun scripts/jitdump.ts JITDUMP_FILE [--live PID] > /tmp/perf-PID.map\n" +
+  "       bun scripts/jitdump.ts JITDUMP_FILE --code ADDRESS > code.bin   (ADDRESS in hex, 0x...)";
+
+/** `--code`: the region holding `address`, its bytes to stdout, what it is on stderr. */
+function writeCode(symbols: readonly JitSymbol[], address: number): void {
+  const region = regionAt(symbols, address);
+  if (region === undefined) {
+    console.error(`jitdump: no region holds 0x${address.toString(16)}`);
+    process.exit(1);
+  }
+  const start = `0x${region.start.toString(16)}`;
+  console.error(`jitdump: 0x${address.toString(16)} is ${oneLine(region.name)} + ${address - region.start}`);
+  console.error(`jitdump: objdump -D -b binary -mi386:x86-64 --adjust-vma=${start} FILE`);
+  process.stdout.write(region.code);
+}
 
 if (import.meta.main) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { live: { type: "string" } },
+    options: { live: { type: "string" }, code: { type: "string" } },
   });
   const pid = values.live === undefined ? undefined : Number(values.live);
-  if (positionals.length !== 1 || (pid !== undefined && !(Number.isInteger(pid) && pid > 0))) {
+  const address = values.code === undefined ? undefined : Number(values.code);
+  if (
+    positionals.length !== 1 ||
+    (pid !== undefined && !(Number.isInteger(pid) && pid > 0)) ||
+    (address !== undefined && !(/^0x[0-9a-f]+$/i.test(values.code!) && Number.isSafeInteger(address))) ||
+    (pid !== undefined && address !== undefined)
+  ) {
     console.error(USAGE);
     process.exit(2);
   }
   const symbols = latestWithoutOverlaps(
     parseJitDump(new Uint8Array(await Bun.file(positionals[0]!).arrayBuffer())),
   );
-  const kept =
-    pid === undefined ? symbols : keepLive(symbols, (start, size) => readProcessMemory(pid, start, size));
-  if (pid !== undefined)
-    console.error(`jitdump: ${symbols.length - kept.length} of ${symbols.length} regions reused: dropped`);
-  process.stdout.write(formatPerfMap(kept));
+  if (address !== undefined) writeCode(symbols, address);
+  else {
+    const kept =
+      pid === undefined ? symbols : keepLive(symbols, (start, size) => readProcessMemory(pid, start, size));
+    if (pid !== undefined)
+      console.error(`jitdump: ${symbols.length - kept.length} of ${symbols.length} regions reused: dropped`);
+    process.stdout.write(formatPerfMap(kept));
+  }
 }

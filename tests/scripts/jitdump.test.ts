@@ -5,6 +5,7 @@ import {
   keepLive,
   latestWithoutOverlaps,
   parseJitDump,
+  regionAt,
 } from "../../scripts/jitdump.ts";
 
 const perfMap = (symbols: readonly JitSymbol[]) => formatPerfMap(latestWithoutOverlaps(symbols));
@@ -136,6 +137,30 @@ describe("perfMap", () => {
       console.error(`perfMap randomised test failed with WALKV_SEED=${seed}`);
       throw error;
     }
+  });
+});
+
+describe("regionAt", () => {
+  const C = symbol(0x7f0000002000, 0x10, "JSC-FTL: readVisible#DNMfZw");
+  const kept = latestWithoutOverlaps([A, B, C]);
+
+  test("finds the region holding an address: its first byte, inside, its last byte", () => {
+    expect(regionAt(kept, A.start)).toBe(A);
+    expect(regionAt(kept, A.start + 0x7f)).toBe(A);
+    expect(regionAt(kept, B.start)).toBe(B);
+    expect(regionAt(kept, C.start + 0x0f)).toBe(C);
+  });
+
+  test("no region before the first, in a gap, or past the last", () => {
+    expect(regionAt(kept, A.start - 1)).toBeUndefined();
+    expect(regionAt(kept, B.start + B.size_bytes)).toBeUndefined(); // the gap before C
+    expect(regionAt(kept, C.start + C.size_bytes)).toBeUndefined();
+    expect(regionAt([], A.start)).toBeUndefined();
+  });
+
+  test("a reused address names the newest code there", () => {
+    const newer = symbol(A.start + 0x20, 0x10, "JSC-DFG: set#BBBBBB", 3);
+    expect(regionAt(latestWithoutOverlaps([A, newer]), A.start + 0x24)).toBe(newer);
   });
 });
 
