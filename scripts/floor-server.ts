@@ -153,13 +153,12 @@ function logSet(
   wal.writeUInt32LE(crc32c(wal, start + 4, wal_bytes), start);
 }
 
-function set(
-  bytes: Buffer,
-  key_start: number,
-  key_length: number,
-  value_start: number,
-  value_length: number,
-): void {
+/** `SET key value`, the key and value being the request's arguments 1 and 2. */
+function set(bytes: Buffer): void {
+  const key_start = arg_starts[1]!;
+  const key_length = arg_lengths[1]!;
+  const value_start = arg_starts[2]!;
+  const value_length = arg_lengths[2]!;
   const h = hash(bytes, key_start, key_length);
   const slot = findSlot(bytes, key_start, key_length, h);
   let at = slot >= 0 ? slot_offsets[slot]! : 0;
@@ -224,8 +223,7 @@ function serve(bytes: Buffer): number {
     }
     if (next === -1 || decimal_end === -1) return at;
     const command = argc > 0 ? bytes[arg_starts[0]!]! | 32 : 0;
-    if (command === 115 && argc === 3)
-      set(bytes, arg_starts[1]!, arg_lengths[1]!, arg_starts[2]!, arg_lengths[2]!);
+    if (command === 115 && argc === 3) set(bytes);
     else if (command === 103 && argc === 2) get(bytes, arg_starts[1]!, arg_lengths[1]!);
     else replyOk();
     at = next;
