@@ -7,9 +7,10 @@
  * value lengths, key, value) and a chunk's records go to PATH with one `write(2)`, as walkv's WAL does.
  *
  * What it leaves out, on purpose: a table shared between threads (mutexes, seqlocks, versions),
- * freeing (overwritten space that does not fit is not reused), WAL segments, recovery, limits, DEL and
- * every other command, and validation of what it parses. Not a server to use: a measure of what Bun's
- * sockets, its JIT and the least work a durable SET needs cost on this machine.
+ * freeing (overwritten space that does not fit is not reused), WAL segments, checkpoints, recovery,
+ * limits beyond the coarse ones below, DEL and every other command, and validation of what it parses.
+ * Not a server to use: a measure of what Bun's sockets, its JIT and the least work a durable SET needs
+ * cost on this machine.
  * `scripts/bench-vs-redis.sh --floor` runs it with `--wal` beside Redis and walkv (fsync `no` rows).
  *
  * Limits: TABLE_SLOTS / 4 × 3 keys (786,432), ARENA_BYTES of records (1 GiB); a SET beyond either

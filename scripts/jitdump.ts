@@ -14,9 +14,10 @@
  * memory and a region whose bytes mostly differ is dropped (its frames stay unnamed rather than
  * misnamed). Inline-cache patching changes a few bytes of live code, hence "mostly".
  *
- * With `--code ADDRESS` it writes instead the code bytes of the region that holds ADDRESS (the last
- * record covering it), and names the region and an `objdump` command on stderr: perf cannot annotate
- * JIT code, so this is how a hot instruction (`perf script -F ip`) is seen in its function.
+ * With `--code ADDRESS` it writes instead the code bytes of the region that holds ADDRESS (among the
+ * regions no later record overlaps: an address in reused memory names only the newest code there),
+ * and names the region and an `objdump` command on stderr: perf cannot annotate JIT code, so this is
+ * how a hot instruction (`perf script -F ip`) is seen in its function.
  *
  * @example
  * node_modules/.bin/bun scripts/jitdump.ts /tmp/x/jit-4242-4240.dump --live 4240 > /tmp/perf-4240.map
