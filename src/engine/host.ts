@@ -199,7 +199,7 @@ class ThreadedHost implements EngineHost {
       this.writer_worker = await this.spawn(new URL("./wal/wal_writer_worker.ts", import.meta.url), {
         ...walStart(this.recovery),
       });
-    } else if (this.shared.config.fsync === "everysec") {
+    } else {
       this.syncer_worker = await this.spawn(new URL("./wal/wal_syncer_worker.ts", import.meta.url), {});
     }
     const checkpointer = await this.spawn(new URL("./checkpoint/checkpoint_worker.ts", import.meta.url), {});

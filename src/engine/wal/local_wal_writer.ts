@@ -11,7 +11,8 @@
  *   waits for ring space while it holds shard locks.
  * - A timer steps every {@link LOCAL_TICK_MS}: it starts the `everysec` fdatasync on the syncer's
  *   thread (wal_syncer.ts; this thread goes on) and publishes the LSN the last one made durable,
- *   and writes records other threads append. Rotation and shutdown wait for a syncer's fdatasync in
+ *   and writes records other threads append. In a segment's last eighth the syncer also flushes
+ *   what was written (`everysec` and `no`), so that the rotation's fdatasync here stays short. Rotation and shutdown wait for a syncer's fdatasync in
  *   flight before they sync and close the segment themselves.
  * - `always` keeps the worker: its fdatasync would stall this thread's event loop on every batch.
  *
@@ -44,16 +45,13 @@ export class LocalWalWriter {
       inline: { wait_for_space: () => this.makeSpace(), on_append: () => this.step() },
     });
     const options = walWriterOptions(config, log);
-    const syncer = config.fsync === "everysec" ? new WalSyncer(shared.wal_sync) : undefined;
-    assert(
-      syncer === undefined || syncer.running(),
-      "the host runs the syncer (opened with local_wal_writer)",
-    );
+    const syncer = new WalSyncer(shared.wal_sync);
+    assert(syncer.running(), "the host runs the syncer (opened with local_wal_writer)");
     this.writer = new WalWriter(
       new RealIo(),
       this.engine.wal,
       this.engine.table,
-      syncer === undefined ? options : { ...options, background_sync: syncer },
+      { ...options, background_sync: syncer },
       start,
     );
     this.timer = setInterval(() => this.step(), LOCAL_TICK_MS);

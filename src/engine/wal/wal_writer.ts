@@ -7,7 +7,9 @@
  *   starts at least once per `everysec_interval_ms` — on this thread, or, given a `background_sync`
  *   ({@link WalSyncer}), on the syncer's, which this writer never waits for except before it syncs
  *   the segment itself and when it names a new segment to it (one round trip per segment).
- * - `no`: visible once written; fdatasync only at segment rotation, checkpoints and shutdown.
+ * - `no`: visible once written; fdatasync only at segment rotation, checkpoints and shutdown. Given a
+ *   `background_sync`, the syncer also runs fdatasyncs in a segment's last eighth (as with
+ *   `everysec`), so that the rotation's own fdatasync on this thread has little left to flush.
  *
  * Failures (PostgreSQL's 2018 fsync lesson): a failed fdatasync stops the log for good — writes are
  * refused, reads go on, nothing is retried. A failed write (EIO, ENOSPC) truncates the segment back
@@ -43,7 +45,11 @@ export interface WalWriterOptions {
   readonly checkpoint_wal_bytes?: number;
   readonly now_ms?: () => number;
   readonly log?: (line: string) => void;
-  /** `everysec` only: the periodic fdatasync runs on this syncer's thread (wal_syncer.ts). */
+  /**
+   * `everysec` or `no`: this syncer's thread (wal_syncer.ts) runs the periodic fdatasync of
+   * `everysec`, and in both modes the early ones of a segment's last eighth, so that the rotation's
+   * own fdatasync on this thread has little left to flush.
+   */
   readonly background_sync?: BackgroundSync;
 }
 
@@ -105,8 +111,8 @@ export class WalWriter {
   constructor(io: Io, buffer: WalBuffer, table: Table, options: WalWriterOptions, start: WalStart) {
     assert(options.segment_bytes > SEGMENT_HEADER_SIZE_BYTES, "segment_bytes above the header size");
     assert(
-      options.background_sync === undefined || options.fsync === "everysec",
-      "a background fdatasync is for fsync everysec",
+      options.background_sync === undefined || options.fsync !== "always",
+      "a background fdatasync is for fsync everysec or no",
     );
     this.background_sync = options.background_sync;
     this.io = io;
@@ -307,9 +313,10 @@ export class WalWriter {
   }
 
   /**
-   * everysec with a syncer: hands it the segment and the written LSN, if due and it is idle. Due once
-   * per interval, and also whenever idle in a segment's last eighth: rotation seals the segment with
-   * an fdatasync on this thread, which then only flushes what came after the syncer's last one.
+   * With a syncer: hands it the segment and the written LSN, if due and it is idle. Due once per
+   * interval (everysec), and also whenever idle in a segment's last eighth (everysec and no): rotation
+   * seals the segment with an fdatasync on this thread, which then only flushes what came after the
+   * syncer's last one (a whole 64 MiB segment took 125–157 ms there under SET load with fsync no).
    */
   private startBackgroundSyncIfDue(): void {
     const syncer = this.background_sync;

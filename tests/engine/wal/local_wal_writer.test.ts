@@ -70,16 +70,19 @@ describe("LocalWalWriter", () => {
     }
   });
 
-  test("everysec needs the host's syncer: a LocalWalWriter on a host without one is refused", async () => {
-    dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
-    const config = engineConfig({ data_dir: dir, fsync: "everysec", checkpoint_interval_ms: 0 });
-    const host = await openEngine(config, { log: () => {} }); // its own WAL writer worker, no syncer
-    try {
-      expect(() => new LocalWalWriter(host.shared, walStart(host.recovery), () => {})).toThrow(/syncer/);
-    } finally {
-      await host.close();
-    }
-  });
+  test.each(["everysec", "no"] as const)(
+    "%s needs the host's syncer: a LocalWalWriter on a host without one is refused",
+    async (fsync) => {
+      dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
+      const config = engineConfig({ data_dir: dir, fsync, checkpoint_interval_ms: 0 });
+      const host = await openEngine(config, { log: () => {} }); // its own WAL writer worker, no syncer
+      try {
+        expect(() => new LocalWalWriter(host.shared, walStart(host.recovery), () => {})).toThrow(/syncer/);
+      } finally {
+        await host.close();
+      }
+    },
+  );
 
   test("fsync always keeps the WAL writer worker", async () => {
     dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));

@@ -10,12 +10,12 @@ const INTERVAL_MS = 1000;
 
 /**
  * An inline engine on a simulated disk whose WAL is written by a writer built here, as a lone I/O
- * worker's is: fsync everysec, the periodic fdatasync handed to a syncer that this test runs when
+ * worker's is: fsync everysec (or `no`), the fdatasyncs handed to a syncer that this test runs when
  * it chooses (`service.serve`; the writer's own wait for a new segment's adoption serves it inline),
  * and a clock the test moves.
  */
-async function openWithSyncer(sim_disk?: SimDisk) {
-  const { host, engine, disk, log } = await openSim({ fsync: "everysec" }, sim_disk);
+async function openWithSyncer(sim_disk?: SimDisk, fsync: "everysec" | "no" = "everysec") {
+  const { host, engine, disk, log } = await openSim({ fsync }, sim_disk);
   const clock = { now_ms: 0 };
   const thread = { io: disk, wal: engine.wal, wal_dir: "/data/wal", log: (l: string) => log.push(l) };
   const service = new WalSyncerService(host.shared.wal_sync, thread);
@@ -187,22 +187,28 @@ describe("WalSyncer: the everysec fdatasync on another thread", () => {
     expect(text(engine.get(utf8("k")))).toBe("v1");
   });
 
-  test("in a segment's last eighth the writer asks before the interval, so rotation has little to flush", async () => {
-    const { engine, disk, syncer, service, step, set } = await openWithSyncer();
-    const value = "x".repeat(3000);
-    const segment_bytes = SMALL_LIMITS.wal_segment_bytes;
-    let i = 0;
-    // The clock never moves: no interval is due. Below 7/8 of the segment, nothing is asked.
-    while (disk.stats.bytes_written < (segment_bytes * 7) / 8 - 4000) {
-      await set(`big${i++}`, value);
-      expect(syncer.busy()).toBe(false);
-    }
-    while (!syncer.busy()) await set(`big${i++}`, value);
-    expect(disk.stats.bytes_written).toBeGreaterThanOrEqual((segment_bytes * 7) / 8);
-    service.serve(0);
-    step();
-    expect(engine.wal.lsns().durable).toBeGreaterThan(0);
-  });
+  test.each(["everysec", "no"] as const)(
+    "%s: in a segment's last eighth the writer asks before any interval, so rotation has little to flush",
+    async (fsync) => {
+      const { engine, disk, clock, syncer, service, step, set } = await openWithSyncer(undefined, fsync);
+      const value = "x".repeat(3000);
+      const segment_bytes = SMALL_LIMITS.wal_segment_bytes;
+      let i = 0;
+      // everysec: the clock never moves, so no interval is due. no: the clock moves, and no interval
+      // ever makes it ask. Below 7/8 of the segment, nothing is asked.
+      while (disk.stats.bytes_written < (segment_bytes * 7) / 8 - 4000) {
+        await set(`big${i++}`, value);
+        if (fsync === "no") clock.now_ms += INTERVAL_MS;
+        expect(syncer.busy()).toBe(false);
+      }
+      while (!syncer.busy()) await set(`big${i++}`, value);
+      expect(disk.stats.bytes_written).toBeGreaterThanOrEqual((segment_bytes * 7) / 8);
+      expect(engine.wal.lsns().durable).toBe(0);
+      service.serve(0);
+      step();
+      expect(engine.wal.lsns().durable).toBeGreaterThan(0);
+    },
+  );
 
   test("rotation and close wait for the fdatasync in flight before they sync and close the segment", async () => {
     const { engine, disk, clock, syncer, writer, step, set } = await openWithSyncer();
