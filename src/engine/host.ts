@@ -42,8 +42,9 @@ export interface OpenOptions {
   readonly on_fatal?: (error: Error) => void;
   /**
    * The WAL is written by a {@link LocalWalWriter} on another thread (a lone I/O worker), started
-   * with `walStart(host.recovery)`: the host starts no WAL writer worker, and after its final
-   * checkpoint only removes the WAL that checkpoint covers. Not with fsync `always`.
+   * with `walStart(host.recovery)`: the host starts no WAL writer worker but the syncer worker
+   * (wal_syncer.ts) that LocalWalWriter needs, and after its final checkpoint only removes the WAL
+   * that checkpoint covers. Not with fsync `always`.
    */
   readonly local_wal_writer?: boolean;
 }

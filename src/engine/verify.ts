@@ -9,7 +9,9 @@
  *   it; normal while a daemon is writing), leftover `data.db.tmp` / `wal/*.tmp`, unknown files in
  *   `wal/`, a damaged segment that data.db covers (recovery deletes it unread).
  * - Safe while a daemon runs: files are only read; if the WAL directory changes while it is read (a
- *   checkpoint deleted segments, the writer rotated), the check starts again, up to 3 times.
+ *   checkpoint deleted segments, the writer rotated), the check starts again, up to 10 times (3 were
+ *   not always enough with a checkpoint every few milliseconds on a loaded machine: the CLI test of a
+ *   running daemon once saw a segment vanish in all 3).
  *
  * @example
  * const report = verifyDataDir(new RealIo(), "/var/lib/walkv", {});
@@ -26,7 +28,7 @@ import { checkChainStart, coveredSegmentCount, listSegments, readChainSegment } 
 import { MAX_RECORD_BYTES_LIMIT, readSegment, type SegmentReadResult } from "./wal/segment_reader.ts";
 
 /** Attempts before a directory that keeps changing is reported as it was last seen. */
-const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 10;
 
 export interface VerifyOptions {
   /** Largest WAL record accepted, as the daemon's `max_batch_bytes`. Default 32 MiB. */

@@ -167,7 +167,9 @@ export class WalWriter {
       must_sync ? 1 : 0,
     );
     this.noteBytes(this.segment_size_bytes - size_before);
-    if (!must_sync) this.startBackgroundSyncIfDue();
+    // A batch that fills the segment is sealed by rotate() below, whose own fdatasync covers it:
+    // asking the syncer first would only make rotate() wait for a second one.
+    if (!must_sync && !batch.rotate) this.startBackgroundSyncIfDue();
     if (this.options.fsync === "always" && this.buffer.isComplete(batch.last_lsn + 1)) {
       this.group_released_ms = performance.now();
     }
