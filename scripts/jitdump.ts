@@ -169,7 +169,7 @@ export function latestWithoutOverlaps(symbols: readonly JitSymbol[]): JitSymbol[
     const symbol = symbols[i]!;
     if (symbol.size_bytes === 0) continue;
     const range = { start: symbol.start, end: symbol.start + symbol.size_bytes };
-    const at = firstEndingAfter(covered, range.start);
+    const at = firstEndingAfter(covered, range.start, (r) => r.end);
     const next = covered[at];
     if (next === undefined || next.start >= range.end) kept.push(symbol);
     cover(covered, at, range);
@@ -185,14 +185,7 @@ export function latestWithoutOverlaps(symbols: readonly JitSymbol[]): JitSymbol[
  * regionAt(latestWithoutOverlaps(parseJitDump(bytes)), 0x7ff178be369f)?.name; // "JSC-FTL: readVisible#DNMfZw"
  */
 export function regionAt(kept: readonly JitSymbol[], address: number): JitSymbol | undefined {
-  let low = 0;
-  let high = kept.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (kept[middle]!.start + kept[middle]!.size_bytes <= address) low = middle + 1;
-    else high = middle;
-  }
-  const region = kept[low];
+  const region = kept[firstEndingAfter(kept, address, (s) => s.start + s.size_bytes)];
   return region !== undefined && region.start <= address ? region : undefined;
 }
 
@@ -214,13 +207,16 @@ function cover(covered: Range[], at: number, range: Range): void {
   covered.splice(at, last - at, merged);
 }
 
-/** Index of the first range of `sorted` (disjoint, by start) that ends after `address`. */
-function firstEndingAfter(sorted: readonly Range[], address: number): number {
+/**
+ * Index of the first item of `sorted` (disjoint ranges, by start; `end` gives an item's end) that
+ * ends after `address`: `sorted.length` if none.
+ */
+function firstEndingAfter<T>(sorted: readonly T[], address: number, end: (item: T) => number): number {
   let low = 0;
   let high = sorted.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if (sorted[middle]!.end <= address) low = middle + 1;
+    if (end(sorted[middle]!) <= address) low = middle + 1;
     else high = middle;
   }
   return low;

@@ -9,7 +9,8 @@
  *
  * `--fsync both` alternates always and everysec per cycle on one data directory; `--fsync no` runs
  * every cycle without fsync. For everysec and no the loss window after kill -9 is reported:
- * acknowledged writes missing after restart (expected 0, the page cache survives a process crash). Exits 1 with a report on any violation.
+ * acknowledged writes missing after restart (expected 0, the page cache survives a process crash).
+ * Exits 1 with a report on any violation.
  *
  * @example
  * node_modules/.bin/bun scripts/torture.ts --seed 42 --cycles 20 --fsync both
@@ -33,8 +34,19 @@ import {
   type WorkloadRun,
 } from "./torture/workload.ts";
 
-export type FsyncChoice = "always" | "everysec" | "no" | "both";
-type FsyncMode = "always" | "everysec" | "no";
+const FSYNC_MODES = ["always", "everysec", "no"] as const;
+type FsyncMode = (typeof FSYNC_MODES)[number];
+export type FsyncChoice = FsyncMode | "both";
+
+/** Zero for every mode. */
+function perMode(): Record<FsyncMode, number> {
+  return { always: 0, everysec: 0, no: 0 };
+}
+
+/** "always 3, everysec 4, no 0". */
+function formatPerMode(counts: Record<FsyncMode, number>): string {
+  return FSYNC_MODES.map((mode) => `${mode} ${counts[mode]}`).join(", ");
+}
 
 /**
  * Settings of a torture run.
@@ -210,7 +222,7 @@ export async function runTorture(partial: Partial<TortureOptions> = {}): Promise
     checkpoints_requested: t.checkpoints_requested,
     kills_after_checkpoint: t.kills_after_checkpoint,
     kills_by_mode: t.kills_by_mode,
-    acked_writes_checked: t.acked_by_mode.always + t.acked_by_mode.everysec + t.acked_by_mode.no,
+    acked_writes_checked: FSYNC_MODES.reduce((sum, mode) => sum + t.acked_by_mode[mode], 0),
     acked_by_mode: t.acked_by_mode,
     missing_acked: t.missing_acked,
     writes_in_flight: t.writes_in_flight,
@@ -229,9 +241,9 @@ function newTally(): Tally {
     kills_mid_checkpoint: 0,
     checkpoints_requested: 0,
     kills_after_checkpoint: 0,
-    kills_by_mode: { always: 0, everysec: 0, no: 0 },
-    acked_by_mode: { always: 0, everysec: 0, no: 0 },
-    missing_acked: { always: 0, everysec: 0, no: 0 },
+    kills_by_mode: perMode(),
+    acked_by_mode: perMode(),
+    missing_acked: perMode(),
     writes_in_flight: 0,
     in_flight_applied: 0,
     restarts: 0,
@@ -453,9 +465,9 @@ function socketPath(dir: string): string {
 export function formatVerdict(v: TortureVerdict): string {
   const lines = [
     `torture ${v.violations.length === 0 ? "PASSED" : "FAILED"}: seed ${v.seed}, fsync ${v.fsync}, ${(v.elapsed_ms / 1000).toFixed(1)} s`,
-    `  kills: ${v.kills} (always ${v.kills_by_mode.always}, everysec ${v.kills_by_mode.everysec}, no ${v.kills_by_mode.no}), ${v.kills_mid_checkpoint} with a requested checkpoint in progress, ${v.kills_after_checkpoint} after one answered (${v.checkpoints_requested} requested)`,
-    `  acknowledged writes checked: ${v.acked_writes_checked} (always ${v.acked_by_mode.always}, everysec ${v.acked_by_mode.everysec}, no ${v.acked_by_mode.no})`,
-    `  acknowledged key writes missing after kill -9: always ${v.missing_acked.always}, everysec ${v.missing_acked.everysec}, no ${v.missing_acked.no}`,
+    `  kills: ${v.kills} (${formatPerMode(v.kills_by_mode)}), ${v.kills_mid_checkpoint} with a requested checkpoint in progress, ${v.kills_after_checkpoint} after one answered (${v.checkpoints_requested} requested)`,
+    `  acknowledged writes checked: ${v.acked_writes_checked} (${formatPerMode(v.acked_by_mode)})`,
+    `  acknowledged key writes missing after kill -9: ${formatPerMode(v.missing_acked)}`,
     `  writes in flight at the kills: ${v.writes_in_flight}, of which at least ${v.in_flight_applied} applied`,
     `  restarts: ${v.restarts}; daemon logs: ${v.daemon_log.torn_tails} torn WAL tails (${v.daemon_log.torn_bytes} bytes), ` +
       `${v.daemon_log.wal_records_replayed} WAL records replayed, ${v.daemon_log.interrupted_checkpoints} interrupted checkpoints cleaned up, ` +
@@ -489,8 +501,8 @@ function cliOptions(argv: string[]): Partial<TortureOptions> {
     return n;
   };
   const fsync = values.fsync ?? "both";
-  if (!["always", "everysec", "no", "both"].includes(fsync))
-    throw new Error(`--fsync: "${fsync}" is not always, everysec, no or both`);
+  if (fsync !== "both" && !(FSYNC_MODES as readonly string[]).includes(fsync))
+    throw new Error(`--fsync: "${fsync}" is not ${FSYNC_MODES.join(", ")} or both`);
   const minutes = values.minutes === undefined ? undefined : Number(values.minutes);
   if (minutes !== undefined && !(minutes > 0))
     throw new Error(`--minutes: "${values.minutes}" is not a positive number`);

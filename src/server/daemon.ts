@@ -79,7 +79,7 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
   const local_wal = local_wal_writer ? walStart(host.recovery) : undefined;
   if (local_wal !== undefined)
     log(
-      `wal: written by the I/O worker itself (one I/O worker, fsync ${config.engine.fsync}${config.engine.fsync === "everysec" ? "; its fdatasync on the syncer worker" : "; the syncer worker flushes each segment's last eighth"})`,
+      `wal: written by the I/O worker itself (one I/O worker, fsync ${config.engine.fsync}; its background fdatasyncs on the syncer worker)`,
     );
   const started = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, local_wal, {
     fatal,

@@ -12,8 +12,9 @@
  * - A timer steps every {@link LOCAL_TICK_MS}: it starts the `everysec` fdatasync on the syncer's
  *   thread (wal_syncer.ts; this thread goes on) and publishes the LSN the last one made durable,
  *   and writes records other threads append. In a segment's last eighth the syncer also flushes
- *   what was written (`everysec` and `no`), so that the rotation's fdatasync here stays short. Rotation and shutdown wait for a syncer's fdatasync in
- *   flight before they sync and close the segment themselves.
+ *   what was written (`everysec` and `no`), so that the rotation's fdatasync here stays short.
+ *   Rotation and shutdown wait for a syncer's fdatasync in flight before they sync and close the
+ *   segment themselves.
  * - `always` keeps the worker: its fdatasync would stall this thread's event loop on every batch.
  *
  * @example

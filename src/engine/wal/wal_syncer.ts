@@ -1,11 +1,12 @@
 /**
  * The `everysec` fdatasync on its own thread (and, with `everysec` or `no`, the early fdatasyncs of a
  * segment's last eighth, so that the rotation's own fdatasync stays short). With one I/O worker the
- * WAL is written by that worker ({@link LocalWalWriter}); a once-a-second fdatasync there stopped its event loop for the length of
- * the fdatasync (17–33 ms under load here). Redis runs this fsync on a background thread; so does
- * walkv: the writer names the segment and the LSN it has written to a syncer worker and goes on
- * writing; the syncer's fdatasync covers every write made before it started, and the LSN it finished
- * is read back by the writer on its next step, which then publishes it as durable.
+ * WAL is written by that worker ({@link LocalWalWriter}); a once-a-second fdatasync there stopped
+ * its event loop for the length of the fdatasync (17–33 ms under load here). Redis runs this fsync
+ * on a background thread; so does walkv: the writer names the segment and the LSN it has written
+ * to a syncer worker and goes on writing; the syncer's fdatasync covers every write made before it
+ * started, and the LSN it finished is read back by the writer on its next step, which then
+ * publishes it as durable.
  *
  * Rules (each keeps a failed fdatasync from being missed or over-claimed):
  * - The syncer syncs its own descriptor of the segment (descriptors are per worker in Deno; fdatasync

@@ -1,8 +1,9 @@
 /**
  * Worker entry point of the WAL syncer (wal_syncer.ts): the `everysec` fdatasync, and the early ones
- * before a rotation (`everysec` and `no`), of a daemon whose lone I/O worker writes the WAL. Receives `{ shared }`, answers `{ ready: true }`, then serves
- * fdatasync requests (blocking on the request word) until the host raises the syncer's stop flag,
- * and answers `{ exited: true }`. Log lines go to the host as `{ log }`.
+ * before a rotation (`everysec` and `no`), of a daemon whose lone I/O worker writes the WAL.
+ * Receives `{ shared }`, answers `{ ready: true }`, then serves fdatasync requests (blocking on the
+ * request word) until the host raises the syncer's stop flag, and answers `{ exited: true }`. Log
+ * lines go to the host as `{ log }`.
  */
 import type { EngineShared } from "../engine.ts";
 import { RealIo } from "../io/real_io.ts";
