@@ -181,6 +181,18 @@ export class Engine {
     }
   }
 
+  /**
+   * A hint before a batch of reads: touches the table lines (home slot, then record) of the keys
+   * whose hashes are `hashes[0, count)`, so that their cache misses overlap instead of meeting each
+   * read's probe one after the other. Takes no lock, changes nothing; a single key gains nothing.
+   *
+   * @example
+   * engine.touch(hashes, n); // then engine.read(key_i, …) for each, in any order
+   */
+  touch(hashes: readonly number[], count: number): void {
+    if (count > 1) this.touch_sink ^= this.table.touchHomes(hashes, count, this.home_refs);
+  }
+
   /** True if `key` holds a value. */
   exists(key: Uint8Array): boolean {
     this.checkKey(key);
@@ -283,7 +295,7 @@ export class Engine {
     const shards = this.batch_shards;
     shards.load(hashes, this.shard_of);
     // One key's misses have nothing to overlap with: its probe meets them as a touch would.
-    if (hashes.length > 1) this.touch_sink ^= this.table.touchHomes(hashes, this.home_refs);
+    this.touch(hashes, hashes.length);
     // Versions not linked yet: discarded if the write fails before linking them.
     let versions = this.newVersions(entries);
     let lsn = 0;

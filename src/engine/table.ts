@@ -552,7 +552,7 @@ export class Table {
   }
 
   /**
-   * Reads, for each hash of `hashes` (at most `home_refs.length`), the ref in its home slot, then the
+   * Reads, for each of `hashes[0, count)` (at most `home_refs.length`), the ref in its home slot, then the
    * first words of that record: loads that do not depend on one another, so that their cache misses
    * overlap, where the probes that follow ({@link link}) would meet them one after the other. A hint
    * only: it takes no lock and changes nothing, and state torn by a concurrent writer is harmless
@@ -560,10 +560,10 @@ export class Table {
    * Returns a sum of the words read, for the caller to keep so that the loads are not optimised away.
    *
    * @example
-   * sink ^= table.touchHomes(hashes, scratch); // then lock, link…
+   * sink ^= table.touchHomes(hashes, hashes.length, scratch); // then lock, link…
    */
-  touchHomes(hashes: readonly number[], home_refs: Uint32Array): number {
-    const n = Math.min(hashes.length, home_refs.length);
+  touchHomes(hashes: readonly number[], count: number, home_refs: Uint32Array): number {
+    const n = Math.min(count, hashes.length, home_refs.length);
     for (let i = 0; i < n; i++) {
       const h = hashes[i]!;
       const base = this.shardOf(h) * SHARD_WORDS;
@@ -575,8 +575,10 @@ export class Table {
     let sum = 0;
     for (let i = 0; i < n; i++) {
       const ref = home_refs[i]!;
-      // The record's key starts at word 8: its header and key share a cache line or two.
-      if (ref !== 0) sum ^= this.u32[bufferIndex(ref)]?.[(ref & 0x1fffffff) * 2 + 8] ?? 0;
+      // The header (word 0, the probe's first read) and the key (word 8): one cache line or two.
+      const words = ref === 0 ? undefined : this.u32[bufferIndex(ref)];
+      const w = (ref & 0x1fffffff) * 2;
+      if (words !== undefined) sum ^= (words[w] ?? 0) ^ (words[w + 8] ?? 0);
     }
     return sum;
   }

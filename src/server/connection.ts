@@ -78,6 +78,12 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
    * protocol skipped, such as empty lines, when it returned undefined).
    */
   readonly next_start: number;
+  /**
+   * A hint, before the requests of `bytes[start, end)` are read: the protocol may read ahead and
+   * touch the table lines of their keys (Engine.touch), so that the cache misses of a pipeline's
+   * reads overlap. Changes nothing; may do nothing.
+   */
+  prefetch(bytes: Uint8Array, start: number, end: number): void;
   /** True if `request` must not run before the connection's earlier writes complete. */
   mustFollowWrites(request: Request): boolean;
   /**
@@ -90,6 +96,8 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
   writer(initial_bytes: number): Writer;
 }
 
+/** Most keys a protocol's {@link Protocol.prefetch} touches ahead of one chunk's requests. */
+export const PREFETCH_KEYS_MAX = 64;
 /** Sent responses whose slots are dropped at once from the response queue. */
 const QUEUE_COMPACT_AFTER = 1024;
 /** How long an ended connection (or a refused one) waits for the client to close its side. */
@@ -174,6 +182,7 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
     if (this.closed || this.discarding || this.final !== undefined) return;
     const input = this.input;
     input.append(chunk);
+    this.protocol.prefetch(input.bytes, input.start, input.end);
     const arrived_ms = performance.now();
     while (!this.closed && input.start < input.end) {
       const before = input.start;

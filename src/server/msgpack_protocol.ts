@@ -12,8 +12,9 @@
  */
 
 import { readU32BE } from "../engine/bytes.ts";
+import { hashKey } from "../engine/hash.ts";
 import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
-import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
+import { Final, PREFETCH_KEYS_MAX, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
 import {
@@ -113,6 +114,12 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     return parseRequest(this.current, bytes, body, body + length, arrived_ms);
   }
 
+  /** Touches the table lines of the chunk's GETs (hashGetKeys). */
+  prefetch(bytes: Uint8Array, start: number, end: number): void {
+    const n = hashGetKeys(bytes, start, end, prefetch_hashes, PREFETCH_KEYS_MAX);
+    this.ctx.engine.touch(prefetch_hashes, n);
+  }
+
   /** The decoded request is reused for the next frame: one that must wait is copied. */
   retain(request: ParsedRequest): ParsedRequest {
     return request.copy();
@@ -131,6 +138,56 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
   writer(initial_bytes: number): MsgWriter {
     return new MsgWriter(initial_bytes);
   }
+}
+
+/** Scratch of {@link MsgpackProtocol.prefetch} (one thread, used synchronously). */
+const prefetch_hashes: number[] = new Array(PREFETCH_KEYS_MAX).fill(0);
+/** `[0xa3 "get"]`: the op of a GET. */
+const GET_OP = [0xa3, 0x67, 0x65, 0x74];
+
+/**
+ * Hashes the keys of the GETs among the whole frames that open `bytes[start, end)` into
+ * `hashes[0, n)`, n at most `max`, and returns n. A GET is a frame `[id, "get", key]`: a fixarray
+ * of 3, a uint id, the op as a fixstr, the key a str or bin whose payload ends the frame; other
+ * frames are skipped. A hint for Engine.touch that reads ahead of `next`, which reads (and checks)
+ * the requests themselves.
+ *
+ * @example
+ * engine.touch(hashes, hashGetKeys(bytes, start, end, hashes, 64));
+ */
+export function hashGetKeys(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  hashes: number[],
+  max: number,
+): number {
+  let n = 0;
+  for (let pos = start; n < max && pos + FRAME_HEADER_BYTES <= end; ) {
+    const body = pos + FRAME_HEADER_BYTES;
+    const frame_end = body + readU32BE(bytes, pos);
+    if (frame_end <= body || frame_end > end) return n;
+    const key = getKeyStart(bytes, body, frame_end);
+    if (key >= 0) hashes[n++] = hashKey(bytes, key, frame_end);
+    pos = frame_end;
+  }
+  return n;
+}
+
+/** Where the key's payload starts in a GET frame's body `bytes[body, frame_end)`, or -1 if it is not one. */
+function getKeyStart(bytes: Uint8Array, body: number, frame_end: number): number {
+  if (bytes[body] !== 0x93) return -1;
+  const id = bytes[body + 1]!;
+  const id_bytes = id < 0x80 ? 1 : id >= 0xcc && id <= 0xcf ? 1 + (1 << (id - 0xcc)) : -1;
+  if (id_bytes < 0) return -1;
+  let pos = body + 1 + id_bytes;
+  for (let i = 0; i < GET_OP.length; i++) if (bytes[pos + i] !== GET_OP[i]) return -1;
+  pos += GET_OP.length;
+  const header = bytes[pos]!;
+  const key = header >= 0xa0 && header <= 0xbf ? pos + 1 : header === 0xc4 || header === 0xd9 ? pos + 2 : -1;
+  if (key < 0 || key > frame_end) return -1;
+  const length = key === pos + 1 ? header - 0xa0 : bytes[pos + 1]!;
+  return key + length === frame_end ? key : -1;
 }
 
 /** The answer that refuses a connection (too many, shutting down): `[0, 3, reason]`. */

@@ -12,10 +12,10 @@
  * @example
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
-import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
+import { Final, PREFETCH_KEYS_MAX, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { newSession, OP_OTHER, recordOp, SetAnswer, type WorkerContext } from "./ops.ts";
 import { ANSWERED_LATER, findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
-import { READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
+import { hashLeadingGets, READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
 import { RespRequest } from "./resp_request.ts";
 import { REPLY_OK, RespError, RespWriter, replyBytes, respErrorText } from "./resp_writer.ts";
 
@@ -23,6 +23,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
 const MIN_SLAB_BYTES = 4096;
 /** Connections started by this worker: HELLO's `id`. */
 let connections_started = 0;
+/** Scratch of {@link RespProtocol.prefetch} (one thread, used synchronously). */
+const prefetch_hashes: number[] = new Array(PREFETCH_KEYS_MAX).fill(0);
 
 export class RespProtocol implements Protocol<RespRequest, RespWriter> {
   next_start = 0;
@@ -57,6 +59,12 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
       return new Final(REPLY_OK);
     }
     return this.request.load(command, bytes, r, arrived_ms);
+  }
+
+  /** Touches the table lines of the GETs that open the chunk (resp_reader.ts hashLeadingGets). */
+  prefetch(bytes: Uint8Array, start: number, end: number): void {
+    const n = hashLeadingGets(bytes, start, end, prefetch_hashes, PREFETCH_KEYS_MAX);
+    this.ctx.engine.touch(prefetch_hashes, n);
   }
 
   /** `next` reuses one request object: one that waits gets a copy of its own. */

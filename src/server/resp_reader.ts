@@ -17,6 +17,7 @@
  *   // arguments: bytes[reader.starts[i], reader.ends[i]) for i < reader.argc; next at reader.next_start
  * }
  */
+import { hashKey } from "../engine/hash.ts";
 
 /** Most arguments in one request (Redis's limit too). */
 export const RESP_MAX_ARGUMENTS = 1024 * 1024;
@@ -176,6 +177,49 @@ export class RespReader {
     this.error = reason;
     return READ_MALFORMED;
   }
+}
+
+/** `*2\r\n$3\r\n`: a request of two arguments whose first (the name) has three bytes. */
+const TWO_ARGUMENTS_NAME_OF_3 = [STAR, 0x32, CR, LF, DOLLAR, 0x33, CR, LF];
+/** Most digits of a key length {@link hashLeadingGets} reads (longer keys are not worth a hint). */
+const GET_KEY_LENGTH_MAX_DIGITS = 5;
+
+/**
+ * Hashes the keys of the GETs that open `bytes[start, end)` in the form clients send them
+ * (`*2\r\n$3\r\nGET\r\n$<n>\r\n<key>\r\n`, the name in any case) into `hashes[0, n)`, n at most
+ * `max`, and returns n. Stops at the first request of any other shape, or one not all there: a hint
+ * for Engine.touch that reads ahead of RespReader, which reads (and checks) the requests themselves.
+ *
+ * @example
+ * engine.touch(hashes, hashLeadingGets(bytes, start, end, hashes, 64));
+ */
+export function hashLeadingGets(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  hashes: number[],
+  max: number,
+): number {
+  let n = 0;
+  let pos = start;
+  while (n < max && pos + 14 < end) {
+    for (let i = 0; i < 8; i++) if (bytes[pos + i] !== TWO_ARGUMENTS_NAME_OF_3[i]) return n;
+    const name_is_get =
+      (bytes[pos + 8]! | 0x20) === 0x67 &&
+      (bytes[pos + 9]! | 0x20) === 0x65 &&
+      (bytes[pos + 10]! | 0x20) === 0x74;
+    if (!name_is_get || bytes[pos + 11] !== CR || bytes[pos + 12] !== LF || bytes[pos + 13] !== DOLLAR)
+      return n;
+    let i = pos + 14;
+    let length = 0;
+    for (; i < end && i < pos + 14 + GET_KEY_LENGTH_MAX_DIGITS && bytes[i]! >= ZERO && bytes[i]! <= NINE; i++)
+      length = length * 10 + bytes[i]! - ZERO;
+    const key = i + 2;
+    if (i === pos + 14 || bytes[i] !== CR || key + length + 2 > end) return n;
+    hashes[n++] = hashKey(bytes, key, key + length);
+    pos = key + length + 2;
+  }
+  return n;
 }
 
 function isBlank(b: number): boolean {

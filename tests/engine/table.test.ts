@@ -312,13 +312,15 @@ describe("touchHomes", () => {
       const hashes = [hashKey(key), hashKey(utf8(`absent-${i}`)), randomInt(rng, 2 ** 32), 0, 2 ** 32 - 1];
       const before = t.scan();
       const live = t.arena.stats().live_bytes;
-      expect(typeof t.table.touchHomes(hashes, scratch), `seed ${SEED} key ${i}`).toBe("number");
+      expect(typeof t.table.touchHomes(hashes, hashes.length, scratch), `seed ${SEED} key ${i}`).toBe(
+        "number",
+      );
       expect(t.arena.stats().live_bytes).toBe(live);
       if (i % 50 === 0) expect(t.scan()).toEqual(before);
     }
     // More hashes than scratch slots: only the first scratch.length are touched, none is an error.
     const many = keys.map((key) => hashKey(key));
-    expect(typeof t.table.touchHomes(many, scratch)).toBe("number");
+    expect(typeof t.table.touchHomes(many, many.length, scratch)).toBe("number");
     for (const [i, key] of keys.entries()) expect(text(t.get(key)), `seed ${SEED}`).toBe(`v${i}`);
   });
 
@@ -352,7 +354,10 @@ describe("touchHomes", () => {
         }
         const meta_before = meta.slice();
         const arena_before = arena.u8.map((bytes) => bytes.slice());
-        expect(() => table.touchHomes(hashes, scratch), `ref ${ref} log2 ${log2}`).not.toThrow();
+        expect(
+          () => table.touchHomes(hashes, hashes.length, scratch),
+          `ref ${ref} log2 ${log2}`,
+        ).not.toThrow();
         expect([...meta]).toEqual([...meta_before]);
         expect(arena.u8.map((bytes, b) => Buffer.compare(bytes, arena_before[b]!))).toEqual([0, 0]);
         cases++;

@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { Unpackr } from "msgpackr";
+import { hashKey } from "../../src/engine/hash.ts";
 import { Final } from "../../src/server/connection.ts";
 import { MsgWriter } from "../../src/server/msgpack.ts";
-import { MsgpackProtocol } from "../../src/server/msgpack_protocol.ts";
+import { hashGetKeys, MsgpackProtocol } from "../../src/server/msgpack_protocol.ts";
 import type { WorkerContext } from "../../src/server/ops.ts";
 import { frame, packr } from "./raw_client.ts";
 
@@ -37,5 +38,47 @@ describe("msgpack protocol", () => {
     expect(id).toBe(7);
     expect(code).not.toBe(0);
     expect(message).toMatch(/read failed|internal/);
+  });
+});
+
+describe("hashGetKeys", () => {
+  const encoder = new TextEncoder();
+  const frames = (...requests: unknown[][]) => {
+    const parts = requests.map((r) => frame(packr.pack(r)));
+    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      bytes.set(p, at);
+      at += p.length;
+    }
+    return bytes;
+  };
+  const hashesOf = (bytes: Uint8Array, end = bytes.length, max = 64) => {
+    const hashes: number[] = [];
+    return hashes.slice(0, hashGetKeys(bytes, 0, end, hashes, max));
+  };
+  const h = (key: string) => hashKey(encoder.encode(key));
+
+  test("hashes the key of each whole GET frame (str or bin key, any uint id) and skips other frames", () => {
+    const bytes = frames(
+      [7, "get", "a"],
+      [300, "set", "b", "1"],
+      [70_000, "get", encoder.encode("key:000000012345")],
+      [1, "get", "a", "extra"],
+      [2, "exists", "c"],
+      [3, "get", "x".repeat(40)],
+      [4, "get", ""],
+    );
+    expect(hashesOf(bytes)).toEqual([h("a"), h("key:000000012345"), h("x".repeat(40)), h("")]);
+    expect(hashesOf(bytes, bytes.length, 2)).toEqual([h("a"), h("key:000000012345")]);
+  });
+
+  test("stops at a frame that is not all there, or of length 0", () => {
+    const bytes = frames([1, "get", "a"], [2, "get", "b"]);
+    expect(hashesOf(bytes, bytes.length - 1)).toEqual([h("a")]);
+    expect(hashesOf(bytes, 3)).toEqual([]);
+    const empty = new Uint8Array(bytes.length + 4);
+    empty.set(bytes, 4); // a zero length first
+    expect(hashesOf(empty)).toEqual([]);
   });
 });

@@ -4,8 +4,10 @@
  * outside its range, never makes progress without consuming bytes).
  */
 import { describe, expect, test } from "bun:test";
-import { prng } from "../../src/engine/io/prng.ts";
+import { hashKey } from "../../src/engine/hash.ts";
+import { prng, randomInt } from "../../src/engine/io/prng.ts";
 import {
+  hashLeadingGets,
   READ_INCOMPLETE,
   READ_MALFORMED,
   READ_REQUEST,
@@ -210,6 +212,65 @@ describe("RespReader", () => {
     } catch (error) {
       console.error(`RespReader random test failed with seed ${seed} (rerun with WALKV_SEED=${seed})`);
       throw error;
+    }
+  });
+});
+
+describe("hashLeadingGets", () => {
+  const hashesOf = (bytes: Uint8Array, start = 0, end = bytes.length, max = 64) => {
+    const hashes: number[] = [];
+    const n = hashLeadingGets(bytes, start, end, hashes, max);
+    return hashes.slice(0, n);
+  };
+  const keyHash = (key: string) => hashKey(encoder.encode(key));
+
+  test("hashes the keys of the leading GETs, the name in any case, and stops at the first other request", () => {
+    const bytes = concatBytes([
+      command("GET", "a"),
+      command("get", "key:000000012345"),
+      command("gEt", ""),
+      command("SET", "b", "1"),
+      command("GET", "c"),
+    ]);
+    expect(hashesOf(bytes)).toEqual([keyHash("a"), keyHash("key:000000012345"), keyHash("")]);
+  });
+
+  test("reads only inside [start, end), at most max keys, and no request that is not all there", () => {
+    const one = command("GET", "k1");
+    const bytes = concatBytes([command("PING"), one, command("GET", "k2"), command("GET", "k3")]);
+    const start = command("PING").length;
+    expect(hashesOf(bytes)).toEqual([]); // PING first: nothing
+    expect(hashesOf(bytes, start)).toEqual([keyHash("k1"), keyHash("k2"), keyHash("k3")]);
+    expect(hashesOf(bytes, start, bytes.length, 2)).toEqual([keyHash("k1"), keyHash("k2")]);
+    expect(hashesOf(bytes, start, bytes.length - 1)).toEqual([keyHash("k1"), keyHash("k2")]);
+    expect(hashesOf(bytes, start, start + one.length - 1)).toEqual([]);
+  });
+
+  test("other shapes are not GETs: more arguments, another name, inline commands, a key length over 5 digits", () => {
+    for (const bytes of [
+      command("GET", "a", "b"),
+      command("GEX", "a"),
+      command("DEL", "a"),
+      encoder.encode("GET a\r\n"),
+      encoder.encode("*2\r\n$3\r\nGET\r\n$100000\r\n"),
+      encoder.encode("*2\r\n$3\r\nGET\r\n$\r\n\r\n"),
+    ]) {
+      expect(hashesOf(bytes), decoder.decode(bytes)).toEqual([]);
+    }
+  });
+
+  const SEED = testSeed(0x5e5_0002);
+  test(`on random bytes and cut requests: never throws, reads nothing past end (seed ${SEED})`, () => {
+    const rng = prng(SEED);
+    const gets = concatBytes(Array.from({ length: 8 }, (_, i) => command("GET", `key-${i}`)));
+    for (let round = 0; round < 2000; round++) {
+      const bytes = gets.slice();
+      for (let flips = randomInt(rng, 4); flips > 0; flips--)
+        bytes[randomInt(rng, bytes.length)] = randomInt(rng, 256);
+      const end = randomInt(rng, bytes.length + 1);
+      const hashes = hashesOf(bytes, 0, end);
+      expect(hashes.length, `seed ${SEED} round ${round}`).toBeLessThanOrEqual(8);
+      expect(hashesOf(bytes.slice(0, end)), `seed ${SEED} round ${round}`).toEqual(hashes);
     }
   });
 });
