@@ -34,10 +34,13 @@ import { Visibility } from "./wal/visibility.ts";
 import { WalBuffer, type WalBufferShared } from "./wal/wal_buffer.ts";
 
 /**
- * A write touches the table lines of at most this many of its keys before linking them (Table.touchHomes):
- * about what one I/O worker's turn coalesces, and lines that stay in cache until they are linked.
+ * Keys whose table lines one touch reads ahead (Table.touchHomes): a write touches its keys this
+ * many at a time, each window just before it links them (touched earlier, a large batch's lines
+ * would be pushed out of cache by its own allocations and encoding before their link), and a
+ * protocol's prefetch touches at most this many reads.
  */
-const TOUCH_ENTRIES_MAX = 1024;
+export const TOUCH_KEYS_MAX = 64;
+const LINK_TOUCH_WINDOW = 32;
 
 /** Everything a thread needs to attach to the engine; structured-cloneable (SharedArrayBuffers). */
 export interface EngineShared {
@@ -89,10 +92,13 @@ export interface WriteResult {
 export interface EngineOptions {
   /**
    * The WAL writer runs on this thread (simulation, and a lone I/O worker's `LocalWalWriter`):
-   * `wait_for_space` must make it step; `on_append` (if given) is told after each append, once the
-   * shard locks are released, so it can schedule a step. The caller settles writes with `poll()`.
+   * `wait_for_space` must make it step. `write_now` (the lone writer of the table, a
+   * `LocalWalWriter`) steps it with the write's shard locks held, once the write's record is
+   * complete: a write it made visible is linked as visible at once, with no older version kept and
+   * nothing to finalize (see {@link Engine.write}). It must then not take a shard lock the engine
+   * holds ({@link Engine.holdsShard}). Otherwise the caller settles writes with `poll()`.
    */
-  readonly inline?: { readonly wait_for_space: () => void; readonly on_append?: () => void };
+  readonly inline?: { readonly wait_for_space: () => void; readonly write_now?: () => void };
 }
 
 export class Engine {
@@ -102,12 +108,14 @@ export class Engine {
   readonly wal: WalBuffer;
   readonly visibility: Visibility;
   readonly control: EngineControl;
-  private readonly on_append: (() => void) | undefined;
+  private readonly write_now: (() => void) | undefined;
+  /** The batch's shard mutexes are held (see {@link holdsShard}). */
+  private holding_shards = false;
   /** The shards of the write being applied (reused: see BatchShards). */
   private readonly batch_shards = new BatchShards();
   private readonly shard_of = (h: number) => this.table.shardOf(h);
-  /** Scratch for Table.touchHomes: the first TOUCH_ENTRIES_MAX keys of a write are touched. */
-  private readonly home_refs = new Uint32Array(TOUCH_ENTRIES_MAX);
+  /** Scratch for Table.touchHomes. */
+  private readonly home_refs = new Uint32Array(TOUCH_KEYS_MAX);
   /** What touchHomes read, kept so that its loads are not optimised away. */
   private touch_sink = 0;
   /** See {@link writesInFlight}. */
@@ -123,7 +131,7 @@ export class Engine {
     this.wal = new WalBuffer(shared.wal, wait === undefined ? undefined : () => wait());
     this.visibility = new Visibility(this.wal, { inline: options.inline !== undefined });
     this.control = new EngineControl(shared.control);
-    this.on_append = options.inline?.on_append;
+    this.write_now = options.inline?.write_now;
   }
 
   /** Counters of the whole engine (any thread may ask). */
@@ -183,14 +191,15 @@ export class Engine {
 
   /**
    * A hint before a batch of reads: touches the table lines (home slot, then record) of the keys
-   * whose hashes are `hashes[0, count)`, so that their cache misses overlap instead of meeting each
-   * read's probe one after the other. Takes no lock, changes nothing; a single key gains nothing.
+   * whose hashes are `hashes[start, end)` (the first {@link TOUCH_KEYS_MAX}), so that their cache
+   * misses overlap instead of meeting each read's probe one after the other. Takes no lock, changes
+   * nothing; a single key gains nothing.
    *
    * @example
-   * engine.touch(hashes, n); // then engine.read(key_i, …) for each, in any order
+   * engine.touch(hashes, 0, n); // then engine.read(key_i, …) for each, in any order
    */
-  touch(hashes: readonly number[], count: number): void {
-    if (count > 1) this.touch_sink ^= this.table.touchHomes(hashes, count, this.home_refs);
+  touch(hashes: readonly number[], start: number, end: number): void {
+    if (end - start > 1) this.touch_sink ^= this.table.touchHomes(hashes, start, end, this.home_refs);
   }
 
   /** True if `key` holds a value. */
@@ -294,18 +303,18 @@ export class Engine {
     // Valid until the first await: the next write reloads it.
     const shards = this.batch_shards;
     shards.load(hashes, this.shard_of);
-    // One key's misses have nothing to overlap with: its probe meets them as a touch would.
-    this.touch(hashes, hashes.length);
     // Versions not linked yet: discarded if the write fails before linking them.
     let versions = this.newVersions(entries);
     let lsn = 0;
     let epoch = 0;
     let existed = true;
     let removed = 0;
+    let visible_at_link = 0;
     /** The slot of each entry to finalize once visible, -1 for none (Table.link). */
     const finalize: number[] = [];
     let linked: number[] = [];
     for (let i = 0; i < shards.length; i++) this.table.lockShard(shards.shards[i]!);
+    this.holding_shards = true;
     try {
       removed = this.countHeld(entries, hashes);
       if (entries.length === 1 && entries[0]!.op === OP_DEL && removed === 0) {
@@ -321,29 +330,67 @@ export class Engine {
         for (let i = 0; i < shards.length; i++) this.table.reserveSlots(shards.shards[i]!, shards.counts[i]!);
         lsn = this.wal.reserve(size_bytes);
         epoch = this.wal.reserved_epoch;
+        if (this.write_now !== undefined) visible_at_link = this.writeFirst(entries, lsn, epoch);
         try {
-          encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
-          const visible = this.wal.visibleLsn();
-          for (let i = 0; i < versions.length; i++)
-            finalize.push(this.table.link(versions[i]!, hashes[i]!, lsn, visible));
+          if (this.write_now === undefined) {
+            encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
+            visible_at_link = this.wal.visibleLsn();
+          }
+          for (let i = 0; i < versions.length; i++) {
+            if (i % LINK_TOUCH_WINDOW === 0) this.touch(hashes, i, i + LINK_TOUCH_WINDOW);
+            finalize.push(this.table.link(versions[i]!, hashes[i]!, lsn, visible_at_link));
+          }
         } finally {
           linked = versions;
           versions = [];
-          this.wal.complete(lsn);
+          if (this.write_now === undefined) this.wal.complete(lsn);
         }
       }
     } finally {
       for (const v of versions) this.table.discardVersion(v);
+      this.holding_shards = false;
       for (let i = shards.length - 1; i >= 0; i--) this.table.unlockShard(shards.shards[i]!);
     }
-    if (lsn > 0) {
-      this.on_append?.();
+    if (lsn > 0 && visible_at_link < lsn) {
+      this.write_now?.();
       await this.visibility.wait(lsn, epoch);
     }
     for (let i = 0; i < finalize.length; i++) {
       if (finalize[i]! >= 0) this.finalize(entries[i]!, hashes[i]!, finalize[i]!, linked[i]!);
     }
     return { lsn, existed, removed };
+  }
+
+  /**
+   * The write of a table's lone writer (`write_now`): its record is completed and written before its
+   * versions are linked, while the write holds their shard mutexes, so they are linked at a visible
+   * LSN past their own and replace the old versions at once (nothing to finalize). Threaded, versions
+   * are linked first and the record completed after (applyWrite): else a reader on another thread,
+   * which takes no mutex, could see the record visible with half its versions linked. Returns the
+   * visible LSN to link at: below `lsn` if the writer could not reach the record (then the write
+   * waits as a threaded one does). Throws UnavailableError, nothing linked, if the write of the
+   * record failed (it was rolled back).
+   */
+  private writeFirst(entries: readonly WalEntry[], lsn: number, epoch: number): number {
+    try {
+      encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
+    } finally {
+      this.wal.complete(lsn);
+    }
+    this.write_now!();
+    if (this.visibility.outcome(lsn, epoch) === "failed") throw this.visibility.failure();
+    return this.wal.visibleLsn();
+  }
+
+  /**
+   * True while this engine's write holds `shard`'s mutex (its record being written by `write_now`:
+   * a rollback on this thread must not wait for it).
+   */
+  holdsShard(shard: number): boolean {
+    if (!this.holding_shards) return false;
+    const shards = this.batch_shards;
+    for (let i = 0; i < shards.length; i++) if (shards.shards[i] === shard) return true;
+    return false;
   }
 
   /** DEL entries whose key holds a value now (the caller holds their shards' mutexes). */

@@ -53,6 +53,9 @@ const CHAIN_STEPS_MAX = 1 << 16;
 
 /** Bytes of a record's header before its key. */
 export const RECORD_HEADER_BYTES = 32;
+/** The 32-bit word of a record where its key starts. */
+const KEY_WORD = RECORD_HEADER_BYTES / 4;
+assert(new Uint8Array(new Uint32Array([1]).buffer)[0] === 1, "keys are compared as little-endian words");
 const FLAG_TOMBSTONE = 1;
 const FLAG_CUT = 2;
 
@@ -289,13 +292,28 @@ export class Table {
     return -1;
   }
 
+  /**
+   * True if record `ref` holds the key `src[key_offset, +key_length)`. Four bytes at a time: the
+   * record's key starts 8-aligned, so it is read as 32-bit words (one access to the shared buffer,
+   * not four) against little-endian words of `src`. Safe on torn state: a read past the buffer's end
+   * gives undefined, which equals no word.
+   */
   private keyEquals(ref: number, src: Uint8Array, key_offset: number, key_length: number): boolean {
     const b = bufferIndex(ref);
-    const bytes = this.u8[b];
-    if (bytes === undefined) return false;
-    if (this.u32[b]![(ref & 0x1fffffff) * 2] !== key_length) return false;
+    const words = this.u32[b];
+    if (words === undefined) return false;
+    const w = (ref & 0x1fffffff) * 2;
+    if (words[w] !== key_length) return false;
+    const whole_words = key_length >>> 2;
+    for (let i = 0; i < whole_words; i++) {
+      const o = key_offset + 4 * i;
+      const word = (src[o]! | (src[o + 1]! << 8) | (src[o + 2]! << 16) | (src[o + 3]! << 24)) >>> 0;
+      if (words[w + KEY_WORD + i] !== word) return false;
+    }
+    const bytes = this.u8[b]!;
     const start = offsetBytes(ref) + RECORD_HEADER_BYTES;
-    for (let i = 0; i < key_length; i++) if (bytes[start + i] !== src[key_offset + i]) return false;
+    for (let i = 4 * whole_words; i < key_length; i++)
+      if (bytes[start + i] !== src[key_offset + i]) return false;
     return true;
   }
 
@@ -552,7 +570,7 @@ export class Table {
   }
 
   /**
-   * Reads, for each of `hashes[0, count)` (at most `home_refs.length`), the ref in its home slot, then the
+   * Reads, for each of `hashes[start, end)` (at most `home_refs.length`), the ref in its home slot, then the
    * first words of that record: loads that do not depend on one another, so that their cache misses
    * overlap, where the probes that follow ({@link link}) would meet them one after the other. A hint
    * only: it takes no lock and changes nothing, and state torn by a concurrent writer is harmless
@@ -560,12 +578,12 @@ export class Table {
    * Returns a sum of the words read, for the caller to keep so that the loads are not optimised away.
    *
    * @example
-   * sink ^= table.touchHomes(hashes, hashes.length, scratch); // then lock, link…
+   * sink ^= table.touchHomes(hashes, 0, hashes.length, scratch); // then lock, link…
    */
-  touchHomes(hashes: readonly number[], count: number, home_refs: Uint32Array): number {
-    const n = Math.min(count, hashes.length, home_refs.length);
+  touchHomes(hashes: readonly number[], start: number, end: number, home_refs: Uint32Array): number {
+    const n = Math.max(0, Math.min(Math.min(end, hashes.length) - start, home_refs.length));
     for (let i = 0; i < n; i++) {
-      const h = hashes[i]!;
+      const h = hashes[start + i]!;
       const base = this.shardOf(h) * SHARD_WORDS;
       const slots = this.meta[base + W_SLOTS]! >>> 0;
       const words = this.u32[bufferIndex(slots)];
@@ -578,7 +596,7 @@ export class Table {
       // The header (word 0, the probe's first read) and the key (word 8): one cache line or two.
       const words = ref === 0 ? undefined : this.u32[bufferIndex(ref)];
       const w = (ref & 0x1fffffff) * 2;
-      if (words !== undefined) sum ^= (words[w] ?? 0) ^ (words[w + 8] ?? 0);
+      if (words !== undefined) sum ^= (words[w] ?? 0) ^ (words[w + KEY_WORD] ?? 0);
     }
     return sum;
   }

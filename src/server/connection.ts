@@ -96,8 +96,6 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
   writer(initial_bytes: number): Writer;
 }
 
-/** Most keys a protocol's {@link Protocol.prefetch} touches ahead of one chunk's requests. */
-export const PREFETCH_KEYS_MAX = 64;
 /** Sent responses whose slots are dropped at once from the response queue. */
 const QUEUE_COMPACT_AFTER = 1024;
 /** How long an ended connection (or a refused one) waits for the client to close its side. */

@@ -12,9 +12,10 @@
  */
 
 import { readU32BE } from "../engine/bytes.ts";
+import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
 import { hashKey } from "../engine/hash.ts";
 import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
-import { Final, PREFETCH_KEYS_MAX, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
+import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
 import {
@@ -116,8 +117,8 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
 
   /** Touches the table lines of the chunk's GETs (hashGetKeys). */
   prefetch(bytes: Uint8Array, start: number, end: number): void {
-    const n = hashGetKeys(bytes, start, end, prefetch_hashes, PREFETCH_KEYS_MAX);
-    this.ctx.engine.touch(prefetch_hashes, n);
+    const n = hashGetKeys(bytes, start, end, prefetch_hashes, TOUCH_KEYS_MAX);
+    this.ctx.engine.touch(prefetch_hashes, 0, n);
   }
 
   /** The decoded request is reused for the next frame: one that must wait is copied. */
@@ -141,7 +142,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
 }
 
 /** Scratch of {@link MsgpackProtocol.prefetch} (one thread, used synchronously). */
-const prefetch_hashes: number[] = new Array(PREFETCH_KEYS_MAX).fill(0);
+const prefetch_hashes: number[] = new Array(TOUCH_KEYS_MAX).fill(0);
 /** `[0xa3 "get"]`: the op of a GET. */
 const GET_OP = [0xa3, 0x67, 0x65, 0x74];
 

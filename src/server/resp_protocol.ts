@@ -12,7 +12,8 @@
  * @example
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
-import { Final, PREFETCH_KEYS_MAX, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
+import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
+import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { newSession, OP_OTHER, recordOp, SetAnswer, type WorkerContext } from "./ops.ts";
 import { ANSWERED_LATER, findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
 import { hashLeadingGets, READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
@@ -24,7 +25,7 @@ const MIN_SLAB_BYTES = 4096;
 /** Connections started by this worker: HELLO's `id`. */
 let connections_started = 0;
 /** Scratch of {@link RespProtocol.prefetch} (one thread, used synchronously). */
-const prefetch_hashes: number[] = new Array(PREFETCH_KEYS_MAX).fill(0);
+const prefetch_hashes: number[] = new Array(TOUCH_KEYS_MAX).fill(0);
 
 export class RespProtocol implements Protocol<RespRequest, RespWriter> {
   next_start = 0;
@@ -63,8 +64,8 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
 
   /** Touches the table lines of the GETs that open the chunk (resp_reader.ts hashLeadingGets). */
   prefetch(bytes: Uint8Array, start: number, end: number): void {
-    const n = hashLeadingGets(bytes, start, end, prefetch_hashes, PREFETCH_KEYS_MAX);
-    this.ctx.engine.touch(prefetch_hashes, n);
+    const n = hashLeadingGets(bytes, start, end, prefetch_hashes, TOUCH_KEYS_MAX);
+    this.ctx.engine.touch(prefetch_hashes, 0, n);
   }
 
   /** `next` reuses one request object: one that waits gets a copy of its own. */

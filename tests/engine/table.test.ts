@@ -312,7 +312,7 @@ describe("touchHomes", () => {
       const hashes = [hashKey(key), hashKey(utf8(`absent-${i}`)), randomInt(rng, 2 ** 32), 0, 2 ** 32 - 1];
       const before = t.scan();
       const live = t.arena.stats().live_bytes;
-      expect(typeof t.table.touchHomes(hashes, hashes.length, scratch), `seed ${SEED} key ${i}`).toBe(
+      expect(typeof t.table.touchHomes(hashes, 0, hashes.length, scratch), `seed ${SEED} key ${i}`).toBe(
         "number",
       );
       expect(t.arena.stats().live_bytes).toBe(live);
@@ -320,7 +320,7 @@ describe("touchHomes", () => {
     }
     // More hashes than scratch slots: only the first scratch.length are touched, none is an error.
     const many = keys.map((key) => hashKey(key));
-    expect(typeof t.table.touchHomes(many, many.length, scratch)).toBe("number");
+    expect(typeof t.table.touchHomes(many, 0, many.length, scratch)).toBe("number");
     for (const [i, key] of keys.entries()) expect(text(t.get(key)), `seed ${SEED}`).toBe(`v${i}`);
   });
 
@@ -355,7 +355,7 @@ describe("touchHomes", () => {
         const meta_before = meta.slice();
         const arena_before = arena.u8.map((bytes) => bytes.slice());
         expect(
-          () => table.touchHomes(hashes, hashes.length, scratch),
+          () => table.touchHomes(hashes, 0, hashes.length, scratch),
           `ref ${ref} log2 ${log2}`,
         ).not.toThrow();
         expect([...meta]).toEqual([...meta_before]);

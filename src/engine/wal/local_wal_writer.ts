@@ -4,11 +4,13 @@
  * another thread, a wake of this thread's event loop). The same {@link WalWriter} with the same
  * rules runs here; only the thread differs.
  *
- * - After each append (the engine calls back once its shard locks are released) the writer steps at
- *   once: the record is written (write(2), the same one write per batch: the SET coalescer puts a
- *   whole event-loop turn of SETs in one record), published, and this thread's waiting writes are
- *   settled. So the ring never holds this thread's records between appends, and an append never
- *   waits for ring space while it holds shard locks.
+ * - Each append steps the writer at once, before its versions are linked (Engine's `write_now`,
+ *   with the write's shard locks held): the record is written (write(2), the same one write per
+ *   batch: the SET coalescer puts a whole event-loop turn of SETs in one record) and published, so
+ *   the versions are linked visible, replacing the old ones, and the write resolves without
+ *   waiting. So the ring never holds this thread's records between appends, and an append never
+ *   waits for ring space while it holds shard locks. A failed write(2) rolls back what it could not
+ *   write without the mutexes this thread holds (WalWriter's `shard_held`).
  * - A timer steps every {@link LOCAL_TICK_MS}: it starts the `everysec` fdatasync on the syncer's
  *   thread (wal_syncer.ts; this thread goes on) and publishes the LSN the last one made durable,
  *   and writes records other threads append. In a segment's last eighth the syncer also flushes
@@ -24,6 +26,7 @@
  */
 import { Engine, type EngineShared } from "../engine.ts";
 import { assert, UnavailableError } from "../errors.ts";
+import type { Io } from "../io/io.ts";
 import { RealIo } from "../io/real_io.ts";
 import { WalSyncer } from "./wal_syncer.ts";
 import { type WalStart, WalWriter, walWriterOptions } from "./wal_writer.ts";
@@ -39,20 +42,21 @@ export class LocalWalWriter {
   private stepping = false;
   private closed = false;
 
-  constructor(shared: EngineShared, start: WalStart, log: (line: string) => void) {
+  /** `io` is the file system's (RealIo) but in tests, which inject faults. */
+  constructor(shared: EngineShared, start: WalStart, log: (line: string) => void, io: Io = new RealIo()) {
     const config = shared.config;
     assert(config.fsync !== "always", "fsync always keeps the WAL writer worker");
     this.engine = new Engine(shared, {
-      inline: { wait_for_space: () => this.makeSpace(), on_append: () => this.step() },
+      inline: { wait_for_space: () => this.makeSpace(), write_now: () => this.step() },
     });
     const options = walWriterOptions(config, log);
     const syncer = new WalSyncer(shared.wal_sync);
     assert(syncer.running(), "the host runs the syncer (opened with local_wal_writer)");
     this.writer = new WalWriter(
-      new RealIo(),
+      io,
       this.engine.wal,
       this.engine.table,
-      { ...options, background_sync: syncer },
+      { ...options, background_sync: syncer, shard_held: (shard) => this.engine.holdsShard(shard) },
       start,
     );
     this.timer = setInterval(() => this.step(), LOCAL_TICK_MS);

@@ -54,14 +54,11 @@ export class Visibility {
     const stopped = this.buffer.state() === WAL_STOPPED;
     while (this.head < this.queue.length) {
       const w = this.queue[this.head]!;
-      const outcome = settle(w, visible, epoch, stopped, this.buffer);
+      const outcome = settle(w.lsn, w.epoch, visible, epoch, stopped, this.buffer);
       if (outcome === "pending") break;
       this.head++;
       if (outcome === "ok") w.resolve();
-      else
-        w.reject(
-          new UnavailableError(`write not applied: ${this.buffer.lastError() || "write-ahead log failed"}`),
-        );
+      else w.reject(this.failure());
     }
     if (this.head === this.queue.length) {
       this.queue.length = 0;
@@ -71,6 +68,23 @@ export class Visibility {
       this.head = 0;
     }
     if (this.head < this.queue.length) this.arm(seq);
+  }
+
+  /**
+   * What became of `lsn` (reserved in failure epoch `epoch`) so far, without waiting: visible
+   * ("ok"), rolled back or the log stopped ("failed"), or not yet known ("pending").
+   *
+   * @example
+   * if (visibility.outcome(lsn, epoch) === "failed") throw visibility.failure();
+   */
+  outcome(lsn: number, epoch: number): Outcome {
+    const stopped = this.buffer.state() === WAL_STOPPED;
+    return settle(lsn, epoch, this.buffer.visibleLsn(), this.buffer.epoch(), stopped, this.buffer);
+  }
+
+  /** The error a failed write is rejected with. */
+  failure(): UnavailableError {
+    return new UnavailableError(`write not applied: ${this.buffer.lastError() || "write-ahead log failed"}`);
   }
 
   /** Writes waiting. */
@@ -93,14 +107,17 @@ export class Visibility {
   }
 }
 
+type Outcome = "ok" | "failed" | "pending";
+
 function settle(
-  w: Waiter,
+  lsn: number,
+  lsn_epoch: number,
   visible: number,
   epoch: number,
   stopped: boolean,
   buffer: WalBuffer,
-): "ok" | "failed" | "pending" {
-  if (w.epoch !== epoch) return w.lsn <= buffer.failureVisibleLsn(w.epoch) ? "ok" : "failed";
-  if (w.lsn <= visible) return "ok";
+): Outcome {
+  if (lsn_epoch !== epoch) return lsn <= buffer.failureVisibleLsn(lsn_epoch) ? "ok" : "failed";
+  if (lsn <= visible) return "ok";
   return stopped ? "failed" : "pending";
 }

@@ -51,6 +51,12 @@ export interface WalWriterOptions {
    * own fdatasync on this thread has little left to flush.
    */
   readonly background_sync?: BackgroundSync;
+  /**
+   * True for a shard whose mutex the thread that steps this writer holds while it steps (a
+   * `LocalWalWriter` stepped by Engine's `write_now`): a rollback then changes that shard without
+   * taking its mutex, which would never come free.
+   */
+  readonly shard_held?: (shard: number) => boolean;
 }
 
 /**
@@ -123,6 +129,7 @@ export class WalWriter {
       checkpoint_wal_bytes: Number.POSITIVE_INFINITY,
       now_ms: Date.now,
       log: () => {},
+      shard_held: () => false,
       ...options,
     };
     this.durable_lsn = start.next_lsn - 1;
@@ -456,6 +463,10 @@ export class WalWriter {
       const key = ring.subarray(key_offset, key_offset + key_length);
       const h = hashKey(key);
       const shard = this.table.shardOf(h);
+      if (this.options.shard_held(shard)) {
+        this.table.rollback(key, h, lsn);
+        return;
+      }
       this.table.lockShard(shard);
       try {
         this.table.rollback(key, h, lsn);

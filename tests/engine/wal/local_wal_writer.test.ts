@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { engineConfig } from "../../../src/engine/config.ts";
 import { openEngine, walStart } from "../../../src/engine/host.ts";
+import type { FileId } from "../../../src/engine/io/io.ts";
+import { RealIo } from "../../../src/engine/io/real_io.ts";
 import { LOCAL_TICK_MS, LocalWalWriter } from "../../../src/engine/wal/local_wal_writer.ts";
 import { WalSyncer } from "../../../src/engine/wal/wal_syncer.ts";
 import type { FsyncMode } from "../../../src/engine/wal/wal_writer.ts";
@@ -19,12 +21,25 @@ afterEach(() => {
 });
 
 /** A threaded host whose WAL this thread writes (as a lone I/O worker does). */
-async function openLocal(fsync: FsyncMode) {
+async function openLocal(fsync: FsyncMode, io = new RealIo()) {
   dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
   const config = engineConfig({ data_dir: dir, fsync, checkpoint_interval_ms: 0 });
   const host = await openEngine(config, { log: () => {}, local_wal_writer: true });
-  const local = new LocalWalWriter(host.shared, walStart(host.recovery), () => {});
+  const local = new LocalWalWriter(host.shared, walStart(host.recovery), () => {}, io);
   return { config, host, local };
+}
+
+/** The file system, whose next `fail_writes` writes throw EIO. */
+class FailingIo extends RealIo {
+  fail_writes = 0;
+
+  override write(file: FileId, data: Uint8Array, position_bytes: number): void {
+    if (this.fail_writes > 0) {
+      this.fail_writes--;
+      throw Object.assign(new Error("EIO: injected"), { code: "EIO" });
+    }
+    super.write(file, data, position_bytes);
+  }
 }
 
 /** Resolves once `condition` holds, checking every tick; fails after `deadline_ms`. */
@@ -83,6 +98,35 @@ describe("LocalWalWriter", () => {
       }
     },
   );
+
+  test("a failed write(2) rejects its write with nothing of it applied, while its shard mutexes are held; the next write goes on", async () => {
+    const io = new FailingIo();
+    const { config, host, local } = await openLocal("no", io);
+    const keys = Array.from({ length: 40 }, (_, i) => utf8(`k${i}`)); // many shards, all held at once
+    await local.engine.mset(keys.slice(0, 20).map((key) => [key, utf8("old")] as const));
+    io.fail_writes = 1;
+    const failed = local.engine.mset(keys.map((key) => [key, utf8("new")] as const));
+    await expect(failed).rejects.toThrow(/write not applied/);
+    for (const [i, key] of keys.entries()) {
+      const expected = i < 20 ? "old" : undefined;
+      expect(text(local.engine.get(key)), `k${i}`).toBe(expected);
+      expect(text(host.engine.get(key)), `k${i} from another thread`).toBe(expected);
+    }
+    expect(host.engine.stats().keys).toBe(20);
+    await local.engine.set(keys[0]!, utf8("after")); // the log goes on; no mutex was left held
+    expect(text(host.engine.get(keys[0]!))).toBe("after");
+    local.close();
+    await host.close();
+    const again = await openEngine(config, { log: () => {} }); // the failed record is not replayed
+    try {
+      expect(again.engine.stats().keys).toBe(20);
+      expect(text(again.engine.get(keys[0]!))).toBe("after");
+      expect(text(again.engine.get(keys[1]!))).toBe("old");
+      expect(again.engine.get(keys[30]!)).toBeUndefined();
+    } finally {
+      await again.close();
+    }
+  });
 
   test("fsync always keeps the WAL writer worker", async () => {
     dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
