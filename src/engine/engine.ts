@@ -18,10 +18,10 @@ import { Arena, type ArenaShared } from "./arena.ts";
 import { BatchShards } from "./batch_shards.ts";
 import type { EngineConfig } from "./config.ts";
 import { type CheckpointStatus, EngineControl } from "./control.ts";
-import { InvalidError, TooLargeError } from "./errors.ts";
+import { assert, InvalidError, TooLargeError } from "./errors.ts";
 import { hashKey } from "./hash.ts";
 import { STALE, Table, type TableShared, type ValueSink } from "./table.ts";
-import { OP_DEL } from "./wal/format.ts";
+import { OP_DEL, OP_SET } from "./wal/format.ts";
 import {
   delEntry,
   encodedRecordSize,
@@ -41,6 +41,12 @@ import { WalBuffer, type WalBufferShared } from "./wal/wal_buffer.ts";
  */
 export const TOUCH_KEYS_MAX = 64;
 const LINK_TOUCH_WINDOW = 32;
+
+/** See Engine's `plan`: per entry, the head version claimed (or 0) and the new version (or 0: in place). */
+interface WritePlan {
+  readonly claimed: number[];
+  readonly versions: number[];
+}
 
 /** Everything a thread needs to attach to the engine; structured-cloneable (SharedArrayBuffers). */
 export interface EngineShared {
@@ -303,8 +309,10 @@ export class Engine {
     // Valid until the first await: the next write reloads it.
     const shards = this.batch_shards;
     shards.load(hashes, this.shard_of);
-    // Versions not linked yet: discarded if the write fails before linking them.
-    let versions = this.newVersions(entries);
+    const write_first = this.write_now !== undefined;
+    // Versions not linked yet: discarded if the write fails before linking them. Threaded, they are
+    // allocated before the mutexes; written first, under them (writeFirst), but before any change.
+    let versions = write_first ? [] : this.newVersions(entries);
     let lsn = 0;
     let epoch = 0;
     let existed = true;
@@ -321,21 +329,21 @@ export class Engine {
         // A DEL of an absent key writes nothing; it reports the version it observed.
         existed = false;
         const head = this.headRef(entries[0]!, hashes[0]!);
-        this.table.discardVersion(versions[0]!);
+        for (const v of versions) this.table.discardVersion(v);
         versions.length = 0;
         lsn = head === 0 ? 0 : this.table.versionLsn(head);
         epoch = this.wal.epoch();
-      }
-      if (versions.length > 0) {
+      } else if (write_first) {
+        for (let i = 0; i < shards.length; i++) this.table.reserveSlots(shards.shards[i]!, shards.counts[i]!);
+        ({ lsn, epoch } = this.writeFirst(entries, hashes, size_bytes));
+        visible_at_link = lsn; // applied visible: nothing to wait for, nothing to finalize
+      } else {
         for (let i = 0; i < shards.length; i++) this.table.reserveSlots(shards.shards[i]!, shards.counts[i]!);
         lsn = this.wal.reserve(size_bytes);
         epoch = this.wal.reserved_epoch;
-        if (this.write_now !== undefined) visible_at_link = this.writeFirst(entries, lsn, epoch);
         try {
-          if (this.write_now === undefined) {
-            encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
-            visible_at_link = this.wal.visibleLsn();
-          }
+          encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
+          visible_at_link = this.wal.visibleLsn();
           for (let i = 0; i < versions.length; i++) {
             if (i % LINK_TOUCH_WINDOW === 0) this.touch(hashes, i, i + LINK_TOUCH_WINDOW);
             finalize.push(this.table.link(versions[i]!, hashes[i]!, lsn, visible_at_link));
@@ -343,7 +351,7 @@ export class Engine {
         } finally {
           linked = versions;
           versions = [];
-          if (this.write_now === undefined) this.wal.complete(lsn);
+          this.wal.complete(lsn);
         }
       }
     } finally {
@@ -351,10 +359,7 @@ export class Engine {
       this.holding_shards = false;
       for (let i = shards.length - 1; i >= 0; i--) this.table.unlockShard(shards.shards[i]!);
     }
-    if (lsn > 0 && visible_at_link < lsn) {
-      this.write_now?.();
-      await this.visibility.wait(lsn, epoch);
-    }
+    if (lsn > 0 && visible_at_link < lsn) await this.visibility.wait(lsn, epoch);
     for (let i = 0; i < finalize.length; i++) {
       if (finalize[i]! >= 0) this.finalize(entries[i]!, hashes[i]!, finalize[i]!, linked[i]!);
     }
@@ -362,24 +367,85 @@ export class Engine {
   }
 
   /**
-   * The write of a table's lone writer (`write_now`): its record is completed and written before its
-   * versions are linked, while the write holds their shard mutexes, so they are linked at a visible
-   * LSN past their own and replace the old versions at once (nothing to finalize). Threaded, versions
-   * are linked first and the record completed after (applyWrite): else a reader on another thread,
-   * which takes no mutex, could see the record visible with half its versions linked. Returns the
-   * visible LSN to link at: below `lsn` if the writer could not reach the record (then the write
-   * waits as a threaded one does). Throws UnavailableError, nothing linked, if the write of the
-   * record failed (it was rolled back).
+   * The write of a table's lone writer (`write_now`), its shard mutexes held and its slots reserved:
+   * the record is reserved, completed and written before anything is linked, so each version is
+   * linked visible and replaces the old one at once (nothing to finalize, nothing to wait for), and
+   * a value of the same length as its key's only version is written over it in place, with no
+   * version allocated or freed (Table.overwrite). Threaded, versions are linked first and the record
+   * completed after (applyWrite): else a reader on another thread, which takes no mutex, could see
+   * the record visible with half its versions linked. Throws, with nothing changed, when memory is
+   * exhausted, when the log refuses the record, or when writing it failed (it was rolled back).
    */
-  private writeFirst(entries: readonly WalEntry[], lsn: number, epoch: number): number {
+  private writeFirst(
+    entries: readonly WalEntry[],
+    hashes: readonly number[],
+    size_bytes: number,
+  ): { lsn: number; epoch: number } {
+    const plan = this.plan(entries, hashes);
     try {
-      encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
+      const lsn = this.wal.reserve(size_bytes);
+      const epoch = this.wal.reserved_epoch;
+      try {
+        encodeRecord(lsn, entries, this.wal.ring, this.wal.reservedOffset(lsn));
+      } finally {
+        this.wal.complete(lsn);
+      }
+      this.write_now!();
+      if (this.visibility.outcome(lsn, epoch) === "failed") throw this.visibility.failure();
+      assert(this.wal.visibleLsn() >= lsn, "write_now writes the record or fails it");
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        const head = plan.claimed[i]!;
+        const version = plan.versions[i]!;
+        plan.claimed[i] = 0;
+        plan.versions[i] = 0;
+        if (head !== 0) this.table.releaseClaim(head);
+        if (version === 0)
+          this.table.overwrite(head, hashes[i]!, e.value!, e.value_start, e.expiry_unix_ms, lsn);
+        else
+          assert(
+            this.table.link(version, hashes[i]!, lsn, lsn) === -1,
+            "linked visible: nothing to finalize",
+          );
+      }
+      return { lsn, epoch };
     } finally {
-      this.wal.complete(lsn);
+      this.releasePlan(plan);
     }
-    this.write_now!();
-    if (this.visibility.outcome(lsn, epoch) === "failed") throw this.visibility.failure();
-    return this.wal.visibleLsn();
+  }
+
+  /**
+   * What {@link writeFirst} applies, under the write's shard mutexes: for each entry the key's head
+   * version it claimed (0 if none, or if an earlier entry of the write claimed it: a key named twice
+   * gets a version linked after the first), and the entry's new version, or 0 for one whose value
+   * goes in place. Keys are touched ahead in windows, so the probes' cache misses overlap. Throws,
+   * with nothing held, when memory is exhausted.
+   */
+  private plan(entries: readonly WalEntry[], hashes: readonly number[]): WritePlan {
+    const plan: WritePlan = { claimed: [], versions: [] };
+    const visible = this.wal.visibleLsn();
+    try {
+      for (let i = 0; i < entries.length; i++) {
+        if (i % LINK_TOUCH_WINDOW === 0) this.touch(hashes, i, i + LINK_TOUCH_WINDOW);
+        const e = entries[i]!;
+        const head = this.headRef(e, hashes[i]!);
+        const claimed = head !== 0 && this.table.claim(head) ? head : 0;
+        plan.claimed.push(claimed);
+        const in_place =
+          claimed !== 0 && e.op === OP_SET && this.table.overwritable(claimed, e.value_length, visible);
+        plan.versions.push(in_place ? 0 : this.newVersion(e));
+      }
+    } catch (error) {
+      this.releasePlan(plan);
+      throw error;
+    }
+    return plan;
+  }
+
+  /** Releases the claims a plan still holds and frees the versions it did not link. */
+  private releasePlan(plan: WritePlan): void {
+    for (const head of plan.claimed) if (head !== 0) this.table.releaseClaim(head);
+    for (const version of plan.versions) if (version !== 0) this.table.discardVersion(version);
   }
 
   /**
@@ -428,24 +494,24 @@ export class Engine {
   private newVersions(entries: readonly WalEntry[]): number[] {
     const versions: number[] = [];
     try {
-      for (const e of entries) {
-        versions.push(
-          this.table.newVersion(
-            e.key,
-            e.key_start,
-            e.key_length,
-            e.value,
-            e.value_start,
-            e.value_length,
-            e.expiry_unix_ms,
-          ),
-        );
-      }
+      for (const e of entries) versions.push(this.newVersion(e));
     } catch (error) {
       for (const v of versions) this.table.discardVersion(v);
       throw error;
     }
     return versions;
+  }
+
+  private newVersion(e: WalEntry): number {
+    return this.table.newVersion(
+      e.key,
+      e.key_start,
+      e.key_length,
+      e.value,
+      e.value_start,
+      e.value_length,
+      e.expiry_unix_ms,
+    );
   }
 
   // ---------------------------------------------------------------- limits

@@ -58,6 +58,8 @@ const KEY_WORD = RECORD_HEADER_BYTES / 4;
 assert(new Uint8Array(new Uint32Array([1]).buffer)[0] === 1, "keys are compared as little-endian words");
 const FLAG_TOMBSTONE = 1;
 const FLAG_CUT = 2;
+/** Held by one entry of the write being applied ({@link Table.claim}); readers ignore it. */
+const FLAG_CLAIMED = 4;
 
 /** Returned by {@link Table.get} without `copy` for a key that holds a value. */
 export const PRESENT: Uint8Array = new Uint8Array(0);
@@ -387,6 +389,72 @@ export class Table {
     this.f64[b]![(ref & 0x1fffffff) + 2] = lsn;
     this.f64[b]![(ref & 0x1fffffff) + 3] = expiry_unix_ms;
     return ref;
+  }
+
+  /**
+   * Marks head version `ref` as claimed by an entry of the write being applied; false if an earlier
+   * entry of that write claimed it (the key is named twice). Caller holds the shard mutex and
+   * releases the claim ({@link releaseClaim}) before the entry's version replaces `ref` or when the
+   * write fails. Readers ignore the mark.
+   */
+  claim(ref: number): boolean {
+    const w = (ref & 0x1fffffff) * 2 + 3;
+    const words = this.u32[bufferIndex(ref)]!;
+    if ((words[w]! & FLAG_CLAIMED) !== 0) return false;
+    words[w] = words[w]! | FLAG_CLAIMED;
+    return true;
+  }
+
+  /** Drops the mark of {@link claim}. Caller holds the shard mutex. */
+  releaseClaim(ref: number): void {
+    const w = (ref & 0x1fffffff) * 2 + 3;
+    const words = this.u32[bufferIndex(ref)]!;
+    words[w] = words[w]! & ~FLAG_CLAIMED;
+  }
+
+  /**
+   * True if head version `ref` can take a new value of `value_length` bytes in place
+   * ({@link overwrite}): a value (not a delete) of that very length, visible at `visible_lsn`, and
+   * the only version of its key. Caller holds the shard mutex.
+   */
+  overwritable(ref: number, value_length: number, visible_lsn: number): boolean {
+    const b = bufferIndex(ref);
+    const w = (ref & 0x1fffffff) * 2;
+    const words = this.u32[b]!;
+    return (
+      (words[w + 3]! & FLAG_TOMBSTONE) === 0 &&
+      words[w + 1] === value_length &&
+      words[w + 2] === 0 &&
+      this.f64[b]![(ref & 0x1fffffff) + 2]! <= visible_lsn
+    );
+  }
+
+  /**
+   * Replaces, in place, the value of the {@link overwritable} head version `ref` of a key whose hash
+   * is `h` with `value[value_offset, +length)` as version `lsn`, which must already be visible (its
+   * WAL record written). Inside the shard's seqlock window, so a reader on another thread retries
+   * rather than see the value torn; marked CUT, so a reader older than `lsn` gets STALE (the version
+   * it wants is gone) rather than "absent". No memory is allocated or freed. Caller holds the mutex.
+   */
+  overwrite(
+    ref: number,
+    h: number,
+    value: Uint8Array,
+    value_offset: number,
+    expiry_unix_ms: number,
+    lsn: number,
+  ): void {
+    const base = this.shardOf(h) * SHARD_WORDS;
+    const b = bufferIndex(ref);
+    const w = (ref & 0x1fffffff) * 2;
+    const words = this.u32[b]!;
+    const start = offsetBytes(ref) + RECORD_HEADER_BYTES + words[w]!;
+    this.beginWrite(base);
+    copyBytes(this.u8[b]!, start, value, value_offset, words[w + 1]!);
+    this.f64[b]![(ref & 0x1fffffff) + 2] = lsn;
+    this.f64[b]![(ref & 0x1fffffff) + 3] = expiry_unix_ms;
+    words[w + 3] = words[w + 3]! | FLAG_CUT;
+    this.endWrite(base);
   }
 
   /**

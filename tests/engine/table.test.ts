@@ -300,6 +300,71 @@ describe("version chains", () => {
   });
 });
 
+describe("overwrite in place", () => {
+  /** The key's head version, the shard mutex held around `body`. */
+  function withHead(t: Harness, key: Uint8Array, body: (head: number, h: number) => void): void {
+    const h = hashKey(key);
+    t.table.lockShard(t.table.shardOf(h));
+    try {
+      body(t.table.headRef(key, 0, key.length, h), h);
+    } finally {
+      t.table.unlockShard(t.table.shardOf(h));
+    }
+  }
+
+  test("only the visible, only version of a value of the same length is overwritable", () => {
+    const t = new Harness();
+    const key = utf8("k");
+    t.apply(key, utf8("abc"));
+    withHead(t, key, (head) => {
+      expect(t.table.overwritable(head, 3, t.visible)).toBe(true);
+      expect(t.table.overwritable(head, 4, t.visible)).toBe(false); // another length
+      expect(t.table.overwritable(head, 3, t.visible - 1)).toBe(false); // not visible there
+    });
+    t.write(key, utf8("xyz")); // pending: an older version stays linked below it
+    withHead(t, key, (head) => expect(t.table.overwritable(head, 3, t.lsn)).toBe(false));
+    t.publish(key);
+    withHead(t, key, (head) => expect(t.table.overwritable(head, 3, t.visible)).toBe(true));
+    t.apply(key, undefined);
+    t.apply(key, utf8("abc"));
+    const tomb = t.write(key, undefined);
+    withHead(t, key, (head) => expect(t.table.overwritable(head, 0, tomb.lsn)).toBe(false)); // a delete
+  });
+
+  test("a claim is taken once until released; readers do not see it", () => {
+    const t = new Harness();
+    const key = utf8("k");
+    t.apply(key, utf8("abc"));
+    withHead(t, key, (head) => {
+      expect(t.table.claim(head)).toBe(true);
+      expect(t.table.claim(head)).toBe(false);
+      expect(text(t.get(key))).toBe("abc");
+      expect(t.table.overwritable(head, 3, t.visible)).toBe(true);
+      t.table.releaseClaim(head);
+      expect(t.table.claim(head)).toBe(true);
+      t.table.releaseClaim(head);
+    });
+  });
+
+  test("overwrite replaces value and version in place, frees nothing; a read below the new version is STALE", () => {
+    const t = new Harness();
+    const key = utf8("k");
+    const first = t.apply(key, utf8("a".repeat(100)));
+    const live = t.arena.stats();
+    const second = ++t.lsn;
+    t.visible = second; // written first: the new version is visible before it is applied
+    withHead(t, key, (head, h) => {
+      const value = utf8(`xx${"b".repeat(100)}`);
+      t.table.overwrite(head, h, value, 2, 0, second);
+      expect(t.table.versionLsn(head)).toBe(second);
+    });
+    expect(t.arena.stats()).toEqual(live);
+    expect(text(t.get(key))).toBe("b".repeat(100));
+    expect(t.get(key, first)).toBe(STALE);
+    expect(t.scan().get("k")).toEqual(["b".repeat(100), second]);
+  });
+});
+
 describe("touchHomes", () => {
   test(`reads home slots and records without changing anything, for any hash, across growth (seed ${SEED})`, () => {
     const t = new Harness();

@@ -7,6 +7,7 @@ import { openEngine, walStart } from "../../../src/engine/host.ts";
 import type { FileId } from "../../../src/engine/io/io.ts";
 import { RealIo } from "../../../src/engine/io/real_io.ts";
 import { LOCAL_TICK_MS, LocalWalWriter } from "../../../src/engine/wal/local_wal_writer.ts";
+import { delEntry, setEntry } from "../../../src/engine/wal/record.ts";
 import { WalSyncer } from "../../../src/engine/wal/wal_syncer.ts";
 import type { FsyncMode } from "../../../src/engine/wal/wal_writer.ts";
 
@@ -123,6 +124,53 @@ describe("LocalWalWriter", () => {
       expect(text(again.engine.get(keys[0]!))).toBe("after");
       expect(text(again.engine.get(keys[1]!))).toBe("old");
       expect(again.engine.get(keys[30]!)).toBeUndefined();
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("a value of the same length is written in place: no memory taken or freed, reads see the new value", async () => {
+    const { host, local } = await openLocal("no");
+    const e = local.engine;
+    await e.set(utf8("k"), utf8("v0000"));
+    const live = e.arena.stats();
+    for (let i = 1; i <= 200; i++) {
+      const lsn = await e.set(utf8("k"), utf8(`v${String(i).padStart(4, "0")}`));
+      expect(text(host.engine.get(utf8("k"))), `round ${i}`).toBe(`v${String(i).padStart(4, "0")}`);
+      expect(host.engine.wal.visibleLsn()).toBeGreaterThanOrEqual(lsn);
+    }
+    expect(e.arena.stats().chunks_live).toBe(live.chunks_live);
+    await e.set(utf8("k"), utf8("longer value")); // another length: a new version, the old one freed
+    expect(text(host.engine.get(utf8("k")))).toBe("longer value");
+    expect(e.arena.stats().chunks_live).toBe(live.chunks_live);
+    local.close();
+    await host.close();
+  });
+
+  test("a key named twice in one write: each entry applies in order, whatever goes in place", async () => {
+    const { config, host, local } = await openLocal("no");
+    const e = local.engine;
+    const k = utf8("k");
+    const cases: Array<[Parameters<typeof e.write>[0], string | undefined]> = [
+      [[setEntry(k, utf8("aaa")), setEntry(k, utf8("bbb"))], "bbb"], // both the current length
+      [[setEntry(k, utf8("cc")), setEntry(k, utf8("ddd"))], "ddd"], // a new version, then the old length
+      [[setEntry(k, utf8("eee")), setEntry(k, utf8("ff"))], "ff"], // in place, then a new version over it
+      [[delEntry(k), setEntry(k, utf8("gg"))], "gg"], // a delete, then the same length
+      [[setEntry(k, utf8("hh")), delEntry(k)], undefined],
+      [[setEntry(k, utf8("ii")), setEntry(k, utf8("jj")), setEntry(k, utf8("kk"))], "kk"],
+    ];
+    const chunks_before = e.arena.stats().chunks_live;
+    for (const [entries, expected] of cases) {
+      await e.write(entries);
+      expect(text(e.get(k)), JSON.stringify(expected)).toBe(expected);
+      expect(text(host.engine.get(k)), JSON.stringify(expected)).toBe(expected);
+    }
+    expect(e.arena.stats().chunks_live).toBe(chunks_before + 1); // "kk" and nothing left behind
+    local.close();
+    await host.close();
+    const again = await openEngine(config, { log: () => {} });
+    try {
+      expect(text(again.engine.get(k))).toBe("kk");
     } finally {
       await again.close();
     }
