@@ -122,6 +122,8 @@ export class Engine {
   private readonly shard_of = (h: number) => this.table.shardOf(h);
   /** Scratch for Table.touchHomes. */
   private readonly home_refs = new Uint32Array(TOUCH_KEYS_MAX);
+  /** Scratch for {@link touchKeys}. */
+  private readonly touch_hashes: number[] = new Array(TOUCH_KEYS_MAX).fill(0);
   /** What touchHomes read, kept so that its loads are not optimised away. */
   private touch_sink = 0;
   /** See {@link writesInFlight}. */
@@ -206,6 +208,21 @@ export class Engine {
    */
   touch(hashes: readonly number[], start: number, end: number): void {
     if (end - start > 1) this.touch_sink ^= this.table.touchHomes(hashes, start, end, this.home_refs);
+  }
+
+  /**
+   * {@link touch} for the keys `bytes[starts[i], ends[i])`, i < `count`, before they are read: hashed
+   * only if there are two or more (one has no miss to overlap with).
+   *
+   * @example
+   * engine.touchKeys(bytes, starts, ends, findLeadingGets(bytes, start, end, starts, ends));
+   */
+  touchKeys(bytes: Uint8Array, starts: Int32Array, ends: Int32Array, count: number): void {
+    if (count < 2) return;
+    const hashes = this.touch_hashes;
+    const n = Math.min(count, TOUCH_KEYS_MAX);
+    for (let i = 0; i < n; i++) hashes[i] = hashKey(bytes, starts[i]!, ends[i]!);
+    this.touch(hashes, 0, n);
   }
 
   /** True if `key` holds a value. */

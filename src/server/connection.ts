@@ -80,7 +80,7 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
   readonly next_start: number;
   /**
    * A hint, before the requests of `bytes[start, end)` are read: the protocol may read ahead and
-   * touch the table lines of their keys (Engine.touch), so that the cache misses of a pipeline's
+   * touch the table lines of their keys (Engine.touchKeys), so that the cache misses of a pipeline's
    * reads overlap. Changes nothing; may do nothing.
    */
   prefetch(bytes: Uint8Array, start: number, end: number): void;

@@ -13,7 +13,6 @@
 
 import { readU32BE } from "../engine/bytes.ts";
 import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
-import { hashKey } from "../engine/hash.ts";
 import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { OPS } from "./metrics.ts";
@@ -115,10 +114,10 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     return parseRequest(this.current, bytes, body, body + length, arrived_ms);
   }
 
-  /** Touches the table lines of the chunk's GETs (hashGetKeys). */
+  /** Touches the table lines of the chunk's GETs (findGetKeys). */
   prefetch(bytes: Uint8Array, start: number, end: number): void {
-    const n = hashGetKeys(bytes, start, end, prefetch_hashes, TOUCH_KEYS_MAX);
-    this.ctx.engine.touch(prefetch_hashes, 0, n);
+    const n = findGetKeys(bytes, start, end, key_starts, key_ends);
+    this.ctx.engine.touchKeys(bytes, key_starts, key_ends, n);
   }
 
   /** The decoded request is reused for the next frame: one that must wait is copied. */
@@ -142,34 +141,39 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
 }
 
 /** Scratch of {@link MsgpackProtocol.prefetch} (one thread, used synchronously). */
-const prefetch_hashes: number[] = new Array(TOUCH_KEYS_MAX).fill(0);
+const key_starts = new Int32Array(TOUCH_KEYS_MAX);
+const key_ends = new Int32Array(TOUCH_KEYS_MAX);
 /** `[0xa3 "get"]`: the op of a GET. */
 const GET_OP = [0xa3, 0x67, 0x65, 0x74];
 
 /**
- * Hashes the keys of the GETs among the whole frames that open `bytes[start, end)` into
- * `hashes[0, n)`, n at most `max`, and returns n. A GET is a frame `[id, "get", key]`: a fixarray
- * of 3, a uint id, the op as a fixstr, the key a str or bin whose payload ends the frame; other
- * frames are skipped. A hint for Engine.touch that reads ahead of `next`, which reads (and checks)
- * the requests themselves.
+ * Finds the keys of the GETs among the whole frames that open `bytes[start, end)`: key i is
+ * `bytes[key_starts[i], key_ends[i])`, for i < the count returned (at most `key_starts.length`). A
+ * GET is a frame `[id, "get", key]`: a fixarray of 3, a uint id, the op as a fixstr, the key a str or
+ * bin whose payload ends the frame; other frames are skipped. A hint for Engine.touchKeys that reads
+ * ahead of `next`, which reads (and checks) the requests themselves.
  *
  * @example
- * engine.touch(hashes, hashGetKeys(bytes, start, end, hashes, 64));
+ * engine.touchKeys(bytes, starts, ends, findGetKeys(bytes, start, end, starts, ends));
  */
-export function hashGetKeys(
+export function findGetKeys(
   bytes: Uint8Array,
   start: number,
   end: number,
-  hashes: number[],
-  max: number,
+  key_starts: Int32Array,
+  key_ends: Int32Array,
 ): number {
   let n = 0;
-  for (let pos = start; n < max && pos + FRAME_HEADER_BYTES <= end; ) {
+  for (let pos = start; n < key_starts.length && pos + FRAME_HEADER_BYTES <= end; ) {
     const body = pos + FRAME_HEADER_BYTES;
     const frame_end = body + readU32BE(bytes, pos);
     if (frame_end <= body || frame_end > end) return n;
     const key = getKeyStart(bytes, body, frame_end);
-    if (key >= 0) hashes[n++] = hashKey(bytes, key, frame_end);
+    if (key >= 0) {
+      key_starts[n] = key;
+      key_ends[n] = frame_end;
+      n++;
+    }
     pos = frame_end;
   }
   return n;

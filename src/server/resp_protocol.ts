@@ -16,7 +16,7 @@ import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { newSession, OP_OTHER, recordOp, SetAnswer, type WorkerContext } from "./ops.ts";
 import { ANSWERED_LATER, findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
-import { hashLeadingGets, READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
+import { findLeadingGets, READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
 import { RespRequest } from "./resp_request.ts";
 import { REPLY_OK, RespError, RespWriter, replyBytes, respErrorText } from "./resp_writer.ts";
 
@@ -25,7 +25,8 @@ const MIN_SLAB_BYTES = 4096;
 /** Connections started by this worker: HELLO's `id`. */
 let connections_started = 0;
 /** Scratch of {@link RespProtocol.prefetch} (one thread, used synchronously). */
-const prefetch_hashes: number[] = new Array(TOUCH_KEYS_MAX).fill(0);
+const key_starts = new Int32Array(TOUCH_KEYS_MAX);
+const key_ends = new Int32Array(TOUCH_KEYS_MAX);
 
 export class RespProtocol implements Protocol<RespRequest, RespWriter> {
   next_start = 0;
@@ -62,10 +63,10 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     return this.request.load(command, bytes, r, arrived_ms);
   }
 
-  /** Touches the table lines of the GETs that open the chunk (resp_reader.ts hashLeadingGets). */
+  /** Touches the table lines of the GETs that open the chunk (resp_reader.ts findLeadingGets). */
   prefetch(bytes: Uint8Array, start: number, end: number): void {
-    const n = hashLeadingGets(bytes, start, end, prefetch_hashes, TOUCH_KEYS_MAX);
-    this.ctx.engine.touch(prefetch_hashes, 0, n);
+    const n = findLeadingGets(bytes, start, end, key_starts, key_ends);
+    this.ctx.engine.touchKeys(bytes, key_starts, key_ends, n);
   }
 
   /** `next` reuses one request object: one that waits gets a copy of its own. */

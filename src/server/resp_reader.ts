@@ -17,7 +17,6 @@
  *   // arguments: bytes[reader.starts[i], reader.ends[i]) for i < reader.argc; next at reader.next_start
  * }
  */
-import { hashKey } from "../engine/hash.ts";
 
 /** Most arguments in one request (Redis's limit too). */
 export const RESP_MAX_ARGUMENTS = 1024 * 1024;
@@ -181,28 +180,29 @@ export class RespReader {
 
 /** `*2\r\n$3\r\n`: a request of two arguments whose first (the name) has three bytes. */
 const TWO_ARGUMENTS_NAME_OF_3 = [STAR, 0x32, CR, LF, DOLLAR, 0x33, CR, LF];
-/** Most digits of a key length {@link hashLeadingGets} reads (longer keys are not worth a hint). */
+/** Most digits of a key length {@link findLeadingGets} reads (longer keys are not worth a hint). */
 const GET_KEY_LENGTH_MAX_DIGITS = 5;
 
 /**
- * Hashes the keys of the GETs that open `bytes[start, end)` in the form clients send them
- * (`*2\r\n$3\r\nGET\r\n$<n>\r\n<key>\r\n`, the name in any case) into `hashes[0, n)`, n at most
- * `max`, and returns n. Stops at the first request of any other shape, or one not all there: a hint
- * for Engine.touch that reads ahead of RespReader, which reads (and checks) the requests themselves.
+ * Finds the keys of the GETs that open `bytes[start, end)` in the form clients send them
+ * (`*2\r\n$3\r\nGET\r\n$<n>\r\n<key>\r\n`, the name in any case): key i is
+ * `bytes[key_starts[i], key_ends[i])`, for i < the count returned (at most `key_starts.length`).
+ * Stops at the first request of any other shape, or one not all there: a hint for Engine.touchKeys
+ * that reads ahead of RespReader, which reads (and checks) the requests themselves.
  *
  * @example
- * engine.touch(hashes, hashLeadingGets(bytes, start, end, hashes, 64));
+ * engine.touchKeys(bytes, starts, ends, findLeadingGets(bytes, start, end, starts, ends));
  */
-export function hashLeadingGets(
+export function findLeadingGets(
   bytes: Uint8Array,
   start: number,
   end: number,
-  hashes: number[],
-  max: number,
+  key_starts: Int32Array,
+  key_ends: Int32Array,
 ): number {
   let n = 0;
   let pos = start;
-  while (n < max && pos + 14 < end) {
+  while (n < key_starts.length && pos + 14 < end) {
     for (let i = 0; i < 8; i++) if (bytes[pos + i] !== TWO_ARGUMENTS_NAME_OF_3[i]) return n;
     const name_is_get =
       (bytes[pos + 8]! | 0x20) === 0x67 &&
@@ -216,7 +216,9 @@ export function hashLeadingGets(
       length = length * 10 + bytes[i]! - ZERO;
     const key = i + 2;
     if (i === pos + 14 || bytes[i] !== CR || key + length + 2 > end) return n;
-    hashes[n++] = hashKey(bytes, key, key + length);
+    key_starts[n] = key;
+    key_ends[n] = key + length;
+    n++;
     pos = key + length + 2;
   }
   return n;
