@@ -124,6 +124,13 @@ export class Engine {
   private readonly home_refs = new Uint32Array(TOUCH_KEYS_MAX);
   /** Scratch for {@link touchKeys}. */
   private readonly touch_hashes: number[] = new Array(TOUCH_KEYS_MAX).fill(0);
+  /** The key ranges {@link touchKeys} hashed last: reads reuse their hashes in order ({@link touchedHash}). */
+  private touched_bytes: Uint8Array | undefined = undefined;
+  private touched_starts: Int32Array = new Int32Array(0);
+  private touched_ends: Int32Array = new Int32Array(0);
+  /** How many of them were hashed, and the next one a read may reuse. */
+  private touched_count = 0;
+  private touched_next = 0;
   /** What touchHomes read, kept so that its loads are not optimised away. */
   private touch_sink = 0;
   /** See {@link writesInFlight}. */
@@ -190,7 +197,8 @@ export class Engine {
    */
   read(key: Uint8Array, sink: ValueSink, key_start = 0, key_length?: number): boolean {
     const length = this.checkKeyRange(key, key_start, key_length);
-    const h = hashKey(key, key_start, key_start + length);
+    const touched = this.touchedHash(key, key_start, key_start + length);
+    const h = touched >= 0 ? touched : hashKey(key, key_start, key_start + length);
     for (;;) {
       const result = this.table.read(key, key_start, length, h, this.wal.visibleLsn(), sink);
       if (result !== STALE) return result;
@@ -218,11 +226,30 @@ export class Engine {
    * engine.touchKeys(bytes, starts, ends, findLeadingGets(bytes, start, end, starts, ends));
    */
   touchKeys(bytes: Uint8Array, starts: Int32Array, ends: Int32Array, count: number): void {
+    this.touched_bytes = bytes;
+    this.touched_starts = starts;
+    this.touched_ends = ends;
+    this.touched_count = 0;
+    this.touched_next = 0;
     if (count < 2) return;
     const hashes = this.touch_hashes;
     const n = Math.min(count, TOUCH_KEYS_MAX);
     for (let i = 0; i < n; i++) hashes[i] = hashKey(bytes, starts[i]!, ends[i]!);
+    this.touched_count = n;
     this.touch(hashes, 0, n);
+  }
+
+  /**
+   * The hash {@link touchKeys} computed for `bytes[start, end)`, if that is the next key it touched
+   * (same array, same range: input bytes are never overwritten), else -1. Reads come in the order
+   * their keys were touched, so one cursor suffices; a read out of that order hashes its own key.
+   */
+  private touchedHash(bytes: Uint8Array, start: number, end: number): number {
+    const next = this.touched_next;
+    if (bytes !== this.touched_bytes || next >= this.touched_count) return -1;
+    if (this.touched_starts[next] !== start || this.touched_ends[next] !== end) return -1;
+    this.touched_next = next + 1;
+    return this.touch_hashes[next]!;
   }
 
   /** True if `key` holds a value. */

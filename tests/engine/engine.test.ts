@@ -138,6 +138,35 @@ describe("reads", () => {
     expect(() => engine.read(long, sink(), 5, LIMITS.max_key_bytes + 1)).toThrow(TooLargeError);
     expect(engine.read(long, sink(), 5, LIMITS.max_key_bytes)).toBe(false);
   });
+
+  test("reads after touchKeys find their keys in any order, and with ranges or arrays other than those touched", async () => {
+    const { host, engine } = await openSim();
+    for (const k of ["k1", "k2", "k3"]) await settle(host, engine.set(utf8(k), utf8(`v${k}`)));
+    const chunk = utf8("k1k2k3k9");
+    const starts = Int32Array.from([0, 2, 4, 6]);
+    const ends = Int32Array.from([2, 4, 6, 8]);
+    const readAll = (order: number[], bytes = chunk) =>
+      order.map((i) => {
+        const found = sink();
+        return engine.read(bytes, found, starts[i], 2) ? found.last() : undefined;
+      });
+    const expected = ["vk1", "vk2", "vk3", undefined];
+    for (const order of [
+      [0, 1, 2, 3],
+      [1, 0, 3, 2],
+      [3, 2, 1, 0],
+      [0, 0, 1, 1],
+    ]) {
+      engine.touchKeys(chunk, starts, ends, 4);
+      expect(readAll(order), JSON.stringify(order)).toEqual(order.map((i) => expected[i]));
+    }
+    engine.touchKeys(chunk, starts, ends, 4);
+    expect(readAll([0, 1], utf8("k3k1k2k3"))).toEqual(["vk3", "vk1"]); // another array, same ranges
+    const shifted = sink();
+    engine.touchKeys(chunk, starts, ends, 4);
+    expect(engine.read(chunk, shifted, 1, 2)).toBe(false); // "1k": a range not touched
+    expect(readAll([0, 1, 2])).toEqual(["vk1", "vk2", "vk3"]);
+  });
 });
 
 describe("writes", () => {
