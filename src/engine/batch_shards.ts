@@ -46,6 +46,20 @@ export class BatchShards {
     this.length = length;
   }
 
+  /** The index of `shard` in `shards[0, length)` (binary search), or -1. */
+  indexOf(shard: number): number {
+    let low = 0;
+    let high = this.length - 1;
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      const s = this.shards[mid]!;
+      if (s === shard) return mid;
+      if (s < shard) low = mid + 1;
+      else high = mid - 1;
+    }
+    return -1;
+  }
+
   private grow(n: number): void {
     const capacity = Math.max(n, 2 * this.keys.length);
     this.keys = new Int32Array(capacity);

@@ -18,7 +18,7 @@ import { Arena, type ArenaShared } from "./arena.ts";
 import { BatchShards } from "./batch_shards.ts";
 import type { EngineConfig } from "./config.ts";
 import { type CheckpointStatus, EngineControl } from "./control.ts";
-import { assert, InvalidError, TooLargeError } from "./errors.ts";
+import { assert, InvalidError, TooLargeError, UnavailableError } from "./errors.ts";
 import { hashKey } from "./hash.ts";
 import { STALE, Table, type TableShared, type ValueSink } from "./table.ts";
 import { OP_DEL, OP_SET } from "./wal/format.ts";
@@ -104,7 +104,12 @@ export interface EngineOptions {
    * nothing to finalize (see {@link Engine.write}). It must then not take a shard lock the engine
    * holds ({@link Engine.holdsShard}). Otherwise the caller settles writes with `poll()`.
    */
-  readonly inline?: { readonly wait_for_space: () => void; readonly write_now?: () => void };
+  readonly inline?: {
+    readonly wait_for_space: () => void;
+    readonly write_now?: () => void;
+    /** With `write_now`: false once the writer is closed (a write is then refused before its LSN). */
+    readonly writer_open?: () => boolean;
+  };
 }
 
 export class Engine {
@@ -115,6 +120,7 @@ export class Engine {
   readonly visibility: Visibility;
   readonly control: EngineControl;
   private readonly write_now: (() => void) | undefined;
+  private readonly writer_open: (() => boolean) | undefined;
   /** The batch's shard mutexes are held (see {@link holdsShard}). */
   private holding_shards = false;
   /** The shards of the write being applied (reused: see BatchShards). */
@@ -122,6 +128,8 @@ export class Engine {
   private readonly shard_of = (h: number) => this.table.shardOf(h);
   /** Scratch for Table.touchHomes. */
   private readonly home_refs = new Uint32Array(TOUCH_KEYS_MAX);
+  /** Scratch for reserveSlotsFor: slots each shard of the write needs. */
+  private slot_counts = new Int32Array(64);
   /** Scratch for {@link touchKeys}. */
   private readonly touch_hashes: number[] = new Array(TOUCH_KEYS_MAX).fill(0);
   /** The key ranges {@link touchKeys} hashed last: reads reuse their hashes in order ({@link touchedHash}). */
@@ -147,6 +155,7 @@ export class Engine {
     this.visibility = new Visibility(this.wal, { inline: options.inline !== undefined });
     this.control = new EngineControl(shared.control);
     this.write_now = options.inline?.write_now;
+    this.writer_open = options.inline?.writer_open;
   }
 
   /** Counters of the whole engine (any thread may ask). */
@@ -378,7 +387,6 @@ export class Engine {
         lsn = head === 0 ? 0 : this.table.versionLsn(head);
         epoch = this.wal.epoch();
       } else if (write_first) {
-        for (let i = 0; i < shards.length; i++) this.table.reserveSlots(shards.shards[i]!, shards.counts[i]!);
         ({ lsn, epoch } = this.writeFirst(entries, hashes, size_bytes));
         visible_at_link = lsn; // applied visible: nothing to wait for, nothing to finalize
       } else {
@@ -425,8 +433,10 @@ export class Engine {
     hashes: readonly number[],
     size_bytes: number,
   ): { lsn: number; epoch: number } {
+    if (this.writer_open?.() === false) throw new UnavailableError("the write-ahead log is closed");
     const plan = this.plan(entries, hashes);
     try {
+      this.reserveSlotsFor(plan, hashes);
       const lsn = this.wal.reserve(size_bytes);
       const epoch = this.wal.reserved_epoch;
       try {
@@ -437,6 +447,25 @@ export class Engine {
       this.write_now!();
       if (this.visibility.outcome(lsn, epoch) === "failed") throw this.visibility.failure();
       assert(this.wal.visibleLsn() >= lsn, "write_now writes the record or fails it");
+      this.applyPlan(plan, entries, hashes, lsn);
+      return { lsn, epoch };
+    } finally {
+      this.releasePlan(plan);
+    }
+  }
+
+  /**
+   * Applies a plan whose record is written: in place, or linked visible. The record is in the log,
+   * so a failure here (a broken invariant) would leave the table short of it until a restart: it
+   * ends the thread (thrown again asynchronously, as LocalWalWriter does) and the daemon fails fast.
+   */
+  private applyPlan(
+    plan: WritePlan,
+    entries: readonly WalEntry[],
+    hashes: readonly number[],
+    lsn: number,
+  ): void {
+    try {
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i]!;
         const head = plan.claimed[i]!;
@@ -444,17 +473,18 @@ export class Engine {
         plan.claimed[i] = 0;
         plan.versions[i] = 0;
         if (head !== 0) this.table.releaseClaim(head);
-        if (version === 0)
+        if (version === 0) {
           this.table.overwrite(head, hashes[i]!, e.value!, e.value_start, e.expiry_unix_ms, lsn);
-        else
-          assert(
-            this.table.link(version, hashes[i]!, lsn, lsn) === -1,
-            "linked visible: nothing to finalize",
-          );
+          continue;
+        }
+        const slot = this.table.link(version, hashes[i]!, lsn, lsn);
+        assert(slot === -1, "linked visible: nothing to finalize");
       }
-      return { lsn, epoch };
-    } finally {
-      this.releasePlan(plan);
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error;
+      });
+      throw error;
     }
   }
 
@@ -484,6 +514,24 @@ export class Engine {
       throw error;
     }
     return plan;
+  }
+
+  /**
+   * Makes room for the plan's new versions in their shards (Table.reserveSlots): a value written in
+   * place needs no slot, so a nearly full arena does not refuse it for a shard's growth.
+   */
+  private reserveSlotsFor(plan: WritePlan, hashes: readonly number[]): void {
+    const shards = this.batch_shards;
+    const counts =
+      this.slot_counts.length >= shards.length ? this.slot_counts : new Int32Array(shards.length);
+    this.slot_counts = counts;
+    counts.set(shards.counts.subarray(0, shards.length));
+    for (let i = 0; i < plan.versions.length; i++) {
+      if (plan.versions[i] === 0) counts[shards.indexOf(this.table.shardOf(hashes[i]!))]!--;
+    }
+    for (let i = 0; i < shards.length; i++) {
+      if (counts[i]! > 0) this.table.reserveSlots(shards.shards[i]!, counts[i]!);
+    }
   }
 
   /** Releases the claims a plan still holds and frees the versions it did not link. */

@@ -181,10 +181,11 @@ export function findGetKeys(
 
 /** Where the key's payload starts in a GET frame's body `bytes[body, frame_end)`, or -1 if it is not one. */
 function getKeyStart(bytes: Uint8Array, body: number, frame_end: number): number {
-  if (bytes[body] !== 0x93) return -1;
+  if (frame_end - body < 2 || bytes[body] !== 0x93) return -1;
   const id = bytes[body + 1]!;
   const id_bytes = id < 0x80 ? 1 : id >= 0xcc && id <= 0xcf ? 1 + (1 << (id - 0xcc)) : -1;
-  if (id_bytes < 0) return -1;
+  // Then the op and at least the key's header byte: all inside the frame, or it is not a GET.
+  if (id_bytes < 0 || body + 1 + id_bytes + GET_OP.length + 1 > frame_end) return -1;
   let pos = body + 1 + id_bytes;
   for (let i = 0; i < GET_OP.length; i++) if (bytes[pos + i] !== GET_OP[i]) return -1;
   pos += GET_OP.length;

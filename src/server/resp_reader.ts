@@ -215,7 +215,7 @@ export function findLeadingGets(
     for (; i < end && i < pos + 14 + GET_KEY_LENGTH_MAX_DIGITS && bytes[i]! >= ZERO && bytes[i]! <= NINE; i++)
       length = length * 10 + bytes[i]! - ZERO;
     const key = i + 2;
-    if (i === pos + 14 || bytes[i] !== CR || key + length + 2 > end) return n;
+    if (i === pos + 14 || i >= end || bytes[i] !== CR || key + length + 2 > end) return n;
     key_starts[n] = key;
     key_ends[n] = key + length;
     n++;

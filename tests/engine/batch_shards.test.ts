@@ -47,6 +47,12 @@ describe("BatchShards", () => {
       const hashes = Array.from({ length: n }, () => randomInt(rng, 2 ** 32));
       batch.load(hashes, shardOf);
       expect(contents(batch), `seed ${SEED} round ${round}`).toEqual(expected(hashes, shardOf));
+      for (const h of hashes.slice(0, 20)) {
+        const shard = shardOf(h);
+        expect(batch.shards[batch.indexOf(shard)], `seed ${SEED} round ${round}`).toBe(shard);
+      }
+      expect(batch.indexOf(-1)).toBe(-1);
+      expect(batch.indexOf(1 << 20)).toBe(-1);
     }
   });
 

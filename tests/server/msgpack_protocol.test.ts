@@ -1,11 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { Unpackr } from "msgpackr";
+import { prng, randomInt } from "../../src/engine/io/prng.ts";
 import { Final } from "../../src/server/connection.ts";
 import { MsgWriter } from "../../src/server/msgpack.ts";
 import { findGetKeys, MsgpackProtocol } from "../../src/server/msgpack_protocol.ts";
 import type { WorkerContext } from "../../src/server/ops.ts";
-import { frame, packr } from "./raw_client.ts";
+import { frame, packr, testSeed } from "./raw_client.ts";
 import { concatBytes } from "./resp_client.ts";
+import { watched } from "./watched_bytes.ts";
 
 /** A worker context whose engine's read throws (a fault mid-response); the rest is what `get` needs. */
 function failingContext(): WorkerContext {
@@ -63,6 +65,34 @@ describe("findGetKeys", () => {
     );
     expect(keysOf(bytes)).toEqual(["a", "key:000000012345", "x".repeat(40), ""]);
     expect(keysOf(bytes, bytes.length, 2)).toEqual(["a", "key:000000012345"]);
+  });
+
+  test("reads no byte outside [start, end) nor past a frame's end, whatever the bytes", () => {
+    const seed = testSeed(0x5e5_0004);
+    const rng = prng(seed);
+    const gets = frames([7, "get", "a"], [300, "get", encoder.encode("key:1")], [1, "set", "b", "v"]);
+    for (let round = 0; round < 1000; round++) {
+      const bytes = gets.slice();
+      for (let flips = randomInt(rng, 3); flips > 0; flips--)
+        bytes[randomInt(rng, bytes.length)] = randomInt(rng, 256);
+      const end = randomInt(rng, bytes.length + 1);
+      const outside: number[] = [];
+      findGetKeys(watched(bytes, 0, end, outside), 0, end, new Int32Array(8), new Int32Array(8));
+      expect(outside, `seed ${seed} round ${round} end ${end}`).toEqual([]);
+    }
+    // Frames cut short right after their first bytes, at the end of the chunk: nothing read past it.
+    for (const body of [[0x93], [0x93, 0xce], [0x93, 0x07, 0xa3], [0x93, 0x07, 0xa3, 0x67, 0x65, 0x74]]) {
+      const bytes = new Uint8Array([0, 0, 0, body.length, ...body]);
+      const outside: number[] = [];
+      findGetKeys(
+        watched(bytes, 0, bytes.length, outside),
+        0,
+        bytes.length,
+        new Int32Array(8),
+        new Int32Array(8),
+      );
+      expect(outside, JSON.stringify(body)).toEqual([]);
+    }
   });
 
   test("stops at a frame that is not all there, or of length 0", () => {

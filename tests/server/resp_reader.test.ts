@@ -16,6 +16,7 @@ import {
 } from "../../src/server/resp_reader.ts";
 import { testSeed } from "./raw_client.ts";
 import { command, concatBytes } from "./resp_client.ts";
+import { watched } from "./watched_bytes.ts";
 
 const MAX_REQUEST_BYTES = 4096;
 const encoder = new TextEncoder();
@@ -255,6 +256,21 @@ describe("findLeadingGets", () => {
       encoder.encode("*2\r\n$3\r\nGET\r\n$\r\n\r\n"),
     ]) {
       expect(keysOf(bytes), decoder.decode(bytes)).toEqual([]);
+    }
+  });
+
+  test("reads no byte outside [start, end), whatever the bytes", () => {
+    const rng = prng(testSeed(0x5e5_0003));
+    const gets = concatBytes(Array.from({ length: 4 }, (_, i) => command("GET", `key-${i}`)));
+    for (let round = 0; round < 500; round++) {
+      const bytes = gets.slice();
+      for (let flips = randomInt(rng, 3); flips > 0; flips--)
+        bytes[randomInt(rng, bytes.length)] = randomInt(rng, 256);
+      const start = randomInt(rng, 8);
+      const end = start + randomInt(rng, bytes.length - start + 1);
+      const outside: number[] = [];
+      findLeadingGets(watched(bytes, start, end, outside), start, end, new Int32Array(8), new Int32Array(8));
+      expect(outside, `round ${round} [${start}, ${end})`).toEqual([]);
     }
   });
 

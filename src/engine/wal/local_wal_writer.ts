@@ -47,7 +47,11 @@ export class LocalWalWriter {
     const config = shared.config;
     assert(config.fsync !== "always", "fsync always keeps the WAL writer worker");
     this.engine = new Engine(shared, {
-      inline: { wait_for_space: () => this.makeSpace(), write_now: () => this.step() },
+      inline: {
+        wait_for_space: () => this.makeSpace(),
+        write_now: () => this.step(),
+        writer_open: () => !this.closed,
+      },
     });
     const options = walWriterOptions(config, log);
     const syncer = new WalSyncer(shared.wal_sync);

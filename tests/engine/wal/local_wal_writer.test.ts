@@ -176,6 +176,19 @@ describe("LocalWalWriter", () => {
     }
   });
 
+  test("a write after close is refused before it takes an LSN; the store is unchanged", async () => {
+    const { host, local } = await openLocal("no");
+    await local.engine.set(utf8("k"), utf8("v1"));
+    local.close();
+    const reserved = local.engine.wal.reservedLsn();
+    await expect(local.engine.set(utf8("k"), utf8("v2"))).rejects.toThrow(/write-ahead log is closed/);
+    await expect(local.engine.set(utf8("new"), utf8("v"))).rejects.toThrow(/write-ahead log is closed/);
+    expect(local.engine.wal.reservedLsn()).toBe(reserved);
+    expect(text(host.engine.get(utf8("k")))).toBe("v1");
+    expect(host.engine.get(utf8("new"))).toBeUndefined();
+    await host.close();
+  });
+
   test("fsync always keeps the WAL writer worker", async () => {
     dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
     const config = engineConfig({ data_dir: dir, fsync: "always" });
