@@ -42,6 +42,19 @@ import { WalBuffer, type WalBufferShared } from "./wal/wal_buffer.ts";
 export const TOUCH_KEYS_MAX = 64;
 const LINK_TOUCH_WINDOW = 32;
 
+/**
+ * Finds the keys of the reads in `bytes[start, end)` and writes their ranges to
+ * `bytes[key_starts[i], key_ends[i])`, i < the count returned (at most `key_starts.length`): a
+ * protocol's scanner for {@link Engine.touchKeys} (RESP `findLeadingGets`, msgpack `findGetKeys`).
+ */
+export type KeyFinder = (
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  key_starts: Int32Array,
+  key_ends: Int32Array,
+) => number;
+
 /** See Engine's `plan`: per entry, the head version claimed (or 0) and the new version (or 0: in place). */
 interface WritePlan {
   readonly claimed: number[];
@@ -132,10 +145,10 @@ export class Engine {
   private slot_counts = new Int32Array(64);
   /** Scratch for {@link touchKeys}. */
   private readonly touch_hashes: number[] = new Array(TOUCH_KEYS_MAX).fill(0);
-  /** The key ranges {@link touchKeys} hashed last: reads reuse their hashes in order ({@link touchedHash}). */
+  /** The key ranges {@link touchKeys} found last: reads reuse their hashes in order ({@link touchedHash}). */
   private touched_bytes: Uint8Array | undefined = undefined;
-  private touched_starts: Int32Array = new Int32Array(0);
-  private touched_ends: Int32Array = new Int32Array(0);
+  private readonly touched_starts = new Int32Array(TOUCH_KEYS_MAX);
+  private readonly touched_ends = new Int32Array(TOUCH_KEYS_MAX);
   /** How many of them were hashed, and the next one a read may reuse. */
   private touched_count = 0;
   private touched_next = 0;
@@ -215,34 +228,32 @@ export class Engine {
   }
 
   /**
-   * A hint before a batch of reads: touches the table lines (home slot, then record) of the keys
-   * whose hashes are `hashes[start, end)` (the first {@link TOUCH_KEYS_MAX}), so that their cache
-   * misses overlap instead of meeting each read's probe one after the other. Takes no lock, changes
-   * nothing; a single key gains nothing.
-   *
-   * @example
-   * engine.touch(hashes, 0, n); // then engine.read(key_i, …) for each, in any order
+   * Touches the table lines (home slot, then record) of the keys whose hashes are
+   * `hashes[start, end)` (the first {@link TOUCH_KEYS_MAX}), so that their cache misses overlap
+   * instead of meeting each probe one after the other. Takes no lock, changes nothing; a single key
+   * gains nothing.
    */
-  touch(hashes: readonly number[], start: number, end: number): void {
+  private touch(hashes: readonly number[], start: number, end: number): void {
     if (end - start > 1) this.touch_sink ^= this.table.touchHomes(hashes, start, end, this.home_refs);
   }
 
   /**
-   * {@link touch} for the keys `bytes[starts[i], ends[i])`, i < `count`, before they are read: hashed
-   * only if there are two or more (one has no miss to overlap with).
+   * A hint before the reads of `bytes[start, end)` run: `find` (the protocol's scanner) names their
+   * keys, and if there are two or more (one has no miss to overlap with) they are hashed and their
+   * table lines touched (see `touch`); the reads that follow reuse those hashes ({@link read}).
    *
    * @example
-   * engine.touchKeys(bytes, starts, ends, findLeadingGets(bytes, start, end, starts, ends));
+   * engine.touchKeys(bytes, start, end, findLeadingGets); // then engine.read(…) for each GET
    */
-  touchKeys(bytes: Uint8Array, starts: Int32Array, ends: Int32Array, count: number): void {
+  touchKeys(bytes: Uint8Array, start: number, end: number, find: KeyFinder): void {
+    const starts = this.touched_starts;
+    const ends = this.touched_ends;
+    const n = find(bytes, start, end, starts, ends);
     this.touched_bytes = bytes;
-    this.touched_starts = starts;
-    this.touched_ends = ends;
     this.touched_count = 0;
     this.touched_next = 0;
-    if (count < 2) return;
+    if (n < 2) return;
     const hashes = this.touch_hashes;
-    const n = Math.min(count, TOUCH_KEYS_MAX);
     for (let i = 0; i < n; i++) hashes[i] = hashKey(bytes, starts[i]!, ends[i]!);
     this.touched_count = n;
     this.touch(hashes, 0, n);
@@ -419,8 +430,8 @@ export class Engine {
   }
 
   /**
-   * The write of a table's lone writer (`write_now`), its shard mutexes held and its slots reserved:
-   * the record is reserved, completed and written before anything is linked, so each version is
+   * The write of a table's lone writer (`write_now`), its shard mutexes held: slots are reserved
+   * for its new versions, and its record reserved, completed and written before anything is linked, so each version is
    * linked visible and replaces the old one at once (nothing to finalize, nothing to wait for), and
    * a value of the same length as its key's only version is written over it in place, with no
    * version allocated or freed (Table.overwrite). Threaded, versions are linked first and the record
@@ -545,10 +556,7 @@ export class Engine {
    * a rollback on this thread must not wait for it).
    */
   holdsShard(shard: number): boolean {
-    if (!this.holding_shards) return false;
-    const shards = this.batch_shards;
-    for (let i = 0; i < shards.length; i++) if (shards.shards[i] === shard) return true;
-    return false;
+    return this.holding_shards && this.batch_shards.indexOf(shard) >= 0;
   }
 
   /** DEL entries whose key holds a value now (the caller holds their shards' mutexes). */

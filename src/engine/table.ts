@@ -649,7 +649,7 @@ export class Table {
    * sink ^= table.touchHomes(hashes, 0, hashes.length, scratch); // then lock, link…
    */
   touchHomes(hashes: readonly number[], start: number, end: number, home_refs: Uint32Array): number {
-    const n = Math.max(0, Math.min(Math.min(end, hashes.length) - start, home_refs.length));
+    const n = Math.max(0, Math.min(end, hashes.length, start + home_refs.length) - start);
     for (let i = 0; i < n; i++) {
       const h = hashes[start + i]!;
       const base = this.shardOf(h) * SHARD_WORDS;

@@ -12,7 +12,7 @@
  */
 
 import { readU32BE } from "../engine/bytes.ts";
-import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
+import type { KeyFinder } from "../engine/engine.ts";
 import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { OPS } from "./metrics.ts";
@@ -116,8 +116,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
 
   /** Touches the table lines of the chunk's GETs (findGetKeys). */
   prefetch(bytes: Uint8Array, start: number, end: number): void {
-    const n = findGetKeys(bytes, start, end, key_starts, key_ends);
-    this.ctx.engine.touchKeys(bytes, key_starts, key_ends, n);
+    this.ctx.engine.touchKeys(bytes, start, end, findGetKeys);
   }
 
   /** The decoded request is reused for the next frame: one that must wait is copied. */
@@ -140,29 +139,20 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
   }
 }
 
-/** Scratch of {@link MsgpackProtocol.prefetch} (one thread, used synchronously). */
-const key_starts = new Int32Array(TOUCH_KEYS_MAX);
-const key_ends = new Int32Array(TOUCH_KEYS_MAX);
 /** `[0xa3 "get"]`: the op of a GET. */
 const GET_OP = [0xa3, 0x67, 0x65, 0x74];
 
 /**
  * Finds the keys of the GETs among the whole frames that open `bytes[start, end)`: key i is
- * `bytes[key_starts[i], key_ends[i])`, for i < the count returned (at most `key_starts.length`). A
+ * `bytes[key_starts[i], key_ends[i])`, for i < the count returned (a KeyFinder). A
  * GET is a frame `[id, "get", key]`: a fixarray of 3, a uint id, the op as a fixstr, the key a str or
  * bin whose payload ends the frame; other frames are skipped. A hint for Engine.touchKeys that reads
  * ahead of `next`, which reads (and checks) the requests themselves.
  *
  * @example
- * engine.touchKeys(bytes, starts, ends, findGetKeys(bytes, start, end, starts, ends));
+ * engine.touchKeys(bytes, start, end, findGetKeys); // in a protocol's prefetch
  */
-export function findGetKeys(
-  bytes: Uint8Array,
-  start: number,
-  end: number,
-  key_starts: Int32Array,
-  key_ends: Int32Array,
-): number {
+export const findGetKeys: KeyFinder = (bytes, start, end, key_starts, key_ends) => {
   let n = 0;
   for (let pos = start; n < key_starts.length && pos + FRAME_HEADER_BYTES <= end; ) {
     const body = pos + FRAME_HEADER_BYTES;
@@ -177,7 +167,7 @@ export function findGetKeys(
     pos = frame_end;
   }
   return n;
-}
+};
 
 /** Where the key's payload starts in a GET frame's body `bytes[body, frame_end)`, or -1 if it is not one. */
 function getKeyStart(bytes: Uint8Array, body: number, frame_end: number): number {

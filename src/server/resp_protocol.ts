@@ -12,7 +12,6 @@
  * @example
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
-import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { newSession, OP_OTHER, recordOp, SetAnswer, type WorkerContext } from "./ops.ts";
 import { ANSWERED_LATER, findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
@@ -24,9 +23,6 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
 const MIN_SLAB_BYTES = 4096;
 /** Connections started by this worker: HELLO's `id`. */
 let connections_started = 0;
-/** Scratch of {@link RespProtocol.prefetch} (one thread, used synchronously). */
-const key_starts = new Int32Array(TOUCH_KEYS_MAX);
-const key_ends = new Int32Array(TOUCH_KEYS_MAX);
 
 export class RespProtocol implements Protocol<RespRequest, RespWriter> {
   next_start = 0;
@@ -65,8 +61,7 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
 
   /** Touches the table lines of the GETs that open the chunk (resp_reader.ts findLeadingGets). */
   prefetch(bytes: Uint8Array, start: number, end: number): void {
-    const n = findLeadingGets(bytes, start, end, key_starts, key_ends);
-    this.ctx.engine.touchKeys(bytes, key_starts, key_ends, n);
+    this.ctx.engine.touchKeys(bytes, start, end, findLeadingGets);
   }
 
   /** `next` reuses one request object: one that waits gets a copy of its own. */

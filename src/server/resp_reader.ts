@@ -17,6 +17,7 @@
  *   // arguments: bytes[reader.starts[i], reader.ends[i]) for i < reader.argc; next at reader.next_start
  * }
  */
+import type { KeyFinder } from "../engine/engine.ts";
 
 /** Most arguments in one request (Redis's limit too). */
 export const RESP_MAX_ARGUMENTS = 1024 * 1024;
@@ -186,20 +187,14 @@ const GET_KEY_LENGTH_MAX_DIGITS = 5;
 /**
  * Finds the keys of the GETs that open `bytes[start, end)` in the form clients send them
  * (`*2\r\n$3\r\nGET\r\n$<n>\r\n<key>\r\n`, the name in any case): key i is
- * `bytes[key_starts[i], key_ends[i])`, for i < the count returned (at most `key_starts.length`).
+ * `bytes[key_starts[i], key_ends[i])`, for i < the count returned (a KeyFinder).
  * Stops at the first request of any other shape, or one not all there: a hint for Engine.touchKeys
  * that reads ahead of RespReader, which reads (and checks) the requests themselves.
  *
  * @example
  * engine.touchKeys(bytes, starts, ends, findLeadingGets(bytes, start, end, starts, ends));
  */
-export function findLeadingGets(
-  bytes: Uint8Array,
-  start: number,
-  end: number,
-  key_starts: Int32Array,
-  key_ends: Int32Array,
-): number {
+export const findLeadingGets: KeyFinder = (bytes, start, end, key_starts, key_ends) => {
   let n = 0;
   let pos = start;
   while (n < key_starts.length && pos + 14 < end) {
@@ -222,7 +217,7 @@ export function findLeadingGets(
     pos = key + length + 2;
   }
   return n;
-}
+};
 
 function isBlank(b: number): boolean {
   return b === SPACE || b === TAB;

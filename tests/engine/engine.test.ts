@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { engineConfig } from "../../src/engine/config.ts";
-import type { Engine } from "../../src/engine/engine.ts";
+import type { Engine, KeyFinder } from "../../src/engine/engine.ts";
 import { InvalidError, TooLargeError, UnavailableError } from "../../src/engine/errors.ts";
 import { openEngine } from "../../src/engine/host.ts";
 import { prng } from "../../src/engine/io/prng.ts";
@@ -150,6 +150,12 @@ describe("reads", () => {
         const found = sink();
         return engine.read(bytes, found, starts[i], 2) ? found.last() : undefined;
       });
+    /** A scanner that names the four two-byte keys of `chunk`. */
+    const fourKeys: KeyFinder = (_bytes, _start, _end, key_starts, key_ends) => {
+      key_starts.set(starts);
+      key_ends.set(ends);
+      return starts.length;
+    };
     const expected = ["vk1", "vk2", "vk3", undefined];
     for (const order of [
       [0, 1, 2, 3],
@@ -157,13 +163,13 @@ describe("reads", () => {
       [3, 2, 1, 0],
       [0, 0, 1, 1],
     ]) {
-      engine.touchKeys(chunk, starts, ends, 4);
+      engine.touchKeys(chunk, 0, chunk.length, fourKeys);
       expect(readAll(order), JSON.stringify(order)).toEqual(order.map((i) => expected[i]));
     }
-    engine.touchKeys(chunk, starts, ends, 4);
+    engine.touchKeys(chunk, 0, chunk.length, fourKeys);
     expect(readAll([0, 1], utf8("k3k1k2k3"))).toEqual(["vk3", "vk1"]); // another array, same ranges
     const shifted = sink();
-    engine.touchKeys(chunk, starts, ends, 4);
+    engine.touchKeys(chunk, 0, chunk.length, fourKeys);
     expect(engine.read(chunk, shifted, 1, 2)).toBe(false); // "1k": a range not touched
     expect(readAll([0, 1, 2])).toEqual(["vk1", "vk2", "vk3"]);
   });
