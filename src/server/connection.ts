@@ -84,6 +84,15 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
    * reads overlap. Changes nothing; may do nothing.
    */
   prefetch(bytes: Uint8Array, start: number, end: number): void;
+  /**
+   * Answers at once, into `out`, the run of plain reads (GETs in the form clients send them) that
+   * opens `bytes[start, end)`, with the responses and metrics `next` and `execute` would give them,
+   * and returns where the first request it did not answer starts (`start` if none): a fast path
+   * past the general reader. Called only while nothing waits (no write in flight, no response
+   * queued), so answering at once keeps the order. Leaves to `next` anything it is not sure of:
+   * another shape, a key over its limit, a failure to report.
+   */
+  answerReads(bytes: Uint8Array, start: number, end: number, out: Writer, arrived_ms: number): number;
   /** True if `request` must not run before the connection's earlier writes complete. */
   mustFollowWrites(request: Request): boolean;
   /**
@@ -183,6 +192,10 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
     this.protocol.prefetch(input.bytes, input.start, input.end);
     const arrived_ms = performance.now();
     while (!this.closed && input.start < input.end) {
+      if (this.nothingWaits()) {
+        input.consumeTo(this.protocol.answerReads(input.bytes, input.start, input.end, this.out, arrived_ms));
+        if (input.start === input.end) break;
+      }
       const before = input.start;
       const request = this.protocol.next(input.bytes, input.start, input.end, arrived_ms);
       if (request instanceof Final) {
@@ -200,6 +213,11 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
       this.paused = true;
       this.socket.pause();
     }
+  }
+
+  /** No write in flight, no request deferred, no response queued: a read may be answered into `out`. */
+  private nothingWaits(): boolean {
+    return this.inflight === 0 && this.deferred.length === 0 && this.queue_head === this.queue.length;
   }
 
   /**

@@ -87,6 +87,7 @@ const OP_NAMES = OPS.map((name) => ({ name, bytes: new TextEncoder().encode(name
 const settled = new MsgWriter(64 * 1024);
 
 /** Ops that only read: on a connection they wait for the writes sent before them. */
+const OP_GET = opIndex("get");
 const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
 
 export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
@@ -117,6 +118,46 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
   /** Touches the table lines of the chunk's GETs (findGetKeys). */
   prefetch(bytes: Uint8Array, start: number, end: number): void {
     this.ctx.engine.touchKeys(bytes, start, end, findGetKeys);
+  }
+
+  /**
+   * Answers the whole GET frames `[id, "get", key]` that open the chunk as `execute` would:
+   * `[id, 0, value]`, or `[id, 0, nil]`. Stops at a frame of any other shape (an id that is not a
+   * uint32 included), or one whose key is over `--max-key-bytes` or whose response would pass
+   * `--max-frame-bytes`: `next` and `execute` answer those with their error. Before authentication
+   * it answers nothing (GET needs it).
+   */
+  answerReads(bytes: Uint8Array, start: number, end: number, out: MsgWriter, arrived_ms: number): number {
+    const { ctx } = this;
+    if (!this.session.authenticated) return start;
+    const { max_frame_bytes } = ctx.config;
+    const { max_key_bytes } = ctx.config.engine;
+    let pos = start;
+    let answered = 0;
+    while (pos + FRAME_HEADER_BYTES <= end) {
+      const length = readU32BE(bytes, pos);
+      const body = pos + FRAME_HEADER_BYTES;
+      const frame_end = body + length;
+      if (length > max_frame_bytes || frame_end > end) break;
+      const key = getKeyStart(bytes, body, frame_end);
+      const id = key < 0 ? -1 : requestId(bytes, body + 1);
+      if (id < 0 || frame_end - key > max_key_bytes) break;
+      const frame = out.beginFrame();
+      out.arrayHeader(3);
+      out.uint(id);
+      out.uint(CODE_OK);
+      if (!out.stored(ctx.engine, bytes, key, frame_end - key)) out.nil();
+      if (out.endFrame(frame) > max_frame_bytes) {
+        out.truncate(frame);
+        break;
+      }
+      answered++;
+      pos = frame_end;
+    }
+    if (answered === 0) return start;
+    const done_ms = performance.now();
+    for (let i = 0; i < answered; i++) recordOp(ctx, OP_GET, arrived_ms, false, done_ms);
+    return pos;
   }
 
   /** The decoded request is reused for the next frame: one that must wait is copied. */
@@ -184,6 +225,19 @@ function getKeyStart(bytes: Uint8Array, body: number, frame_end: number): number
   if (key < 0 || key > frame_end) return -1;
   const length = key === pos + 1 ? header - 0xa0 : bytes[pos + 1]!;
   return key + length === frame_end ? key : -1;
+}
+
+/**
+ * The request id whose first byte is at `at`, as MsgReader.uint reads it (a positive fixint or a
+ * uint8/16/32; the caller knows its bytes are in the frame), or -1 for any other encoding.
+ */
+function requestId(bytes: Uint8Array, at: number): number {
+  const b = bytes[at]!;
+  if (b <= 0x7f) return b;
+  if (b === 0xcc) return bytes[at + 1]!;
+  if (b === 0xcd) return (bytes[at + 1]! << 8) | bytes[at + 2]!;
+  if (b === 0xce) return readU32BE(bytes, at + 1);
+  return -1;
 }
 
 /** The answer that refuses a connection (too many, shutting down): `[0, 3, reason]`. */

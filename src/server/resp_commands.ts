@@ -459,3 +459,5 @@ export function findCommand(bytes: Uint8Array, start: number, end: number): Resp
 }
 
 export const QUIT = COMMANDS.find((c) => c.name === "quit")!;
+/** GET: the command RespProtocol.answerReads answers past the general reader. */
+export const GET = COMMANDS.find((c) => c.name === "get")!;

@@ -12,15 +12,28 @@
  * @example
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
+import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { newSession, OP_OTHER, recordOp, SetAnswer, type WorkerContext } from "./ops.ts";
-import { ANSWERED_LATER, findCommand, QUIT, type RespCommand, type RespSession } from "./resp_commands.ts";
+import {
+  ANSWERED_LATER,
+  findCommand,
+  GET,
+  QUIT,
+  type RespCommand,
+  type RespSession,
+} from "./resp_commands.ts";
 import { findLeadingGets, READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
 import { RespRequest } from "./resp_request.ts";
 import { REPLY_OK, RespError, RespWriter, replyBytes, respErrorText } from "./resp_writer.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 const MIN_SLAB_BYTES = 4096;
+/** The `\r\n` after a bulk string's bytes. */
+const CRLF_BYTES = 2;
+/** The key ranges of the GETs {@link RespProtocol.answerReads} answers (one thread, never re-entered). */
+const get_key_starts = new Int32Array(TOUCH_KEYS_MAX);
+const get_key_ends = new Int32Array(TOUCH_KEYS_MAX);
 /** Connections started by this worker: HELLO's `id`. */
 let connections_started = 0;
 
@@ -62,6 +75,29 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
   /** Touches the table lines of the GETs that open the chunk (resp_reader.ts findLeadingGets). */
   prefetch(bytes: Uint8Array, start: number, end: number): void {
     this.ctx.engine.touchKeys(bytes, start, end, findLeadingGets);
+  }
+
+  /**
+   * Answers the GETs that open the chunk in the standard form (findLeadingGets) as `execute` would:
+   * the value as a bulk string, or nil. Stops before one whose key is over `--max-key-bytes` or
+   * whose value is neither str nor bin: `next` and `execute` answer those with their error. Before
+   * authentication it answers nothing (GET needs it).
+   */
+  answerReads(bytes: Uint8Array, start: number, end: number, out: RespWriter, arrived_ms: number): number {
+    const { ctx } = this;
+    if (!this.state.session.authenticated) return start;
+    const n = findLeadingGets(bytes, start, end, get_key_starts, get_key_ends);
+    const max_key_bytes = ctx.config.engine.max_key_bytes;
+    let answered = 0;
+    for (; answered < n; answered++) {
+      const key_start = get_key_starts[answered]!;
+      const key_length = get_key_ends[answered]! - key_start;
+      if (key_length > max_key_bytes || !out.tryStoredBulk(ctx.engine, bytes, key_start, key_length)) break;
+    }
+    if (answered === 0) return start;
+    const done_ms = performance.now();
+    for (let i = 0; i < answered; i++) recordOp(ctx, GET.op_index, arrived_ms, false, done_ms);
+    return get_key_ends[answered - 1]! + CRLF_BYTES;
   }
 
   /** `next` reuses one request object: one that waits gets a copy of its own. */

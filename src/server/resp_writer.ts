@@ -56,9 +56,20 @@ export class RespWriter extends SlabWriter {
    * out.storedBulk(engine, key); // GET
    */
   storedBulk(source: ValueSource, key: Uint8Array, key_start = 0, key_length?: number): void {
+    if (!this.tryStoredBulk(source, key, key_start, key_length)) throw wrongTypeError(this.refused_type_byte);
+  }
+
+  /**
+   * As {@link storedBulk}, but a value of another type than str or bin writes nothing and returns
+   * false instead of throwing (the caller leaves the request to the path that reports it).
+   *
+   * @example
+   * if (!out.tryStoredBulk(engine, bytes, key_start, key_length)) break;
+   */
+  tryStoredBulk(source: ValueSource, key: Uint8Array, key_start = 0, key_length?: number): boolean {
     this.refused_type_byte = -1;
     if (!this.stored(source, key, key_start, key_length)) this.nil();
-    else if (this.refused_type_byte >= 0) throw wrongTypeError(this.refused_type_byte);
+    return this.refused_type_byte < 0;
   }
 
   /**

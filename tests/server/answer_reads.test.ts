@@ -1,0 +1,269 @@
+/**
+ * Protocol.answerReads, the fast path for the GETs that open a chunk, answers exactly as the general
+ * path (`next` + `execute`) would: the same bytes in the same order and the same metrics, for RESP and
+ * msgpack. Seeded streams of GETs (hits, misses, keys over the limit, values RESP cannot show, replies
+ * over the frame limit, ids of every encoding), SETs, DELs and other requests are cut into chunks at
+ * random points and fed to two in-process servers, one with the fast path and one without.
+ * `WALKV_SEED=n` replays a stream; a failure names its seed.
+ */
+import { expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { engineConfig } from "../../src/engine/config.ts";
+import { type EngineHost, openEngine, walStart } from "../../src/engine/host.ts";
+import { prng, randomInt } from "../../src/engine/io/prng.ts";
+import { LocalWalWriter } from "../../src/engine/wal/local_wal_writer.ts";
+import { setEntry } from "../../src/engine/wal/record.ts";
+import type { ClientSocket } from "../../src/server/client_socket.ts";
+import { serverConfig } from "../../src/server/config.ts";
+import { Connection, type OutputWriter, type Protocol } from "../../src/server/connection.ts";
+import { createMetricsBuffer, Metrics } from "../../src/server/metrics.ts";
+import { MsgpackProtocol } from "../../src/server/msgpack_protocol.ts";
+import { SetCoalescer, type WorkerContext } from "../../src/server/ops.ts";
+import { packr } from "../../src/server/pack.ts";
+import { RespProtocol } from "../../src/server/resp_protocol.ts";
+import { testSeed } from "./raw_client.ts";
+import { concatBytes } from "./resp_client.ts";
+
+const MAX_KEY_BYTES = 48;
+const MAX_FRAME_BYTES = 4096;
+const encoder = new TextEncoder();
+
+/** A socket that keeps every byte it is given. */
+class RecordingSocket implements ClientSocket {
+  readonly unsent_bytes = 0;
+  readonly chunks: Uint8Array[] = [];
+  write(bytes: Uint8Array, start = 0, end = bytes.length): void {
+    this.chunks.push(bytes.slice(start, end));
+  }
+  pause(): void {}
+  resume(): void {}
+  end(): void {}
+  destroy(): void {}
+}
+
+/** Bytes stored as msgpack: str and bin values RESP can show, an int it cannot, one too big to send. */
+const STORED: Array<[string, Uint8Array]> = [
+  ["k0", packr.pack("zero")],
+  ["k1", packr.pack(new Uint8Array(300).fill(7))],
+  ["k2", packr.pack("")],
+  ["int", packr.pack(5)],
+  ["big", packr.pack(new Uint8Array(MAX_FRAME_BYTES + 100).fill(1))],
+];
+
+interface Server {
+  readonly connection: Connection<unknown>;
+  readonly socket: RecordingSocket;
+  readonly metrics: Metrics;
+  /** Bytes the fast path consumed (0 for the server without it). */
+  fast_bytes: number;
+  /** Closes the engine and removes its files. */
+  close(): Promise<void>;
+}
+
+/** The token of the servers that require AUTH (`auth_token`). */
+const TOKEN = "secret";
+
+async function openServer(kind: "resp" | "msgpack", fast: boolean, auth: boolean): Promise<Server> {
+  const dir = fs.mkdtempSync(`${os.tmpdir()}/walkv-answer-reads-`);
+  const engine_config = engineConfig({
+    data_dir: `${dir}/data`,
+    fsync: "no",
+    checkpoint_interval_ms: 0,
+    max_key_bytes: MAX_KEY_BYTES,
+    // Small, so that the test leaves little for the next test file's heap measurements to count.
+    max_value_bytes: 64 << 10,
+    max_batch_bytes: 1 << 20,
+    memory_limit_bytes: 64 << 20,
+    shard_bits: 4,
+  });
+  const host: EngineHost = await openEngine(engine_config, { local_wal_writer: true, log: () => {} });
+  const local = new LocalWalWriter(host.shared, walStart(host.recovery), () => {});
+  const engine = local.engine;
+  for (const [key, value] of STORED) await engine.write([setEntry(encoder.encode(key), value)]);
+  const config = serverConfig({
+    engine: engine_config,
+    socket_path: `${dir}/s`,
+    workers: 1,
+    max_frame_bytes: MAX_FRAME_BYTES,
+    max_output_bytes: 1 << 30,
+    auth_token: auth ? TOKEN : undefined,
+  });
+  const metrics = new Metrics(createMetricsBuffer(1), 0);
+  const ctx: WorkerContext = {
+    engine,
+    sets: new SetCoalescer(engine),
+    config,
+    metrics,
+    checkpoint: () => Promise.reject(new Error("no checkpoints here")),
+    serverStats: () => ({}),
+    draining: () => false,
+    started_unix_ms: Date.now(),
+    resp_tcp_port: () => 0,
+  };
+  const socket = new RecordingSocket();
+  const server = { socket, metrics, fast_bytes: 0 } as Server & { connection: Connection<unknown> };
+  const protocol = (kind === "resp" ? new RespProtocol(ctx) : new MsgpackProtocol(ctx)) as Protocol<
+    unknown,
+    OutputWriter
+  >;
+  const answerReads = protocol.answerReads.bind(protocol);
+  protocol.answerReads = (bytes, start, end, out, arrived_ms) => {
+    if (!fast) return start;
+    const after = answerReads(bytes, start, end, out, arrived_ms);
+    server.fast_bytes += after - start;
+    return after;
+  };
+  (server as { connection: Connection<unknown> }).connection = new Connection(
+    socket,
+    protocol,
+    ctx,
+    () => {},
+  );
+  server.close = async () => {
+    local.close();
+    await host.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return server;
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+/** Feeds `chunks` (a fresh copy each, as a socket gives) and waits until every reply is sent. */
+async function feed(server: Server, chunks: readonly Uint8Array[], rng: () => number): Promise<Uint8Array> {
+  for (const chunk of chunks) {
+    server.connection.receive(chunk.slice());
+    if (randomInt(rng, 3) === 0) await turn(); // sometimes a write completes between chunks
+  }
+  for (let turns = 0; !server.connection.flushed(); turns++) {
+    if (turns > 10_000) throw new Error("replies still pending after 10,000 turns");
+    await turn();
+  }
+  return concatBytes(server.socket.chunks);
+}
+
+/** `bytes` cut at random points into 1 to 8 chunks. */
+function cut(bytes: Uint8Array, rng: () => number): Uint8Array[] {
+  const points = Array.from({ length: randomInt(rng, 8) }, () => randomInt(rng, bytes.length + 1));
+  points.sort((a, b) => a - b);
+  const chunks: Uint8Array[] = [];
+  let at = 0;
+  for (const point of [...points, bytes.length]) {
+    if (point > at) chunks.push(bytes.subarray(at, point));
+    at = Math.max(at, point);
+  }
+  return chunks;
+}
+
+/** Keys SETs and DELs change; GETs also read the keys of values they must refuse (never changed). */
+const WRITE_KEYS = ["k0", "k1", "k2", "missing"];
+const KEYS = [...WRITE_KEYS, "int", "big", "k".repeat(MAX_KEY_BYTES + 1)];
+
+function respRequest(rng: () => number): Uint8Array {
+  const key = KEYS[randomInt(rng, KEYS.length)]!;
+  const written = WRITE_KEYS[randomInt(rng, WRITE_KEYS.length)]!;
+  const bulk = (args: string[]) =>
+    `*${args.length}\r\n${args.map((a) => `$${a.length}\r\n${a}\r\n`).join("")}`;
+  const get = ["GET", "get", "Get"][randomInt(rng, 3)]!;
+  switch (randomInt(rng, 10)) {
+    case 0:
+      return encoder.encode(bulk(["SET", written, `v${randomInt(rng, 1000)}`]));
+    case 1:
+      return encoder.encode(bulk(["DEL", written]));
+    case 2:
+      return encoder.encode(bulk(["PING"]));
+    case 3:
+      return encoder.encode(`${get} ${key}\r\n`); // inline: the general reader's
+    default:
+      return encoder.encode(bulk([get, key]));
+  }
+}
+
+/** Ids of every encoding: fixint, uint8/16/32 (valid), int64, uint64 and float64 (refused by the general path). */
+const IDS: unknown[] = [0, 5, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2n ** 40n, 2n ** 63n, 1.5];
+
+function msgpackRequest(rng: () => number): Uint8Array {
+  const name = KEYS[randomInt(rng, KEYS.length)]!;
+  const written = WRITE_KEYS[randomInt(rng, WRITE_KEYS.length)]!;
+  const key = randomInt(rng, 2) === 0 ? name : encoder.encode(name); // str or bin
+  const id = IDS[randomInt(rng, IDS.length)]!;
+  let request: unknown[];
+  switch (randomInt(rng, 8)) {
+    case 0:
+      request = [id, "set", written, randomInt(rng, 1000)];
+      break;
+    case 1:
+      request = [id, "del", written];
+      break;
+    case 2:
+      request = [id, "ping"];
+      break;
+    default:
+      request = [id, "get", key];
+  }
+  return msgpackFrame(request);
+}
+
+/** `request` packed, after its 4-byte big-endian length. */
+function msgpackFrame(request: unknown[]): Uint8Array {
+  const body = packr.pack(request);
+  const frame = new Uint8Array(4 + body.length);
+  new DataView(frame.buffer).setUint32(0, body.length);
+  frame.set(body, 4);
+  return frame;
+}
+
+/** A GET of `key` in the form clients send it. */
+function getRequest(kind: "resp" | "msgpack", key: string): Uint8Array {
+  if (kind === "resp") return encoder.encode(`*2\r\n$3\r\nGET\r\n$${key.length}\r\n${key}\r\n`);
+  return msgpackFrame([1, "get", key]);
+}
+
+/** AUTH with the right token, in `kind`'s form. */
+function authRequest(kind: "resp" | "msgpack"): Uint8Array {
+  if (kind === "resp") return encoder.encode(`*2\r\n$4\r\nAUTH\r\n$${TOKEN.length}\r\n${TOKEN}\r\n`);
+  return msgpackFrame([1, "auth", TOKEN]);
+}
+
+for (const kind of ["resp", "msgpack"] as const) {
+  for (const auth of [false, true]) {
+    const name = auth ? "with AUTH required (the first round's GETs come before it)" : "without AUTH";
+    test(`${kind}, ${name}: answerReads answers as the general path does: same bytes, same metrics`, async () => {
+      const seed = testSeed((kind === "resp" ? 0xa115_0001 : 0xa115_0002) + (auth ? 16 : 0));
+      const fast = await openServer(kind, true, auth);
+      const general = await openServer(kind, false, auth);
+      try {
+        await compare(kind, auth, seed, fast, general);
+      } finally {
+        await fast.close();
+        await general.close();
+        Bun.gc(true); // the engines' buffers go now, not during a later test's heap measurements
+      }
+    });
+  }
+}
+
+/** Feeds both servers the same 40 rounds of seeded requests; their replies and metrics must agree. */
+async function compare(kind: "resp" | "msgpack", auth: boolean, seed: number, fast: Server, general: Server) {
+  const rng = prng(seed);
+  for (let round = 0; round < 40; round++) {
+    const requests = Array.from({ length: 1 + randomInt(rng, 40) }, () =>
+      kind === "resp" ? respRequest(rng) : msgpackRequest(rng),
+    );
+    if (auth && round === 0) requests.unshift(getRequest(kind, "k0"));
+    if (auth && round === 0) requests.push(authRequest(kind));
+    const chunks = cut(concatBytes(requests), rng);
+    const feed_seed = randomInt(rng, 2 ** 31);
+    const got = await feed(fast, chunks, prng(feed_seed));
+    const expected = await feed(general, chunks, prng(feed_seed));
+    expect(Buffer.from(got).toString("latin1"), `seed ${seed} round ${round}`).toBe(
+      Buffer.from(expected).toString("latin1"),
+    );
+  }
+  const counts = (s: Server) =>
+    Object.fromEntries(Object.entries(s.metrics.summary().ops).map(([op, o]) => [op, [o.count, o.errors]]));
+  expect(counts(fast), `seed ${seed}`).toEqual(counts(general));
+  expect(counts(fast).get![0], `seed ${seed}`).toBeGreaterThan(100);
+  expect(fast.fast_bytes, `seed ${seed}: the fast path answered nothing`).toBeGreaterThan(0);
+}
