@@ -188,8 +188,9 @@ const GET_KEY_LENGTH_MAX_DIGITS = 5;
  * Finds the keys of the GETs that open `bytes[start, end)` in the form clients send them
  * (`*2\r\n$3\r\nGET\r\n$<n>\r\n<key>\r\n`, the name in any case): key i is
  * `bytes[key_starts[i], key_ends[i])`, for i < the count returned (a KeyFinder).
- * Stops at the first request of any other shape, or one not all there: a hint for Engine.touchKeys
- * that reads ahead of RespReader, which reads (and checks) the requests themselves.
+ * Stops at the first request of any other shape, one not all there, or one RespReader would refuse
+ * (a line not ended by `\r\n`): Engine.touchKeys reads ahead with it, and RespProtocol.answerReads
+ * answers what it finds, so it must accept nothing the general reader refuses.
  *
  * @example
  * engine.touchKeys(bytes, starts, ends, findLeadingGets(bytes, start, end, starts, ends));
@@ -210,7 +211,8 @@ export const findLeadingGets: KeyFinder = (bytes, start, end, key_starts, key_en
     for (; i < end && i < pos + 14 + GET_KEY_LENGTH_MAX_DIGITS && bytes[i]! >= ZERO && bytes[i]! <= NINE; i++)
       length = length * 10 + bytes[i]! - ZERO;
     const key = i + 2;
-    if (i === pos + 14 || i >= end || bytes[i] !== CR || key + length + 2 > end) return n;
+    if (i === pos + 14 || key + length + 2 > end || bytes[i] !== CR || bytes[i + 1] !== LF) return n;
+    if (bytes[key + length] !== CR || bytes[key + length + 1] !== LF) return n;
     key_starts[n] = key;
     key_ends[n] = key + length;
     n++;

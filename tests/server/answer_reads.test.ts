@@ -267,3 +267,32 @@ async function compare(kind: "resp" | "msgpack", auth: boolean, seed: number, fa
   expect(counts(fast).get![0], `seed ${seed}`).toBeGreaterThan(100);
   expect(fast.fast_bytes, `seed ${seed}: the fast path answered nothing`).toBeGreaterThan(0);
 }
+
+/** GETs RespReader refuses for a missing `\n` or `\r\n`: the fast path must leave them to it. */
+const MALFORMED_GETS = [
+  "*2\r\n$3\r\nGET\r\n$2\rxk0\r\n", // the key length's line ends in \r alone
+  "*2\r\n$3\r\nGET\r\n$2\r\nk0xx*1\r\n$4\r\nPING\r\n", // the key is not followed by \r\n
+  "*2\r\n$3\r\nGET\r\n$1\r\nk0\r\n", // the key is longer than declared
+];
+
+test("resp: GETs the general reader refuses as malformed are not answered by answerReads", async () => {
+  for (const malformed of MALFORMED_GETS) {
+    const fast = await openServer("resp", true, false);
+    const general = await openServer("resp", false, false);
+    try {
+      const bytes = concatBytes([getRequest("resp", "k0"), encoder.encode(malformed)]);
+      const rng = () => 0;
+      const got = Buffer.from(await feed(fast, [bytes], rng)).toString("latin1");
+      const expected = Buffer.from(await feed(general, [bytes], rng)).toString("latin1");
+      expect(got, JSON.stringify(malformed)).toBe(expected);
+      expect(got, JSON.stringify(malformed)).toContain("-ERR Protocol error");
+      expect(fast.fast_bytes, "the well-formed GET before it was answered by the fast path").toBe(
+        getRequest("resp", "k0").length,
+      );
+    } finally {
+      await fast.close();
+      await general.close();
+    }
+  }
+  Bun.gc(true);
+});
