@@ -35,7 +35,8 @@ export interface OutputWriter {
 
 /** Takes the response of a request answered later (see {@link Protocol.execute}). */
 export interface Responder {
-  respond(slot: number, bytes: Uint8Array): void;
+  /** `bytes` answer the `requests` requests (1 unless a group of SETs: Protocol.takeSets) of `slot`. */
+  respond(slot: number, bytes: Uint8Array, requests?: number): void;
 }
 
 /**
@@ -93,6 +94,23 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
    * another shape, a key over its limit, a failure to report.
    */
   answerReads(bytes: Uint8Array, start: number, end: number, out: Writer, arrived_ms: number): number;
+  /**
+   * Starts the run of plain SETs (in the form clients send them) that opens `bytes[start, end)` as
+   * one group of the worker's SetCoalescer, whose one waiter later calls `responder.respond(slot,
+   * responses, count)` with the responses `execute` would give each, and returns their count (0 if
+   * none), `next_start` set after them: a fast path past the general reader. Called only when no
+   * request waits behind an earlier write (a SET starts at once, as `execute` starts one). Leaves to
+   * `next` anything it is not sure of: another shape, a key, value or request over its limit, a
+   * connection not authenticated.
+   */
+  takeSets(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    responder: Responder,
+    slot: number,
+    arrived_ms: number,
+  ): number;
   /** True if `request` must not run before the connection's earlier writes complete. */
   mustFollowWrites(request: Request): boolean;
   /**
@@ -196,6 +214,7 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
         input.consumeTo(this.protocol.answerReads(input.bytes, input.start, input.end, this.out, arrived_ms));
         if (input.start === input.end) break;
       }
+      if (this.deferred.length === 0 && this.takeSets(arrived_ms) && input.start === input.end) break;
       const before = input.start;
       const request = this.protocol.next(input.bytes, input.start, input.end, arrived_ms);
       if (request instanceof Final) {
@@ -213,6 +232,17 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
       this.paused = true;
       this.socket.pause();
     }
+  }
+
+  /** Starts the SETs that open the input as one group with one response slot; false if none. */
+  private takeSets(arrived_ms: number): boolean {
+    const input = this.input;
+    const slot = this.queue_base + this.queue.length;
+    const count = this.protocol.takeSets(input.bytes, input.start, input.end, this, slot, arrived_ms);
+    if (count === 0) return false;
+    input.consumeTo(this.protocol.next_start);
+    this.awaitResponse(count);
+    return true;
   }
 
   /** No write in flight, no request deferred, no response queued: a read may be answered into `out`. */
@@ -239,9 +269,14 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
       if (!direct) this.enqueue(writer.take());
       return;
     }
-    if (direct) this.flushOut();
+    this.awaitResponse(1);
+  }
+
+  /** The next slot waits for the response of `requests` requests (what `out` holds goes first). */
+  private awaitResponse(requests: number): void {
+    if (this.queue_head === this.queue.length) this.flushOut();
     this.queue.push(undefined);
-    this.inflight++;
+    this.inflight += requests;
   }
 
   private scratchWriter(): Writer {
@@ -250,12 +285,12 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
   }
 
   /** A pending write's response arrived: it takes its slot; waiting requests may run now. */
-  respond(slot: number, bytes: Uint8Array): void {
+  respond(slot: number, bytes: Uint8Array, requests = 1): void {
     const index = slot - this.queue_base;
     if (index < this.queue_head || index >= this.queue.length || this.queue[index] !== undefined) {
       throw new Error(`response to slot ${slot}, which is not waiting for one`);
     }
-    this.inflight--;
+    this.inflight -= requests;
     this.queue[index] = bytes;
     this.queued_bytes += bytes.length;
     if (this.inflight === 0) this.runDeferred();

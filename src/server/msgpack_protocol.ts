@@ -13,7 +13,7 @@
 
 import { readU32BE } from "../engine/bytes.ts";
 import type { KeyFinder } from "../engine/engine.ts";
-import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
+import { entryBytes, setEntryIn, type WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
 import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
@@ -88,6 +88,8 @@ const settled = new MsgWriter(64 * 1024);
 
 /** Ops that only read: on a connection they wait for the writes sent before them. */
 const OP_GET = opIndex("get");
+/** The SETs {@link MsgpackProtocol.takeSets} starts as one group (reused). */
+const set_group: WalEntry[] = [];
 const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
 
 export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
@@ -160,6 +162,59 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     return pos;
   }
 
+  /**
+   * Starts the whole SET frames `[id, "set", key, value]` that open the chunk as one coalesced
+   * group, answered `[id, 0, true]` each once visible, or each with the batch's failure: an id of a
+   * uint32 encoding, a key a fixstr, str8 or bin8, a value a str or bin that ends the frame. Stops
+   * before any other frame, one over `--max-frame-bytes`, or one whose key or value is over its
+   * limit (`next` and `execute` answer those with their error), or that would make the group larger
+   * than one batch; before authentication it takes nothing.
+   */
+  takeSets(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    responder: Responder,
+    slot: number,
+    arrived_ms: number,
+  ): number {
+    const { ctx } = this;
+    if (!this.session.authenticated) return 0;
+    const { max_frame_bytes } = ctx.config;
+    const { max_key_bytes, max_value_bytes } = ctx.config.engine;
+    const group = set_group;
+    let ids: number[] | undefined;
+    let size_bytes = 0;
+    let pos = start;
+    while (pos + FRAME_HEADER_BYTES <= end) {
+      const length = readU32BE(bytes, pos);
+      const body = pos + FRAME_HEADER_BYTES;
+      const frame_end = body + length;
+      if (length > max_frame_bytes || frame_end > end) break;
+      const key = keyStart(bytes, body, frame_end, 0x94, SET_OP);
+      const id = key < 0 ? -1 : requestId(bytes, body + 1);
+      if (id < 0) break;
+      const key_length = key_length_out[0]!;
+      const value = key + key_length;
+      const value_length = frame_end - value;
+      if (key_length > max_key_bytes || value_length > max_value_bytes) break;
+      if (value === frame_end || strOrBinBytes(bytes, value, frame_end) !== value_length) break;
+      const entry_bytes = entryBytes(key_length, value_length, 0);
+      if (!ctx.sets.fits(group.length + 1, size_bytes + entry_bytes)) break;
+      group.push(setEntryIn(bytes, key, key_length, bytes, value, value_length, 0));
+      ids ??= [];
+      ids.push(id);
+      size_bytes += entry_bytes;
+      pos = frame_end;
+    }
+    const count = group.length;
+    this.next_start = pos;
+    if (ids === undefined) return 0;
+    ctx.sets.addGroup(group, size_bytes, new TrueWhenDone(ctx, responder, slot, arrived_ms, ids));
+    group.length = 0;
+    return count;
+  }
+
   /** The decoded request is reused for the next frame: one that must wait is copied. */
   retain(request: ParsedRequest): ParsedRequest {
     return request.copy();
@@ -210,21 +265,59 @@ export const findGetKeys: KeyFinder = (bytes, start, end, key_starts, key_ends) 
   return n;
 };
 
-/** Where the key's payload starts in a GET frame's body `bytes[body, frame_end)`, or -1 if it is not one. */
-function getKeyStart(bytes: Uint8Array, body: number, frame_end: number): number {
-  if (frame_end - body < 2 || bytes[body] !== 0x93) return -1;
+/** `[0xa3 "set"]`: the op of a SET. */
+const SET_OP = [0xa3, 0x73, 0x65, 0x74];
+/** The length of the key {@link keyStart} found. */
+const key_length_out = new Int32Array(1);
+
+/**
+ * Where the key's payload starts in the frame body `bytes[body, frame_end)` if it opens with the
+ * fixarray header `array_header`, an id of a uint encoding, the fixstr `op`, and a key (fixstr, str8
+ * or bin8) whose payload is whole in the frame: its length is `key_length_out[0]`. -1 otherwise.
+ */
+function keyStart(
+  bytes: Uint8Array,
+  body: number,
+  frame_end: number,
+  array_header: number,
+  op: readonly number[],
+): number {
+  if (frame_end - body < 2 || bytes[body] !== array_header) return -1;
   const id = bytes[body + 1]!;
   const id_bytes = id < 0x80 ? 1 : id >= 0xcc && id <= 0xcf ? 1 + (1 << (id - 0xcc)) : -1;
-  // Then the op and at least the key's header byte: all inside the frame, or it is not a GET.
-  if (id_bytes < 0 || body + 1 + id_bytes + GET_OP.length + 1 > frame_end) return -1;
+  // Then the op and at least the key's header byte: all inside the frame, or it is not this op.
+  if (id_bytes < 0 || body + 1 + id_bytes + op.length + 1 > frame_end) return -1;
   let pos = body + 1 + id_bytes;
-  for (let i = 0; i < GET_OP.length; i++) if (bytes[pos + i] !== GET_OP[i]) return -1;
-  pos += GET_OP.length;
+  for (let i = 0; i < op.length; i++) if (bytes[pos + i] !== op[i]) return -1;
+  pos += op.length;
   const header = bytes[pos]!;
   const key = header >= 0xa0 && header <= 0xbf ? pos + 1 : header === 0xc4 || header === 0xd9 ? pos + 2 : -1;
   if (key < 0 || key > frame_end) return -1;
   const length = key === pos + 1 ? header - 0xa0 : bytes[pos + 1]!;
-  return key + length === frame_end ? key : -1;
+  if (key + length > frame_end) return -1;
+  key_length_out[0] = length;
+  return key;
+}
+
+/** Where the key's payload starts in a GET frame's body `bytes[body, frame_end)`, or -1 if it is not one. */
+function getKeyStart(bytes: Uint8Array, body: number, frame_end: number): number {
+  const key = keyStart(bytes, body, frame_end, 0x93, GET_OP);
+  return key >= 0 && key + key_length_out[0]! === frame_end ? key : -1;
+}
+
+/**
+ * The size, header included, of the msgpack str or bin (any width) at `pos` if its header is in
+ * `bytes[pos, end)`; -1 for a value of another type.
+ */
+function strOrBinBytes(bytes: Uint8Array, pos: number, end: number): number {
+  const h = bytes[pos]!;
+  if (h >= 0xa0 && h <= 0xbf) return 1 + h - 0xa0;
+  const width =
+    h === 0xd9 || h === 0xc4 ? 1 : h === 0xda || h === 0xc5 ? 2 : h === 0xdb || h === 0xc6 ? 4 : 0;
+  if (width === 0 || pos + 1 + width > end) return -1;
+  if (width === 1) return 2 + bytes[pos + 1]!;
+  if (width === 2) return 3 + ((bytes[pos + 1]! << 8) | bytes[pos + 2]!);
+  return 5 + readU32BE(bytes, pos + 1);
 }
 
 /**
@@ -388,16 +481,22 @@ class TrueWhenDone extends SetAnswer {
     responder: Responder,
     slot: number,
     started_ms: number,
-    private readonly id: number,
+    /** The id of each SET answered (one, or a group's: takeSets). */
+    private readonly ids: number | readonly number[],
   ) {
-    super(ctx, responder, slot, started_ms);
+    super(ctx, responder, slot, started_ms, typeof ids === "number" ? 1 : ids.length);
   }
 
   protected response(failure: unknown): Uint8Array {
-    if (failure === undefined)
-      writeResponse(settled, this.id, CODE_OK, true, this.ctx.config.max_frame_bytes);
-    else writeError(settled, this.id, failure);
+    const { ids } = this;
+    if (typeof ids === "number") this.answer(ids, failure);
+    else for (const id of ids) this.answer(id, failure);
     return settled.take();
+  }
+
+  private answer(id: number, failure: unknown): void {
+    if (failure === undefined) writeResponse(settled, id, CODE_OK, true, this.ctx.config.max_frame_bytes);
+    else writeError(settled, id, failure);
   }
 }
 

@@ -140,7 +140,7 @@ export async function deleteKeys(ctx: WorkerContext, keys: readonly Uint8Array[]
 }
 
 /** Most SETs coalesced into one record (a bound on a batch's latency and memory besides its bytes). */
-const COALESCE_MAX_ENTRIES = 1024;
+export const COALESCE_MAX_ENTRIES = 1024;
 
 /** Told once what became of a coalesced SET. Must not throw. */
 export interface SetWaiter {
@@ -189,17 +189,52 @@ export class SetCoalescer {
   add(entry: WalEntry, waiter: SetWaiter): void {
     if (entry.op !== OP_SET) throw new Error("SetCoalescer takes SET entries only");
     const entry_bytes = entrySizeBytes(entry);
+    this.makeRoom(1, entry_bytes);
+    this.entries.push(entry);
+    this.waiters.push(waiter);
+    this.size_bytes += entry_bytes;
+  }
+
+  /**
+   * True if one batch can hold `count` SET entries whose {@link entrySizeBytes} add up to
+   * `size_bytes`: the most {@link addGroup} takes.
+   */
+  fits(count: number, size_bytes: number): boolean {
+    return (
+      count <= COALESCE_MAX_ENTRIES &&
+      RECORD_HEADER_SIZE_BYTES + size_bytes <= this.engine.config.max_batch_bytes
+    );
+  }
+
+  /**
+   * Adds validated SET entries (`size_bytes`: their entrySizeBytes summed) that one waiter answers
+   * together: they join one batch, the open one flushed first if they do not all fit in it, so they
+   * succeed or fail as one. They must {@link fits}.
+   *
+   * @example
+   * if (sets.fits(group.length, size_bytes)) sets.addGroup(group, size_bytes, waiter);
+   */
+  addGroup(entries: readonly WalEntry[], size_bytes: number, waiter: SetWaiter): void {
+    if (!this.fits(entries.length, size_bytes)) throw new Error("a SET group larger than one batch");
+    this.makeRoom(entries.length, size_bytes);
+    for (const entry of entries) {
+      if (entry.op !== OP_SET) throw new Error("SetCoalescer takes SET entries only");
+      this.entries.push(entry);
+    }
+    this.waiters.push(waiter);
+    this.size_bytes += size_bytes;
+  }
+
+  /** Flushes the open batch if `count` more entries of `size_bytes` would overfill it; schedules the next flush. */
+  private makeRoom(count: number, size_bytes: number): void {
     const full =
-      this.entries.length >= COALESCE_MAX_ENTRIES ||
-      this.size_bytes + entry_bytes > this.engine.config.max_batch_bytes;
+      this.entries.length + count > COALESCE_MAX_ENTRIES ||
+      this.size_bytes + size_bytes > this.engine.config.max_batch_bytes;
     if (full) this.flush();
     if (!this.scheduled) {
       this.scheduled = true;
       this.schedule(this.scheduledFlush);
     }
-    this.entries.push(entry);
-    this.waiters.push(waiter);
-    this.size_bytes += entry_bytes;
   }
 
   /** Issues the open batch to the engine now (its LSN is taken here). */
@@ -219,12 +254,13 @@ export class SetCoalescer {
 }
 
 /**
- * A SET's waiter that answers its request: records the op in the metrics and hands the protocol's
- * encoding of the outcome to the connection's slot.
+ * The waiter of `requests` coalesced SETs of one connection (1, or a group: SetCoalescer.addGroup)
+ * that answers them in one response slot: records each op in the metrics and hands the protocol's
+ * encoding of their outcome to the connection's slot.
  *
  * @example
  * class OkWhenDone extends SetAnswer { protected response(failure: unknown) { return failure ? ERR : OK; } }
- * ctx.sets.add(entry, new OkWhenDone(ctx, responder, slot, started_ms));
+ * ctx.sets.add(entry, new OkWhenDone(ctx, responder, slot, started_ms, 1));
  */
 export abstract class SetAnswer implements SetWaiter {
   constructor(
@@ -232,14 +268,17 @@ export abstract class SetAnswer implements SetWaiter {
     private readonly responder: Responder,
     private readonly slot: number,
     private readonly started_ms: number,
+    protected readonly requests: number,
   ) {}
 
   setDone(failure: unknown, done_ms: number): void {
-    recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined, done_ms);
-    this.responder.respond(this.slot, this.response(failure));
+    for (let i = 0; i < this.requests; i++) {
+      recordOp(this.ctx, OP_SET_INDEX, this.started_ms, failure !== undefined, done_ms);
+    }
+    this.responder.respond(this.slot, this.response(failure), this.requests);
   }
 
-  /** The encoded response: success when `failure` is undefined. */
+  /** The encoded responses of the `requests` SETs, in order: successes when `failure` is undefined. */
   protected abstract response(failure: unknown): Uint8Array;
 }
 

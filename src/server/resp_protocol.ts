@@ -13,8 +13,16 @@
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
 import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
+import { entryBytes, type WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
-import { newSession, OP_OTHER, recordOp, SetAnswer, type WorkerContext } from "./ops.ts";
+import {
+  COALESCE_MAX_ENTRIES,
+  newSession,
+  OP_OTHER,
+  recordOp,
+  SetAnswer,
+  type WorkerContext,
+} from "./ops.ts";
 import {
   ANSWERED_LATER,
   findCommand,
@@ -23,8 +31,9 @@ import {
   type RespCommand,
   type RespSession,
 } from "./resp_commands.ts";
-import { findLeadingGets, READ_INCOMPLETE, READ_MALFORMED, RespReader } from "./resp_reader.ts";
-import { RespRequest } from "./resp_request.ts";
+import { findLeadingGets, READ_INCOMPLETE, READ_MALFORMED, RespReader, readPlainSet } from "./resp_reader.ts";
+import { binSetEntry, RespRequest } from "./resp_request.ts";
+import { binSize } from "./resp_values.ts";
 import { REPLY_OK, RespError, RespWriter, replyBytes, respErrorText } from "./resp_writer.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });
@@ -34,6 +43,13 @@ const CRLF_BYTES = 2;
 /** The key ranges of the GETs {@link RespProtocol.answerReads} answers (one thread, never re-entered). */
 const get_key_starts = new Int32Array(TOUCH_KEYS_MAX);
 const get_key_ends = new Int32Array(TOUCH_KEYS_MAX);
+/** The SETs {@link RespProtocol.takeSets} starts as one group, and their ranges (reused). */
+const set_group: WalEntry[] = [];
+const set_ranges = new Int32Array(4);
+/** `+OK\r\n` for each SET of the largest group: a group's answer is a view of its start. */
+const OK_RUN = new Uint8Array(REPLY_OK.length * COALESCE_MAX_ENTRIES).map(
+  (_, i) => REPLY_OK[i % REPLY_OK.length]!,
+);
 /** Connections started by this worker: HELLO's `id`. */
 let connections_started = 0;
 
@@ -54,7 +70,7 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
       ctx,
       session: newSession(ctx),
       connection_id: ++connections_started,
-      okWhenDone: () => new OkWhenDone(ctx, this.responder!, this.slot, this.started_ms),
+      okWhenDone: () => new OkWhenDone(ctx, this.responder!, this.slot, this.started_ms, 1),
     };
   }
 
@@ -98,6 +114,53 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     const done_ms = performance.now();
     for (let i = 0; i < answered; i++) recordOp(ctx, GET.op_index, arrived_ms, false, done_ms);
     return get_key_ends[answered - 1]! + CRLF_BYTES;
+  }
+
+  /**
+   * Starts the SETs that open the chunk in the standard form (readPlainSet) as one coalesced group,
+   * answered `+OK` each once visible, or each with the batch's failure. Stops before one whose key,
+   * value or request is over its limit (`execute` answers it with its error, `next` refuses a request
+   * over `--max-frame-bytes`), or that would make the group larger than one batch; before
+   * authentication it takes nothing.
+   */
+  takeSets(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    responder: Responder,
+    slot: number,
+    arrived_ms: number,
+  ): number {
+    const { ctx } = this;
+    if (!this.state.session.authenticated) return 0;
+    const { max_frame_bytes } = ctx.config;
+    const { max_key_bytes, max_value_bytes } = ctx.config.engine;
+    const group = set_group;
+    let size_bytes = 0;
+    let pos = start;
+    for (;;) {
+      const next = readPlainSet(bytes, pos, end, set_ranges);
+      if (next < 0 || next - pos > max_frame_bytes) break;
+      const key_length = set_ranges[1]!;
+      const stored_bytes = binSize(set_ranges[3]!);
+      if (key_length > max_key_bytes || stored_bytes > max_value_bytes) break;
+      const entry_bytes = entryBytes(key_length, stored_bytes, 0);
+      if (!ctx.sets.fits(group.length + 1, size_bytes + entry_bytes)) break;
+      // Only now: the entry writes its bin header over the request's bytes (binSetEntry).
+      const key_start = set_ranges[0]!;
+      const key_end = key_start + key_length;
+      group.push(
+        binSetEntry(bytes, key_start, key_length, set_ranges[2]!, set_ranges[3]!, key_end + CRLF_BYTES),
+      );
+      size_bytes += entry_bytes;
+      pos = next;
+    }
+    const count = group.length;
+    this.next_start = pos;
+    if (count === 0) return 0;
+    ctx.sets.addGroup(group, size_bytes, new OkWhenDone(ctx, responder, slot, arrived_ms, count));
+    group.length = 0;
+    return count;
   }
 
   /** `next` reuses one request object: one that waits gets a copy of its own. */
@@ -167,7 +230,12 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
 /** A coalesced SET's answer: `+OK` once visible, else its failure as an error reply. */
 class OkWhenDone extends SetAnswer {
   protected response(failure: unknown): Uint8Array {
-    return failure === undefined ? REPLY_OK : errorBytes(respErrorText(failure));
+    if (failure === undefined)
+      return this.requests === 1 ? REPLY_OK : OK_RUN.subarray(0, REPLY_OK.length * this.requests);
+    const text = respErrorText(failure);
+    return replyBytes((w) => {
+      for (let i = 0; i < this.requests; i++) w.error(text);
+    });
   }
 }
 

@@ -181,8 +181,48 @@ export class RespReader {
 
 /** `*2\r\n$3\r\n`: a request of two arguments whose first (the name) has three bytes. */
 const TWO_ARGUMENTS_NAME_OF_3 = [STAR, 0x32, CR, LF, DOLLAR, 0x33, CR, LF];
+/** `*3\r\n$3\r\n`: a request of three arguments whose first (the name) has three bytes. */
+const THREE_ARGUMENTS_NAME_OF_3 = [STAR, 0x33, CR, LF, DOLLAR, 0x33, CR, LF];
 /** Most digits of a key length {@link findLeadingGets} reads (longer keys are not worth a hint). */
 const GET_KEY_LENGTH_MAX_DIGITS = 5;
+/** Most digits of a value length {@link readPlainSet} reads (a value under 1 GB). */
+const SET_VALUE_LENGTH_MAX_DIGITS = 9;
+
+/**
+ * True if `bytes[pos, pos + 13)` is `*<argc>\r\n$3\r\n<name>\r\n`, `prefix` its first 8 bytes and
+ * `name` three lowercase ASCII letters matched in any case.
+ */
+function plainCommandAt(bytes: Uint8Array, pos: number, prefix: readonly number[], name: string): boolean {
+  for (let i = 0; i < 8; i++) if (bytes[pos + i] !== prefix[i]) return false;
+  for (let i = 0; i < 3; i++) if ((bytes[pos + 8 + i]! | 0x20) !== name.charCodeAt(i)) return false;
+  return bytes[pos + 11] === CR && bytes[pos + 12] === LF;
+}
+
+/**
+ * Where the payload of the bulk string `$<n>\r\n<payload>\r\n` at `pos` starts, if it is whole in
+ * `bytes[pos, end)` and as RespReader accepts it (1 to `max_digits` digits, each line ended by
+ * `\r\n`); -1 otherwise. Its length is `length_out[0]`.
+ */
+function bulkAt(
+  bytes: Uint8Array,
+  pos: number,
+  end: number,
+  max_digits: number,
+  length_out: Int32Array,
+): number {
+  if (bytes[pos] !== DOLLAR) return -1;
+  let i = pos + 1;
+  let length = 0;
+  for (; i < end && i <= pos + max_digits && bytes[i]! >= ZERO && bytes[i]! <= NINE; i++)
+    length = length * 10 + bytes[i]! - ZERO;
+  const payload = i + 2;
+  if (i === pos + 1 || payload + length + 2 > end || bytes[i] !== CR || bytes[i + 1] !== LF) return -1;
+  if (bytes[payload + length] !== CR || bytes[payload + length + 1] !== LF) return -1;
+  length_out[0] = length;
+  return payload;
+}
+
+const bulk_length = new Int32Array(1);
 
 /**
  * Finds the keys of the GETs that open `bytes[start, end)` in the form clients send them
@@ -198,28 +238,40 @@ const GET_KEY_LENGTH_MAX_DIGITS = 5;
 export const findLeadingGets: KeyFinder = (bytes, start, end, key_starts, key_ends) => {
   let n = 0;
   let pos = start;
-  while (n < key_starts.length && pos + 14 < end) {
-    for (let i = 0; i < 8; i++) if (bytes[pos + i] !== TWO_ARGUMENTS_NAME_OF_3[i]) return n;
-    const name_is_get =
-      (bytes[pos + 8]! | 0x20) === 0x67 &&
-      (bytes[pos + 9]! | 0x20) === 0x65 &&
-      (bytes[pos + 10]! | 0x20) === 0x74;
-    if (!name_is_get || bytes[pos + 11] !== CR || bytes[pos + 12] !== LF || bytes[pos + 13] !== DOLLAR)
-      return n;
-    let i = pos + 14;
-    let length = 0;
-    for (; i < end && i < pos + 14 + GET_KEY_LENGTH_MAX_DIGITS && bytes[i]! >= ZERO && bytes[i]! <= NINE; i++)
-      length = length * 10 + bytes[i]! - ZERO;
-    const key = i + 2;
-    if (i === pos + 14 || key + length + 2 > end || bytes[i] !== CR || bytes[i + 1] !== LF) return n;
-    if (bytes[key + length] !== CR || bytes[key + length + 1] !== LF) return n;
+  while (n < key_starts.length && pos + 13 < end) {
+    if (!plainCommandAt(bytes, pos, TWO_ARGUMENTS_NAME_OF_3, "get")) return n;
+    const key = bulkAt(bytes, pos + 13, end, GET_KEY_LENGTH_MAX_DIGITS, bulk_length);
+    if (key < 0) return n;
     key_starts[n] = key;
-    key_ends[n] = key + length;
+    key_ends[n] = key + bulk_length[0]!;
     n++;
-    pos = key + length + 2;
+    pos = key_ends[n - 1]! + 2;
   }
   return n;
 };
+
+/**
+ * Reads the SET at `pos` if it is whole in `bytes[pos, end)` in the form clients send it
+ * (`*3\r\n$3\r\nSET\r\n$<k>\r\n<key>\r\n$<v>\r\n<value>\r\n`, the name in any case) and as
+ * RespReader accepts it: returns where the next request starts and sets `ranges_out` to the key's
+ * start and length and the value's start and length; -1 for anything else.
+ *
+ * @example
+ * const next = readPlainSet(bytes, pos, end, ranges); // ranges: [key_start, key_length, value_start, value_length]
+ */
+export function readPlainSet(bytes: Uint8Array, pos: number, end: number, ranges_out: Int32Array): number {
+  if (pos + 13 >= end || !plainCommandAt(bytes, pos, THREE_ARGUMENTS_NAME_OF_3, "set")) return -1;
+  const key = bulkAt(bytes, pos + 13, end, SET_VALUE_LENGTH_MAX_DIGITS, bulk_length);
+  if (key < 0) return -1;
+  const key_length = bulk_length[0]!;
+  const value = bulkAt(bytes, key + key_length + 2, end, SET_VALUE_LENGTH_MAX_DIGITS, bulk_length);
+  if (value < 0) return -1;
+  ranges_out[0] = key;
+  ranges_out[1] = key_length;
+  ranges_out[2] = value;
+  ranges_out[3] = bulk_length[0]!;
+  return value + bulk_length[0]! + 2;
+}
 
 function isBlank(b: number): boolean {
   return b === SPACE || b === TAB;

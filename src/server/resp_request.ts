@@ -83,17 +83,15 @@ export class RespRequest {
    */
   setEntry(key_i: number, value_i: number): WalEntry {
     const key_start = this.offsets[2 * key_i + 2]!;
-    const key_length = this.offsets[2 * key_i + 3]! - key_start;
-    const start = this.offsets[2 * value_i + 2]!;
-    const n = this.offsets[2 * value_i + 3]! - start;
-    const header = binSize(n) - n;
-    const previous_end = this.offsets[2 * value_i + 1]! + 2; // keep the previous argument's CRLF
-    if (start - previous_end < header) {
-      const copy = binValue(this.bytes, start, n);
-      return setEntryIn(this.bytes, key_start, key_length, copy, 0, copy.length, 0);
-    }
-    writeBinHeader(this.bytes, start - header, n);
-    return setEntryIn(this.bytes, key_start, key_length, this.bytes, start - header, header + n, 0);
+    const value_start = this.offsets[2 * value_i + 2]!;
+    return binSetEntry(
+      this.bytes,
+      key_start,
+      this.offsets[2 * key_i + 3]! - key_start,
+      value_start,
+      this.offsets[2 * value_i + 3]! - value_start,
+      this.offsets[2 * value_i + 1]! + 2, // keep the previous argument's CRLF
+    );
   }
 
   /** A view of argument `i` (rare paths: multi-key commands, echoes). */
@@ -123,4 +121,30 @@ export class RespRequest {
  */
 export function scratchKey(request: RespRequest, i: number): Uint8Array {
   return scratchCopy(request.bytes, request.offset(i), request.length(i));
+}
+
+/**
+ * A SET of the key `bytes[key_start, +key_length)` to the value `bytes[value_start, +value_length)`
+ * stored as msgpack bin: the bin header is written over the `$<n>\r\n` line before the value, after
+ * `previous_end` (the bytes before it are another argument's), or the value is copied if it does not
+ * fit there. The request's bytes are the entry's: no view, no copy of the key.
+ *
+ * @example
+ * sets.add(binSetEntry(bytes, key_start, key_length, value_start, value_length, key_start + key_length + 2), waiter);
+ */
+export function binSetEntry(
+  bytes: Uint8Array,
+  key_start: number,
+  key_length: number,
+  value_start: number,
+  value_length: number,
+  previous_end: number,
+): WalEntry {
+  const header = binSize(value_length) - value_length;
+  if (value_start - previous_end < header) {
+    const copy = binValue(bytes, value_start, value_length);
+    return setEntryIn(bytes, key_start, key_length, copy, 0, copy.length, 0);
+  }
+  writeBinHeader(bytes, value_start - header, value_length);
+  return setEntryIn(bytes, key_start, key_length, bytes, value_start - header, header + value_length, 0);
 }

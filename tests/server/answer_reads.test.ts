@@ -1,9 +1,11 @@
 /**
- * Protocol.answerReads, the fast path for the GETs that open a chunk, answers exactly as the general
+ * The fast paths past the general reader, Protocol.answerReads (the GETs that open a chunk) and
+ * Protocol.takeSets (the SETs that open it, started as one group), answer exactly as the general
  * path (`next` + `execute`) would: the same bytes in the same order and the same metrics, for RESP and
  * msgpack. Seeded streams of GETs (hits, misses, keys over the limit, values RESP cannot show, replies
- * over the frame limit, ids of every encoding), SETs, DELs and other requests are cut into chunks at
- * random points and fed to two in-process servers, one with the fast path and one without.
+ * over the frame limit, ids of every encoding), SETs (keys and values over their limits, values of
+ * every msgpack type, options), DELs and other requests are cut into chunks at random points and fed
+ * to two in-process servers, one with the fast paths and one without.
  * `WALKV_SEED=n` replays a stream; a failure names its seed.
  */
 import { expect, test } from "bun:test";
@@ -27,6 +29,8 @@ import { concatBytes } from "./resp_client.ts";
 
 const MAX_KEY_BYTES = 48;
 const MAX_FRAME_BYTES = 4096;
+/** The value limit of the servers that refuse SETs for their value's size (below the frame limit). */
+const SMALL_MAX_VALUE_BYTES = 1024;
 const encoder = new TextEncoder();
 
 /** A socket that keeps every byte it is given. */
@@ -55,8 +59,10 @@ interface Server {
   readonly connection: Connection<unknown>;
   readonly socket: RecordingSocket;
   readonly metrics: Metrics;
-  /** Bytes the fast path consumed (0 for the server without it). */
+  /** Bytes the fast paths consumed (0 for the server without them). */
   fast_bytes: number;
+  /** SETs takeSets started (0 for the server without it). */
+  fast_sets: number;
   /** Closes the engine and removes its files. */
   close(): Promise<void>;
 }
@@ -64,7 +70,12 @@ interface Server {
 /** The token of the servers that require AUTH (`auth_token`). */
 const TOKEN = "secret";
 
-async function openServer(kind: "resp" | "msgpack", fast: boolean, auth: boolean): Promise<Server> {
+async function openServer(
+  kind: "resp" | "msgpack",
+  fast: boolean,
+  auth: boolean,
+  max_value_bytes = 64 << 10,
+): Promise<Server> {
   const dir = fs.mkdtempSync(`${os.tmpdir()}/walkv-answer-reads-`);
   const engine_config = engineConfig({
     data_dir: `${dir}/data`,
@@ -72,7 +83,7 @@ async function openServer(kind: "resp" | "msgpack", fast: boolean, auth: boolean
     checkpoint_interval_ms: 0,
     max_key_bytes: MAX_KEY_BYTES,
     // Small, so that the test leaves little for the next test file's heap measurements to count.
-    max_value_bytes: 64 << 10,
+    max_value_bytes,
     max_batch_bytes: 1 << 20,
     memory_limit_bytes: 64 << 20,
     shard_bits: 4,
@@ -80,7 +91,9 @@ async function openServer(kind: "resp" | "msgpack", fast: boolean, auth: boolean
   const host: EngineHost = await openEngine(engine_config, { local_wal_writer: true, log: () => {} });
   const local = new LocalWalWriter(host.shared, walStart(host.recovery), () => {});
   const engine = local.engine;
-  for (const [key, value] of STORED) await engine.write([setEntry(encoder.encode(key), value)]);
+  for (const [key, value] of STORED) {
+    if (value.length <= max_value_bytes) await engine.write([setEntry(encoder.encode(key), value)]);
+  }
   const config = serverConfig({
     engine: engine_config,
     socket_path: `${dir}/s`,
@@ -102,7 +115,9 @@ async function openServer(kind: "resp" | "msgpack", fast: boolean, auth: boolean
     resp_tcp_port: () => 0,
   };
   const socket = new RecordingSocket();
-  const server = { socket, metrics, fast_bytes: 0 } as Server & { connection: Connection<unknown> };
+  const server = { socket, metrics, fast_bytes: 0, fast_sets: 0 } as Server & {
+    connection: Connection<unknown>;
+  };
   const protocol = (kind === "resp" ? new RespProtocol(ctx) : new MsgpackProtocol(ctx)) as Protocol<
     unknown,
     OutputWriter
@@ -113,6 +128,14 @@ async function openServer(kind: "resp" | "msgpack", fast: boolean, auth: boolean
     const after = answerReads(bytes, start, end, out, arrived_ms);
     server.fast_bytes += after - start;
     return after;
+  };
+  const takeSets = protocol.takeSets.bind(protocol);
+  protocol.takeSets = (bytes, start, end, responder, slot, arrived_ms) => {
+    if (!fast) return 0;
+    const count = takeSets(bytes, start, end, responder, slot, arrived_ms);
+    server.fast_sets += count;
+    if (count > 0) server.fast_bytes += protocol.next_start - start;
+    return count;
   };
   (server as { connection: Connection<unknown> }).connection = new Connection(
     socket,
@@ -166,9 +189,16 @@ function respRequest(rng: () => number): Uint8Array {
   const bulk = (args: string[]) =>
     `*${args.length}\r\n${args.map((a) => `$${a.length}\r\n${a}\r\n`).join("")}`;
   const get = ["GET", "get", "Get"][randomInt(rng, 3)]!;
+  const set = ["SET", "set", "sEt"][randomInt(rng, 3)]!;
   switch (randomInt(rng, 10)) {
     case 0:
-      return encoder.encode(bulk(["SET", written, `v${randomInt(rng, 1000)}`]));
+      return encoder.encode(bulk([set, written, randomValue(rng)]));
+    case 9:
+      return encoder.encode(bulk([set, randomInt(rng, 8) === 0 ? key : written, randomValue(rng)]));
+    case 8:
+      if (randomInt(rng, 4) === 0) return encoder.encode(bulk([set, written, "v", "EX", "10"]));
+      if (randomInt(rng, 4) === 0) return encoder.encode(`${set} ${written} inline\r\n`);
+      return encoder.encode(bulk([set, written, randomValue(rng)]));
     case 1:
       return encoder.encode(bulk(["DEL", written]));
     case 2:
@@ -180,6 +210,11 @@ function respRequest(rng: () => number): Uint8Array {
   }
 }
 
+/** A value of 0 to 299 bytes (one under every limit: an over-limit request ends the connection). */
+function randomValue(rng: () => number): string {
+  return "v".repeat(randomInt(rng, 300));
+}
+
 /** Ids of every encoding: fixint, uint8/16/32 (valid), int64, uint64 and float64 (refused by the general path). */
 const IDS: unknown[] = [0, 5, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2n ** 40n, 2n ** 63n, 1.5];
 
@@ -189,9 +224,18 @@ function msgpackRequest(rng: () => number): Uint8Array {
   const key = randomInt(rng, 2) === 0 ? name : encoder.encode(name); // str or bin
   const id = IDS[randomInt(rng, IDS.length)]!;
   let request: unknown[];
+  const values: unknown[] = [
+    randomInt(rng, 1000),
+    randomValue(rng),
+    encoder.encode(randomValue(rng)),
+    null,
+    [1, 2],
+  ];
   switch (randomInt(rng, 8)) {
     case 0:
-      request = [id, "set", written, randomInt(rng, 1000)];
+    case 6:
+      request = [id, "set", randomInt(rng, 8) === 0 ? key : written, values[randomInt(rng, values.length)]];
+      if (randomInt(rng, 8) === 0) request.push({ unknown_option: 1 });
       break;
     case 1:
       request = [id, "del", written];
@@ -229,7 +273,7 @@ function authRequest(kind: "resp" | "msgpack"): Uint8Array {
 for (const kind of ["resp", "msgpack"] as const) {
   for (const auth of [false, true]) {
     const name = auth ? "with AUTH required (the first round's GETs come before it)" : "without AUTH";
-    test(`${kind}, ${name}: answerReads answers as the general path does: same bytes, same metrics`, async () => {
+    test(`${kind}, ${name}: answerReads and takeSets answer as the general path does: same bytes, same metrics`, async () => {
       const seed = testSeed((kind === "resp" ? 0xa115_0001 : 0xa115_0002) + (auth ? 16 : 0));
       const fast = await openServer(kind, true, auth);
       const general = await openServer(kind, false, auth);
@@ -266,6 +310,8 @@ async function compare(kind: "resp" | "msgpack", auth: boolean, seed: number, fa
   expect(counts(fast), `seed ${seed}`).toEqual(counts(general));
   expect(counts(fast).get![0], `seed ${seed}`).toBeGreaterThan(100);
   expect(fast.fast_bytes, `seed ${seed}: the fast path answered nothing`).toBeGreaterThan(0);
+  expect(counts(fast).set![0], `seed ${seed}`).toBeGreaterThan(100);
+  expect(fast.fast_sets, `seed ${seed}: takeSets started too few SETs`).toBeGreaterThan(10);
 }
 
 /** GETs RespReader refuses for a missing `\n` or `\r\n`: the fast path must leave them to it. */
@@ -296,3 +342,115 @@ test("resp: GETs the general reader refuses as malformed are not answered by ans
   }
   Bun.gc(true);
 });
+
+/** A SET of `key` to `value` in the form clients send it. */
+function setRequest(kind: "resp" | "msgpack", key: string, value: Uint8Array): Uint8Array {
+  if (kind === "msgpack") return msgpackFrame([1, "set", key, value]);
+  const head = encoder.encode(`*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${value.length}\r\n`);
+  return concatBytes([head, value, encoder.encode("\r\n")]);
+}
+
+/** `frame` with one byte more in its body than its value needs (trailing bytes). */
+function withTrailingByte(frame: Uint8Array): Uint8Array {
+  const longer = concatBytes([frame, new Uint8Array([0xc0])]);
+  new DataView(longer.buffer, longer.byteOffset).setUint32(0, frame.length - 4 + 1);
+  return longer;
+}
+
+/**
+ * SETs after one takeSets starts, which the general path refuses: the error it gives (the stream
+ * cut off for a malformed or over-frame request) must come the same with the fast path, and a GET
+ * after a refused SET must see the value unchanged.
+ */
+interface RefusedSet {
+  kind: "resp" | "msgpack";
+  name: string;
+  bytes: () => Uint8Array;
+  /** Part of the general path's reply. */
+  error: string;
+  /** The servers' value limit: a frame-limit case needs one above the frame limit. */
+  max_value_bytes?: number;
+}
+
+const REFUSED_SETS: RefusedSet[] = [
+  {
+    kind: "resp",
+    name: "a key over --max-key-bytes",
+    bytes: () => setRequest("resp", "k".repeat(MAX_KEY_BYTES + 1), encoder.encode("xy")),
+    error: "-ERR key of",
+  },
+  {
+    kind: "msgpack",
+    name: "a key over --max-key-bytes",
+    bytes: () => setRequest("msgpack", "k".repeat(MAX_KEY_BYTES + 1), encoder.encode("xy")),
+    error: "key of",
+  },
+  {
+    kind: "resp",
+    name: "a value over --max-value-bytes",
+    bytes: () => setRequest("resp", "k0", new Uint8Array(SMALL_MAX_VALUE_BYTES).fill(0x61)),
+    error: "-ERR value of",
+  },
+  {
+    kind: "resp",
+    name: "a request over --max-frame-bytes",
+    bytes: () => setRequest("resp", "k0", new Uint8Array(MAX_FRAME_BYTES).fill(0x61)),
+    error: "-ERR Protocol error: request over the limit",
+    max_value_bytes: 2 * MAX_FRAME_BYTES,
+  },
+  {
+    kind: "resp",
+    name: "a value not followed by \\r\\n",
+    bytes: () => encoder.encode("*3\r\n$3\r\nSET\r\n$2\r\nk0\r\n$1\r\nxy\r\n"),
+    error: "-ERR Protocol error",
+  },
+  {
+    kind: "resp",
+    name: "a value length line ended by a bare \\r",
+    bytes: () => encoder.encode("*3\r\n$3\r\nSET\r\n$2\r\nk0\r\n$1\rx\r\n"),
+    error: "-ERR Protocol error",
+  },
+  {
+    kind: "msgpack",
+    name: "a value over --max-value-bytes",
+    bytes: () => setRequest("msgpack", "k0", new Uint8Array(SMALL_MAX_VALUE_BYTES).fill(0x61)),
+    error: "value of",
+  },
+  {
+    kind: "msgpack",
+    name: "a frame over --max-frame-bytes",
+    bytes: () => setRequest("msgpack", "k0", new Uint8Array(MAX_FRAME_BYTES).fill(0x61)),
+    error: "over the limit",
+    max_value_bytes: 2 * MAX_FRAME_BYTES,
+  },
+  {
+    kind: "msgpack",
+    name: "bytes after the value",
+    bytes: () => withTrailingByte(setRequest("msgpack", "k0", encoder.encode("xy"))),
+    error: "bytes after the request",
+  },
+];
+
+for (const { kind, name, bytes, error, max_value_bytes = SMALL_MAX_VALUE_BYTES } of REFUSED_SETS) {
+  test(`${kind}: a SET with ${name} is left to the general path, which refuses it`, async () => {
+    const fast = await openServer(kind, true, false, max_value_bytes);
+    const general = await openServer(kind, false, false, max_value_bytes);
+    try {
+      const taken = setRequest(kind, "k1", encoder.encode("taken"));
+      const stream = concatBytes([taken, bytes(), getRequest(kind, "k0")]);
+      const got = Buffer.from(await feed(fast, [stream], () => 0)).toString("latin1");
+      const expected = Buffer.from(await feed(general, [stream], () => 0)).toString("latin1");
+      expect(got).toBe(expected);
+      expect(got).toContain(error);
+      // Unless the stream was cut off, the GET after it finds k0 as it was stored ("zero").
+      const cut_off = error.includes("Protocol error") || error.includes("over the limit");
+      if (!cut_off) expect(got).toContain("zero");
+      expect(fast.fast_sets, "the SET before it was started by takeSets").toBe(1);
+      expect(fast.fast_bytes, "takeSets took that SET and nothing after it").toBe(taken.length);
+    } finally {
+      await fast.close();
+      await general.close();
+    }
+    Bun.gc(true);
+  });
+}

@@ -1,11 +1,12 @@
 /**
  * SetCoalescer (src/server/ops.ts) with a fake engine: the SETs of one turn are one write, each
  * waiter hears once and only after that write settles, a failed write fails every SET of its batch,
- * and a batch is cut at its entry limit and when another write flushes it.
+ * a batch is cut at its entry limit and when another write flushes it, and a group of SETs with one
+ * waiter (addGroup) is never split across batches.
  */
 import { describe, expect, test } from "bun:test";
 import type { Engine, WriteResult } from "../../src/engine/engine.ts";
-import { setEntry, type WalEntry } from "../../src/engine/wal/record.ts";
+import { entrySizeBytes, setEntry, type WalEntry } from "../../src/engine/wal/record.ts";
 import { SetCoalescer, type SetWaiter } from "../../src/server/ops.ts";
 
 /** An engine whose writes settle when the test says. */
@@ -91,5 +92,34 @@ describe("SetCoalescer", () => {
     await settled();
     expect(t.heard.length).toBe(1030);
     expect(t.heard.every(([n, failure], i) => n === i && failure === undefined)).toBe(true);
+  });
+
+  test("a group is one waiter in one batch: the open batch is flushed first when the group would not fit", async () => {
+    const t = setup();
+    for (let i = 0; i < 1000; i++) t.sets.add(t.entry(`k${i}`), t.waiter(i));
+    const group = Array.from({ length: 30 }, (_, i) => t.entry(`g${i}`));
+    const size_bytes = group.reduce((sum, e) => sum + entrySizeBytes(e), 0);
+    expect(t.sets.fits(group.length, size_bytes)).toBe(true);
+    t.sets.addGroup(group, size_bytes, t.waiter(-1));
+    // 1000 + 30 would pass 1024 entries: the 1000 went alone, the group opens the next batch.
+    expect(t.engine.writes.map((w) => w.entries.length)).toEqual([1000]);
+    t.endTurn();
+    expect(t.engine.writes.map((w) => w.entries.length)).toEqual([1000, 30]);
+    t.engine.writes[0]!.settle();
+    t.engine.writes[1]!.settle(new Error("disk full"));
+    await settled();
+    expect(t.heard.length).toBe(1001); // one answer for the group's 30 SETs
+    expect(t.heard.at(-1)).toEqual([-1, new Error("disk full")]);
+  });
+
+  test("fits bounds a group by the entry limit and by the record limit; addGroup refuses more", () => {
+    const t = setup();
+    const entry_bytes = entrySizeBytes(t.entry("k"));
+    expect(t.sets.fits(1024, 1024 * entry_bytes)).toBe(true);
+    expect(t.sets.fits(1025, 1025 * entry_bytes)).toBe(false);
+    expect(t.sets.fits(1, t.engine.config.max_batch_bytes)).toBe(false); // the record header too
+    const group = Array.from({ length: 1025 }, (_, i) => t.entry(`g${i}`));
+    expect(() => t.sets.addGroup(group, 1025 * entry_bytes, t.waiter(0))).toThrow("larger than one batch");
+    expect(t.engine.writes.length).toBe(0);
   });
 });

@@ -157,8 +157,19 @@ assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "walkv requires a l
  * RECORD_HEADER_SIZE_BYTES + entrySizeBytes(entry) === encodedRecordSize([entry]);
  */
 export function entrySizeBytes(entry: WalEntry): number {
-  const expiry_bytes = entry.expiry_unix_ms === 0 ? 0 : ENTRY_EXPIRY_SIZE_BYTES;
-  return ENTRY_HEADER_SIZE_BYTES + expiry_bytes + entry.key_length + entry.value_length;
+  return entryBytes(entry.key_length, entry.value_length, entry.expiry_unix_ms);
+}
+
+/**
+ * Size in bytes of an entry of a `key_length`-byte key and a `value_length`-byte value, before it
+ * is made ({@link entrySizeBytes} of the entry it would be).
+ *
+ * @example
+ * entryBytes(key.length, value.length, 0) === entrySizeBytes(setEntry(key, value));
+ */
+export function entryBytes(key_length: number, value_length: number, expiry_unix_ms: number): number {
+  const expiry_bytes = expiry_unix_ms === 0 ? 0 : ENTRY_EXPIRY_SIZE_BYTES;
+  return ENTRY_HEADER_SIZE_BYTES + expiry_bytes + key_length + value_length;
 }
 
 /**
