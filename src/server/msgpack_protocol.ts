@@ -88,8 +88,9 @@ const settled = new MsgWriter(64 * 1024);
 
 /** Ops that only read: on a connection they wait for the writes sent before them. */
 const OP_GET = opIndex("get");
-/** The SETs {@link MsgpackProtocol.takeSets} starts as one group (reused). */
+/** The SETs {@link MsgpackProtocol.takeSets} starts as one group, and their ids (reused). */
 const set_group: WalEntry[] = [];
+const set_ids: number[] = [];
 const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
 
 export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
@@ -183,7 +184,6 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     const { max_frame_bytes } = ctx.config;
     const { max_key_bytes, max_value_bytes } = ctx.config.engine;
     const group = set_group;
-    let ids: number[] | undefined;
     let size_bytes = 0;
     let pos = start;
     while (pos + FRAME_HEADER_BYTES <= end) {
@@ -202,16 +202,17 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
       const entry_bytes = entryBytes(key_length, value_length, 0);
       if (!ctx.sets.fits(group.length + 1, size_bytes + entry_bytes)) break;
       group.push(setEntryIn(bytes, key, key_length, bytes, value, value_length, 0));
-      ids ??= [];
-      ids.push(id);
+      set_ids.push(id);
       size_bytes += entry_bytes;
       pos = frame_end;
     }
     const count = group.length;
     this.next_start = pos;
-    if (ids === undefined) return 0;
+    if (count === 0) return 0;
+    const ids = count === 1 ? set_ids[0]! : set_ids.slice();
     ctx.sets.addGroup(group, size_bytes, new TrueWhenDone(ctx, responder, slot, arrived_ms, ids));
     group.length = 0;
+    set_ids.length = 0;
     return count;
   }
 
