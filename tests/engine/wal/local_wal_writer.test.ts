@@ -22,9 +22,9 @@ afterEach(() => {
 });
 
 /** A threaded host whose WAL this thread writes (as a lone I/O worker does). */
-async function openLocal(fsync: FsyncMode, io = new RealIo()) {
+async function openLocal(fsync: FsyncMode, io = new RealIo(), shard_bits = 12) {
   dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
-  const config = engineConfig({ data_dir: dir, fsync, checkpoint_interval_ms: 0 });
+  const config = engineConfig({ data_dir: dir, fsync, checkpoint_interval_ms: 0, shard_bits });
   const host = await openEngine(config, { log: () => {}, local_wal_writer: true });
   const local = new LocalWalWriter(host.shared, walStart(host.recovery), () => {}, io);
   return { config, host, local };
@@ -143,6 +143,31 @@ describe("LocalWalWriter", () => {
     await e.set(utf8("k"), utf8("longer value")); // another length: a new version, the old one freed
     expect(text(host.engine.get(utf8("k")))).toBe("longer value");
     expect(e.arena.stats().chunks_live).toBe(live.chunks_live);
+    local.close();
+    await host.close();
+  });
+
+  test("writes that mix new keys and values in place grow full shards first (their slots are reserved)", async () => {
+    // 4 shards of 16 slots at first: new keys outgrow them within a write, next to values in place.
+    const { host, local } = await openLocal("no", new RealIo(), 2);
+    const e = local.engine;
+    // A value whose length depends on the key only: from the second round on, k<i> is written in place.
+    const value = (i: number, round: number) => utf8(`${round}`.padEnd(4 + (i % 5), "."));
+    for (let round = 0; round < 4; round++) {
+      for (let b = 0; b < 20; b++) {
+        const held = Array.from({ length: 50 }, (_, j) =>
+          setEntry(utf8(`k${b * 50 + j}`), value(b * 50 + j, round)),
+        );
+        const fresh = Array.from({ length: 50 }, (_, j) =>
+          setEntry(utf8(`n${round}-${b * 50 + j}`), utf8("new")),
+        );
+        await e.write([...held, ...fresh]);
+      }
+    }
+    for (const i of [0, 499, 999])
+      expect(text(host.engine.get(utf8(`k${i}`))), `k${i}`).toBe(text(value(i, 3)));
+    for (const name of ["n0-0", "n3-999"]) expect(text(host.engine.get(utf8(name))), name).toBe("new");
+    expect(host.engine.table.slotsUsed()).toBe(1000 + 4 * 1000);
     local.close();
     await host.close();
   });
