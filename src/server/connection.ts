@@ -101,7 +101,7 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
    * none), `next_start` set after them: a fast path past the general reader. Called only when no
    * request waits behind an earlier write (a SET starts at once, as `execute` starts one). Leaves to
    * `next` anything it is not sure of: another shape, a key, value or request over its limit, a
-   * connection not authenticated.
+   * connection not authenticated. Takes at most `max_count` SETs.
    */
   takeSets(
     bytes: Uint8Array,
@@ -110,6 +110,7 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
     responder: Responder,
     slot: number,
     arrived_ms: number,
+    max_count: number,
   ): number;
   /** True if `request` must not run before the connection's earlier writes complete. */
   mustFollowWrites(request: Request): boolean;
@@ -214,7 +215,7 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
         input.consumeTo(this.protocol.answerReads(input.bytes, input.start, input.end, this.out, arrived_ms));
         if (input.start === input.end) break;
       }
-      if (this.deferred.length === 0 && this.takeSets(arrived_ms) && input.start === input.end) break;
+      if (this.deferred.length === 0 && this.takeSets(arrived_ms)) continue; // more may follow a full group
       const before = input.start;
       const request = this.protocol.next(input.bytes, input.start, input.end, arrived_ms);
       if (request instanceof Final) {
@@ -234,11 +235,25 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
     }
   }
 
-  /** Starts the SETs that open the input as one group with one response slot; false if none. */
+  /**
+   * Starts the SETs that open the input as one group with one response slot; false if none. With
+   * replies waiting in `out`, only one: the flush that follows it may cut the client off for unread
+   * output (checkOutput), and then, as on the general path, no later request takes effect.
+   */
   private takeSets(arrived_ms: number): boolean {
     const input = this.input;
     const slot = this.queue_base + this.queue.length;
-    const count = this.protocol.takeSets(input.bytes, input.start, input.end, this, slot, arrived_ms);
+    const direct = this.queue_head === this.queue.length;
+    const max_count = direct && this.out.length > 0 ? 1 : Number.POSITIVE_INFINITY;
+    const count = this.protocol.takeSets(
+      input.bytes,
+      input.start,
+      input.end,
+      this,
+      slot,
+      arrived_ms,
+      max_count,
+    );
     if (count === 0) return false;
     input.consumeTo(this.protocol.next_start);
     this.awaitResponse(count);

@@ -178,6 +178,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     responder: Responder,
     slot: number,
     arrived_ms: number,
+    max_count: number,
   ): number {
     const { ctx } = this;
     if (!this.session.authenticated) return 0;
@@ -186,7 +187,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     const group = set_group;
     let size_bytes = 0;
     let pos = start;
-    while (pos + FRAME_HEADER_BYTES <= end) {
+    while (group.length < max_count && pos + FRAME_HEADER_BYTES <= end) {
       const length = readU32BE(bytes, pos);
       const body = pos + FRAME_HEADER_BYTES;
       const frame_end = body + length;

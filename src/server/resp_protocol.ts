@@ -130,6 +130,7 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     responder: Responder,
     slot: number,
     arrived_ms: number,
+    max_count: number,
   ): number {
     const { ctx } = this;
     if (!this.state.session.authenticated) return 0;
@@ -138,7 +139,7 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     const group = set_group;
     let size_bytes = 0;
     let pos = start;
-    for (;;) {
+    while (group.length < max_count) {
       const next = readPlainSet(bytes, pos, end, set_ranges);
       if (next < 0 || next - pos > max_frame_bytes) break;
       const key_length = set_ranges[1]!;

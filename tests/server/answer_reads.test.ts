@@ -33,12 +33,14 @@ const MAX_FRAME_BYTES = 4096;
 const SMALL_MAX_VALUE_BYTES = 1024;
 const encoder = new TextEncoder();
 
-/** A socket that keeps every byte it is given. */
+/** A socket that keeps every byte it is given; a stalled one reports all of them unsent. */
 class RecordingSocket implements ClientSocket {
-  readonly unsent_bytes = 0;
+  unsent_bytes = 0;
   readonly chunks: Uint8Array[] = [];
+  constructor(private readonly stalled: boolean) {}
   write(bytes: Uint8Array, start = 0, end = bytes.length): void {
     this.chunks.push(bytes.slice(start, end));
+    if (this.stalled) this.unsent_bytes += end - start;
   }
   pause(): void {}
   resume(): void {}
@@ -63,6 +65,10 @@ interface Server {
   fast_bytes: number;
   /** SETs takeSets started (0 for the server without it). */
   fast_sets: number;
+  /** The value stored for `key`, as msgpack. */
+  get(key: string): Uint8Array | undefined;
+  /** Closes the WAL: every later write fails. */
+  failWrites(): void;
   /** Closes the engine and removes its files. */
   close(): Promise<void>;
 }
@@ -70,12 +76,21 @@ interface Server {
 /** The token of the servers that require AUTH (`auth_token`). */
 const TOKEN = "secret";
 
+interface ServerOptions {
+  /** Connections must AUTH first. */
+  auth?: boolean;
+  max_value_bytes?: number;
+  max_output_bytes?: number;
+  /** The client reads nothing: every reply stays unsent. */
+  stalled?: boolean;
+}
+
 async function openServer(
   kind: "resp" | "msgpack",
   fast: boolean,
-  auth: boolean,
-  max_value_bytes = 64 << 10,
+  options: ServerOptions = {},
 ): Promise<Server> {
+  const { auth = false, max_value_bytes = 64 << 10, max_output_bytes = 1 << 30, stalled = false } = options;
   const dir = fs.mkdtempSync(`${os.tmpdir()}/walkv-answer-reads-`);
   const engine_config = engineConfig({
     data_dir: `${dir}/data`,
@@ -99,7 +114,7 @@ async function openServer(
     socket_path: `${dir}/s`,
     workers: 1,
     max_frame_bytes: MAX_FRAME_BYTES,
-    max_output_bytes: 1 << 30,
+    max_output_bytes,
     auth_token: auth ? TOKEN : undefined,
   });
   const metrics = new Metrics(createMetricsBuffer(1), 0);
@@ -114,7 +129,7 @@ async function openServer(
     started_unix_ms: Date.now(),
     resp_tcp_port: () => 0,
   };
-  const socket = new RecordingSocket();
+  const socket = new RecordingSocket(stalled);
   const server = { socket, metrics, fast_bytes: 0, fast_sets: 0 } as Server & {
     connection: Connection<unknown>;
   };
@@ -130,9 +145,9 @@ async function openServer(
     return after;
   };
   const takeSets = protocol.takeSets.bind(protocol);
-  protocol.takeSets = (bytes, start, end, responder, slot, arrived_ms) => {
+  protocol.takeSets = (bytes, start, end, responder, slot, arrived_ms, max_count) => {
     if (!fast) return 0;
-    const count = takeSets(bytes, start, end, responder, slot, arrived_ms);
+    const count = takeSets(bytes, start, end, responder, slot, arrived_ms, max_count);
     server.fast_sets += count;
     if (count > 0) server.fast_bytes += protocol.next_start - start;
     return count;
@@ -143,6 +158,8 @@ async function openServer(
     ctx,
     () => {},
   );
+  server.get = (key) => engine.get(encoder.encode(key));
+  server.failWrites = () => local.close();
   server.close = async () => {
     local.close();
     await host.close();
@@ -275,8 +292,8 @@ for (const kind of ["resp", "msgpack"] as const) {
     const name = auth ? "with AUTH required (the first round's GETs come before it)" : "without AUTH";
     test(`${kind}, ${name}: answerReads and takeSets answer as the general path does: same bytes, same metrics`, async () => {
       const seed = testSeed((kind === "resp" ? 0xa115_0001 : 0xa115_0002) + (auth ? 16 : 0));
-      const fast = await openServer(kind, true, auth);
-      const general = await openServer(kind, false, auth);
+      const fast = await openServer(kind, true, { auth });
+      const general = await openServer(kind, false, { auth });
       try {
         await compare(kind, auth, seed, fast, general);
       } finally {
@@ -323,8 +340,8 @@ const MALFORMED_GETS = [
 
 test("resp: GETs the general reader refuses as malformed are not answered by answerReads", async () => {
   for (const malformed of MALFORMED_GETS) {
-    const fast = await openServer("resp", true, false);
-    const general = await openServer("resp", false, false);
+    const fast = await openServer("resp", true);
+    const general = await openServer("resp", false);
     try {
       const bytes = concatBytes([getRequest("resp", "k0"), encoder.encode(malformed)]);
       const rng = () => 0;
@@ -343,9 +360,9 @@ test("resp: GETs the general reader refuses as malformed are not answered by ans
   Bun.gc(true);
 });
 
-/** A SET of `key` to `value` in the form clients send it. */
-function setRequest(kind: "resp" | "msgpack", key: string, value: Uint8Array): Uint8Array {
-  if (kind === "msgpack") return msgpackFrame([1, "set", key, value]);
+/** A SET of `key` to `value` in the form clients send it (`id`: msgpack's request id). */
+function setRequest(kind: "resp" | "msgpack", key: string, value: Uint8Array, id = 1): Uint8Array {
+  if (kind === "msgpack") return msgpackFrame([id, "set", key, value]);
   const head = encoder.encode(`*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${value.length}\r\n`);
   return concatBytes([head, value, encoder.encode("\r\n")]);
 }
@@ -433,8 +450,8 @@ const REFUSED_SETS: RefusedSet[] = [
 
 for (const { kind, name, bytes, error, max_value_bytes = SMALL_MAX_VALUE_BYTES } of REFUSED_SETS) {
   test(`${kind}: a SET with ${name} is left to the general path, which refuses it`, async () => {
-    const fast = await openServer(kind, true, false, max_value_bytes);
-    const general = await openServer(kind, false, false, max_value_bytes);
+    const fast = await openServer(kind, true, { max_value_bytes });
+    const general = await openServer(kind, false, { max_value_bytes });
     try {
       const taken = setRequest(kind, "k1", encoder.encode("taken"));
       const stream = concatBytes([taken, bytes(), getRequest(kind, "k0")]);
@@ -452,5 +469,105 @@ for (const { kind, name, bytes, error, max_value_bytes = SMALL_MAX_VALUE_BYTES }
       await general.close();
     }
     Bun.gc(true);
+  });
+}
+
+/** Feeds `stream` to a server with and without the fast paths (`options`); both must answer alike. */
+async function sameReplies(
+  kind: "resp" | "msgpack",
+  stream: Uint8Array,
+  options: ServerOptions,
+  before?: (server: Server) => void,
+  after?: (fast: Server, general: Server, replies: string) => void,
+): Promise<void> {
+  const fast = await openServer(kind, true, options);
+  const general = await openServer(kind, false, options);
+  try {
+    before?.(fast);
+    before?.(general);
+    const got = Buffer.from(await feed(fast, [stream], () => 0)).toString("latin1");
+    const expected = Buffer.from(await feed(general, [stream], () => 0)).toString("latin1");
+    expect(got).toBe(expected);
+    after?.(fast, general, got);
+  } finally {
+    await fast.close();
+    await general.close();
+  }
+  Bun.gc(true);
+}
+
+/** The msgpack replies in `bytes` (latin1 text), decoded. */
+function msgpackReplies(text: string): unknown[] {
+  const bytes = Buffer.from(text, "latin1");
+  const replies: unknown[] = [];
+  for (let at = 0; at + 4 <= bytes.length; ) {
+    const length = bytes.readUInt32BE(at);
+    replies.push(packr.unpack(bytes.subarray(at + 4, at + 4 + length)));
+    at += 4 + length;
+  }
+  return replies;
+}
+
+/** The ops' counts and errors of a server's metrics. */
+function opCounts(server: Server): Record<string, [number, number]> {
+  return Object.fromEntries(
+    Object.entries(server.metrics.summary().ops).map(([op, o]) => [op, [o.count, o.errors]]),
+  );
+}
+
+for (const kind of ["resp", "msgpack"] as const) {
+  test(`${kind}: more SETs in one chunk than one batch holds (entries, then bytes) are answered as the general path does`, async () => {
+    const many = Array.from({ length: 3000 }, (_, i) =>
+      setRequest(kind, `k${i % 40}`, encoder.encode(`v${i}`)),
+    );
+    await sameReplies(kind, concatBytes(many), {}, undefined, (fast, general) => {
+      expect(fast.fast_sets).toBe(3000); // in groups of at most 1024 (SetCoalescer.fits)
+      expect(opCounts(fast)).toEqual(opCounts(general));
+      expect(fast.get("k39")).toEqual(general.get("k39"));
+    });
+    // 700 SETs of 3000 bytes: 2 MiB, over one record of max_batch_bytes (1 MiB).
+    const large = Array.from({ length: 700 }, (_, i) =>
+      setRequest(kind, `k${i % 40}`, new Uint8Array(3000).fill(i)),
+    );
+    await sameReplies(kind, concatBytes(large), {}, undefined, (fast, general) => {
+      expect(fast.fast_sets).toBe(700);
+      expect(fast.get("k19")).toEqual(general.get("k19"));
+    });
+  });
+
+  test(`${kind}: a failed write fails each SET of its group with the error reply, each counted as an error`, async () => {
+    const sets = Array.from({ length: 20 }, (_, i) =>
+      setRequest(kind, `k${i}`, encoder.encode("v"), 100 + i),
+    );
+    const stream = concatBytes([...sets, getRequest(kind, "k0")]);
+    await sameReplies(
+      kind,
+      stream,
+      {},
+      (server) => server.failWrites(),
+      (fast, general, replies) => {
+        expect(fast.fast_sets).toBe(20);
+        expect(opCounts(fast).set).toEqual([20, 20]);
+        expect(opCounts(fast)).toEqual(opCounts(general));
+        expect(replies.split("the write-ahead log is closed").length - 1).toBe(20);
+        if (kind === "msgpack") {
+          const ids = msgpackReplies(replies).map((reply) => (reply as unknown[])[0]);
+          expect(ids.slice(0, 20)).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i));
+        }
+        expect(replies).toContain("zero"); // the GET after them: k0 unchanged
+      },
+    );
+  });
+
+  test(`${kind}: a client cut off for unread replies gets no SET applied past the cut, as on the general path`, async () => {
+    // 15 replies of 300 bytes wait in the output; the first SET's flush passes --max-output-bytes.
+    const gets = Array.from({ length: 15 }, () => getRequest(kind, "k1"));
+    const sets = ["a", "b", "c"].map((key) => setRequest(kind, key, encoder.encode("v")));
+    const options = { max_output_bytes: MAX_FRAME_BYTES, stalled: true };
+    await sameReplies(kind, concatBytes([...gets, ...sets]), options, undefined, (fast, general) => {
+      for (const key of ["a", "b", "c"]) expect(fast.get(key), key).toEqual(general.get(key));
+      expect(general.get("a")).toBeDefined(); // the general path ran the first SET before the cut
+      expect(general.get("b")).toBeUndefined();
+    });
   });
 }
