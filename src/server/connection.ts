@@ -51,6 +51,17 @@ export function respondWhenSettled(response: Promise<Uint8Array>, responder: Res
   return true;
 }
 
+/**
+ * Where a group of SETs that {@link Protocol.takeSets} starts answers, when its requests arrived,
+ * and how many it may hold. A connection reuses one: a protocol copies what it keeps.
+ */
+export interface SetGroupSlot {
+  responder: Responder;
+  slot: number;
+  arrived_ms: number;
+  max_count: number;
+}
+
 /** The last bytes a connection sends (after every earlier response) before it ends. */
 export class Final {
   constructor(readonly bytes: Uint8Array) {}
@@ -95,23 +106,15 @@ export interface Protocol<Request, Writer extends OutputWriter = OutputWriter> {
    */
   answerReads(bytes: Uint8Array, start: number, end: number, out: Writer, arrived_ms: number): number;
   /**
-   * Starts the run of plain SETs (in the form clients send them) that opens `bytes[start, end)` as
-   * one group of the worker's SetCoalescer, whose one waiter later calls `responder.respond(slot,
-   * responses, count)` with the responses `execute` would give each, and returns their count (0 if
-   * none), `next_start` set after them: a fast path past the general reader. Called only when no
-   * request waits behind an earlier write (a SET starts at once, as `execute` starts one). Leaves to
-   * `next` anything it is not sure of: another shape, a key, value or request over its limit, a
-   * connection not authenticated. Takes at most `max_count` SETs.
+   * Starts the run of plain SETs (in the form clients send them) that opens `bytes[start, end)`, at
+   * most `group.max_count`, as one group of the worker's SetCoalescer, whose one waiter later calls
+   * `group.responder.respond(group.slot, responses, count)` with the responses `execute` would give
+   * each, and returns their count (0 if none), `next_start` set after them: a fast path past the
+   * general reader. Called only when no request waits behind an earlier write (a SET starts at once,
+   * as `execute` starts one). Leaves to `next` anything it is not sure of: another shape, a key,
+   * value or request over its limit, a connection not authenticated.
    */
-  takeSets(
-    bytes: Uint8Array,
-    start: number,
-    end: number,
-    responder: Responder,
-    slot: number,
-    arrived_ms: number,
-    max_count: number,
-  ): number;
+  takeSets(bytes: Uint8Array, start: number, end: number, group: SetGroupSlot): number;
   /** True if `request` must not run before the connection's earlier writes complete. */
   mustFollowWrites(request: Request): boolean;
   /**
@@ -158,6 +161,8 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
   /** Destroys the socket LINGER_MS after an end, if the client has not closed it by then. */
   private linger: ReturnType<typeof setTimeout> | undefined;
   private readonly input = new InputBuffer();
+  /** What takeSets hands the protocol (one object, reused). */
+  private readonly set_group: SetGroupSlot = { responder: this, slot: 0, arrived_ms: 0, max_count: 0 };
   /** The protocol's last words: sent after every earlier request's response, then the end. */
   private final: Uint8Array | undefined;
 
@@ -241,19 +246,12 @@ export class Connection<Request, Writer extends OutputWriter = OutputWriter>
    * output (checkOutput), and then, as on the general path, no later request takes effect.
    */
   private takeSets(arrived_ms: number): boolean {
-    const input = this.input;
-    const slot = this.queue_base + this.queue.length;
+    const { input, set_group } = this;
+    set_group.slot = this.queue_base + this.queue.length;
+    set_group.arrived_ms = arrived_ms;
     const direct = this.queue_head === this.queue.length;
-    const max_count = direct && this.out.length > 0 ? 1 : Number.POSITIVE_INFINITY;
-    const count = this.protocol.takeSets(
-      input.bytes,
-      input.start,
-      input.end,
-      this,
-      slot,
-      arrived_ms,
-      max_count,
-    );
+    set_group.max_count = direct && this.out.length > 0 ? 1 : Number.POSITIVE_INFINITY;
+    const count = this.protocol.takeSets(input.bytes, input.start, input.end, set_group);
     if (count === 0) return false;
     input.consumeTo(this.protocol.next_start);
     this.awaitResponse(count);

@@ -14,7 +14,7 @@
 import { readU32BE } from "../engine/bytes.ts";
 import type { KeyFinder } from "../engine/engine.ts";
 import { entryBytes, setEntryIn, type WalEntry } from "../engine/wal/record.ts";
-import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
+import { Final, type Protocol, type Responder, respondWhenSettled, type SetGroupSlot } from "./connection.ts";
 import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
 import {
@@ -171,15 +171,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
    * limit (`next` and `execute` answer those with their error), or that would make the group larger
    * than one batch; before authentication it takes nothing.
    */
-  takeSets(
-    bytes: Uint8Array,
-    start: number,
-    end: number,
-    responder: Responder,
-    slot: number,
-    arrived_ms: number,
-    max_count: number,
-  ): number {
+  takeSets(bytes: Uint8Array, start: number, end: number, answer: SetGroupSlot): number {
     const { ctx } = this;
     if (!this.session.authenticated) return 0;
     const { max_frame_bytes } = ctx.config;
@@ -187,7 +179,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     const group = set_group;
     let size_bytes = 0;
     let pos = start;
-    while (group.length < max_count && pos + FRAME_HEADER_BYTES <= end) {
+    while (group.length < answer.max_count && pos + FRAME_HEADER_BYTES <= end) {
       const length = readU32BE(bytes, pos);
       const body = pos + FRAME_HEADER_BYTES;
       const frame_end = body + length;
@@ -211,7 +203,11 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     this.next_start = pos;
     if (count === 0) return 0;
     const ids = count === 1 ? set_ids[0]! : set_ids.slice();
-    ctx.sets.addGroup(group, size_bytes, new TrueWhenDone(ctx, responder, slot, arrived_ms, ids));
+    ctx.sets.addGroup(
+      group,
+      size_bytes,
+      new TrueWhenDone(ctx, answer.responder, answer.slot, answer.arrived_ms, ids),
+    );
     group.length = 0;
     set_ids.length = 0;
     return count;

@@ -14,7 +14,7 @@
  */
 import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
 import { entryBytes, type WalEntry } from "../engine/wal/record.ts";
-import { Final, type Protocol, type Responder, respondWhenSettled } from "./connection.ts";
+import { Final, type Protocol, type Responder, respondWhenSettled, type SetGroupSlot } from "./connection.ts";
 import {
   COALESCE_MAX_ENTRIES,
   newSession,
@@ -123,15 +123,7 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
    * over `--max-frame-bytes`), or that would make the group larger than one batch; before
    * authentication it takes nothing.
    */
-  takeSets(
-    bytes: Uint8Array,
-    start: number,
-    end: number,
-    responder: Responder,
-    slot: number,
-    arrived_ms: number,
-    max_count: number,
-  ): number {
+  takeSets(bytes: Uint8Array, start: number, end: number, answer: SetGroupSlot): number {
     const { ctx } = this;
     if (!this.state.session.authenticated) return 0;
     const { max_frame_bytes } = ctx.config;
@@ -139,7 +131,7 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     const group = set_group;
     let size_bytes = 0;
     let pos = start;
-    while (group.length < max_count) {
+    while (group.length < answer.max_count) {
       const next = readPlainSet(bytes, pos, end, set_ranges);
       if (next < 0 || next - pos > max_frame_bytes) break;
       const key_length = set_ranges[1]!;
@@ -159,7 +151,11 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     const count = group.length;
     this.next_start = pos;
     if (count === 0) return 0;
-    ctx.sets.addGroup(group, size_bytes, new OkWhenDone(ctx, responder, slot, arrived_ms, count));
+    ctx.sets.addGroup(
+      group,
+      size_bytes,
+      new OkWhenDone(ctx, answer.responder, answer.slot, answer.arrived_ms, count),
+    );
     group.length = 0;
     return count;
   }

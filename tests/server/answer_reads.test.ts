@@ -145,9 +145,9 @@ async function openServer(
     return after;
   };
   const takeSets = protocol.takeSets.bind(protocol);
-  protocol.takeSets = (bytes, start, end, responder, slot, arrived_ms, max_count) => {
+  protocol.takeSets = (bytes, start, end, group) => {
     if (!fast) return 0;
-    const count = takeSets(bytes, start, end, responder, slot, arrived_ms, max_count);
+    const count = takeSets(bytes, start, end, group);
     server.fast_sets += count;
     if (count > 0) server.fast_bytes += protocol.next_start - start;
     return count;
