@@ -36,6 +36,7 @@ import {
   recordOp,
   type Session,
   SetAnswer,
+  setWithinLimits,
   type WorkerContext,
   writeAll,
 } from "./ops.ts";
@@ -88,9 +89,10 @@ const settled = new MsgWriter(64 * 1024);
 
 /** Ops that only read: on a connection they wait for the writes sent before them. */
 const OP_GET = opIndex("get");
-/** The SETs {@link MsgpackProtocol.takeSets} starts as one group, and their ids (reused). */
+/** The SETs {@link MsgpackProtocol.takeSets} starts as one group, their ids, and its reader (reused). */
 const set_group: WalEntry[] = [];
 const set_ids: number[] = [];
+const set_reader = new MsgReader(new Uint8Array(0), 0, 0);
 const READS = new Set(["ping", "get", "exists", "mget", "stats", "auth"]);
 
 export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
@@ -166,7 +168,7 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
   /**
    * Starts the whole SET frames `[id, "set", key, value]` that open the chunk as one coalesced
    * group, answered `[id, 0, true]` each once visible, or each with the batch's failure: an id of a
-   * uint32 encoding, a key a fixstr, str8 or bin8, a value a str or bin that ends the frame. Stops
+   * uint32 encoding, a key a str or bin, a value one well-formed msgpack value that ends the frame. Stops
    * before any other frame, one over `--max-frame-bytes`, or one whose key or value is over its
    * limit (`next` and `execute` answer those with their error), or that would make the group larger
    * than one batch; before authentication it takes nothing.
@@ -175,26 +177,28 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     const { ctx } = this;
     if (!this.session.authenticated) return 0;
     const { max_frame_bytes } = ctx.config;
-    const { max_key_bytes, max_value_bytes } = ctx.config.engine;
     const group = set_group;
     let size_bytes = 0;
     let pos = start;
+    const r = set_reader;
     while (group.length < answer.max_count && pos + FRAME_HEADER_BYTES <= end) {
       const length = readU32BE(bytes, pos);
       const body = pos + FRAME_HEADER_BYTES;
       const frame_end = body + length;
       if (length > max_frame_bytes || frame_end > end) break;
-      const key = keyStart(bytes, body, frame_end, 0x94, SET_OP);
-      const id = key < 0 ? -1 : requestId(bytes, body + 1);
-      if (id < 0) break;
-      const key_length = key_length_out[0]!;
-      const value = key + key_length;
+      // [id, "set", key, value]: read as parseRequest and setPair read it.
+      r.reset(bytes, body, frame_end);
+      if (r.arrayHeader() !== 4) break;
+      const id = r.uint();
+      if (id < 0 || !atOp(r, SET_OP)) break;
+      const key_length = r.payload();
+      const value = r.pos;
+      if (key_length < 0 || !r.skip() || !r.atEnd()) break;
       const value_length = frame_end - value;
-      if (key_length > max_key_bytes || value_length > max_value_bytes) break;
-      if (value === frame_end || strOrBinBytes(bytes, value, frame_end) !== value_length) break;
+      if (!setWithinLimits(ctx, key_length, value_length)) break;
       const entry_bytes = entryBytes(key_length, value_length, 0);
       if (!ctx.sets.fits(group.length + 1, size_bytes + entry_bytes)) break;
-      group.push(setEntryIn(bytes, key, key_length, bytes, value, value_length, 0));
+      group.push(setEntryIn(bytes, value - key_length, key_length, bytes, value, value_length, 0));
       set_ids.push(id);
       size_bytes += entry_bytes;
       pos = frame_end;
@@ -263,59 +267,32 @@ export const findGetKeys: KeyFinder = (bytes, start, end, key_starts, key_ends) 
   return n;
 };
 
-/** `[0xa3 "set"]`: the op of a SET. */
-const SET_OP = [0xa3, 0x73, 0x65, 0x74];
-/** The length of the key {@link keyStart} found. */
-const key_length_out = new Int32Array(1);
-
-/**
- * Where the key's payload starts in the frame body `bytes[body, frame_end)` if it opens with the
- * fixarray header `array_header`, an id of a uint encoding, the fixstr `op`, and a key (fixstr, str8
- * or bin8) whose payload is whole in the frame: its length is `key_length_out[0]`. -1 otherwise.
- */
-function keyStart(
-  bytes: Uint8Array,
-  body: number,
-  frame_end: number,
-  array_header: number,
-  op: readonly number[],
-): number {
-  if (frame_end - body < 2 || bytes[body] !== array_header) return -1;
+/** Where the key's payload starts in a GET frame's body `bytes[body, frame_end)`, or -1 if it is not one. */
+function getKeyStart(bytes: Uint8Array, body: number, frame_end: number): number {
+  if (frame_end - body < 2 || bytes[body] !== 0x93) return -1;
   const id = bytes[body + 1]!;
   const id_bytes = id < 0x80 ? 1 : id >= 0xcc && id <= 0xcf ? 1 + (1 << (id - 0xcc)) : -1;
-  // Then the op and at least the key's header byte: all inside the frame, or it is not this op.
-  if (id_bytes < 0 || body + 1 + id_bytes + op.length + 1 > frame_end) return -1;
+  // Then the op and at least the key's header byte: all inside the frame, or it is not a GET.
+  if (id_bytes < 0 || body + 1 + id_bytes + GET_OP.length + 1 > frame_end) return -1;
   let pos = body + 1 + id_bytes;
-  for (let i = 0; i < op.length; i++) if (bytes[pos + i] !== op[i]) return -1;
-  pos += op.length;
+  for (let i = 0; i < GET_OP.length; i++) if (bytes[pos + i] !== GET_OP[i]) return -1;
+  pos += GET_OP.length;
   const header = bytes[pos]!;
   const key = header >= 0xa0 && header <= 0xbf ? pos + 1 : header === 0xc4 || header === 0xd9 ? pos + 2 : -1;
   if (key < 0 || key > frame_end) return -1;
   const length = key === pos + 1 ? header - 0xa0 : bytes[pos + 1]!;
-  if (key + length > frame_end) return -1;
-  key_length_out[0] = length;
-  return key;
+  return key + length === frame_end ? key : -1;
 }
 
-/** Where the key's payload starts in a GET frame's body `bytes[body, frame_end)`, or -1 if it is not one. */
-function getKeyStart(bytes: Uint8Array, body: number, frame_end: number): number {
-  const key = keyStart(bytes, body, frame_end, 0x93, GET_OP);
-  return key >= 0 && key + key_length_out[0]! === frame_end ? key : -1;
-}
+/** `[0xa3 "set"]`: the op of a SET. */
+const SET_OP = [0xa3, 0x73, 0x65, 0x74];
 
-/**
- * The size, header included, of the msgpack str or bin (any width) at `pos` if its header is in
- * `bytes[pos, end)`; -1 for a value of another type.
- */
-function strOrBinBytes(bytes: Uint8Array, pos: number, end: number): number {
-  const h = bytes[pos]!;
-  if (h >= 0xa0 && h <= 0xbf) return 1 + h - 0xa0;
-  const width =
-    h === 0xd9 || h === 0xc4 ? 1 : h === 0xda || h === 0xc5 ? 2 : h === 0xdb || h === 0xc6 ? 4 : 0;
-  if (width === 0 || pos + 1 + width > end) return -1;
-  if (width === 1) return 2 + bytes[pos + 1]!;
-  if (width === 2) return 3 + ((bytes[pos + 1]! << 8) | bytes[pos + 2]!);
-  return 5 + readU32BE(bytes, pos + 1);
+/** True if `r` is at the op `op` (its fixstr bytes), which it then consumes. */
+function atOp(r: MsgReader, op: readonly number[]): boolean {
+  if (r.pos + op.length > r.end) return false;
+  for (let i = 0; i < op.length; i++) if (r.bytes[r.pos + i] !== op[i]) return false;
+  r.pos += op.length;
+  return true;
 }
 
 /**

@@ -110,6 +110,16 @@ export function checkValueSize(ctx: WorkerContext, size_bytes: number): void {
   checkSize("value", size_bytes, ctx.config.engine.max_value_bytes);
 }
 
+/**
+ * True if a SET of a `key_bytes`-byte key and a value stored as `value_bytes` passes
+ * {@link checkKeySize} and {@link checkValueSize}: the fast paths' test (they leave the rest to
+ * the general path, which reports the error).
+ */
+export function setWithinLimits(ctx: WorkerContext, key_bytes: number, value_bytes: number): boolean {
+  const { max_key_bytes, max_value_bytes } = ctx.config.engine;
+  return key_bytes <= max_key_bytes && value_bytes <= max_value_bytes;
+}
+
 function checkSize(what: string, size_bytes: number, limit_bytes: number): void {
   if (size_bytes > limit_bytes) {
     throw new RequestError(

@@ -21,6 +21,7 @@ import {
   OP_OTHER,
   recordOp,
   SetAnswer,
+  setWithinLimits,
   type WorkerContext,
 } from "./ops.ts";
 import {
@@ -127,7 +128,6 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
     const { ctx } = this;
     if (!this.state.session.authenticated) return 0;
     const { max_frame_bytes } = ctx.config;
-    const { max_key_bytes, max_value_bytes } = ctx.config.engine;
     const group = set_group;
     let size_bytes = 0;
     let pos = start;
@@ -136,7 +136,7 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
       if (next < 0 || next - pos > max_frame_bytes) break;
       const key_length = set_ranges[1]!;
       const stored_bytes = binSize(set_ranges[3]!);
-      if (key_length > max_key_bytes || stored_bytes > max_value_bytes) break;
+      if (!setWithinLimits(ctx, key_length, stored_bytes)) break;
       const entry_bytes = entryBytes(key_length, stored_bytes, 0);
       if (!ctx.sets.fits(group.length + 1, size_bytes + entry_bytes)) break;
       // Only now: the entry writes its bin header over the request's bytes (binSetEntry).

@@ -198,18 +198,15 @@ function plainCommandAt(bytes: Uint8Array, pos: number, prefix: readonly number[
   return bytes[pos + 11] === CR && bytes[pos + 12] === LF;
 }
 
+/** The payload length of the last bulk string {@link bulkAt} found. */
+const bulk_length = new Int32Array(1);
+
 /**
  * Where the payload of the bulk string `$<n>\r\n<payload>\r\n` at `pos` starts, if it is whole in
  * `bytes[pos, end)` and as RespReader accepts it (1 to `max_digits` digits, each line ended by
- * `\r\n`); -1 otherwise. Its length is `length_out[0]`.
+ * `\r\n`); -1 otherwise. Its length is `bulk_length[0]`.
  */
-function bulkAt(
-  bytes: Uint8Array,
-  pos: number,
-  end: number,
-  max_digits: number,
-  length_out: Int32Array,
-): number {
+function bulkAt(bytes: Uint8Array, pos: number, end: number, max_digits: number): number {
   if (bytes[pos] !== DOLLAR) return -1;
   let i = pos + 1;
   let length = 0;
@@ -218,11 +215,9 @@ function bulkAt(
   const payload = i + 2;
   if (i === pos + 1 || payload + length + 2 > end || bytes[i] !== CR || bytes[i + 1] !== LF) return -1;
   if (bytes[payload + length] !== CR || bytes[payload + length + 1] !== LF) return -1;
-  length_out[0] = length;
+  bulk_length[0] = length;
   return payload;
 }
-
-const bulk_length = new Int32Array(1);
 
 /**
  * Finds the keys of the GETs that open `bytes[start, end)` in the form clients send them
@@ -240,7 +235,7 @@ export const findLeadingGets: KeyFinder = (bytes, start, end, key_starts, key_en
   let pos = start;
   while (n < key_starts.length && pos + 13 < end) {
     if (!plainCommandAt(bytes, pos, TWO_ARGUMENTS_NAME_OF_3, "get")) return n;
-    const key = bulkAt(bytes, pos + 13, end, GET_KEY_LENGTH_MAX_DIGITS, bulk_length);
+    const key = bulkAt(bytes, pos + 13, end, GET_KEY_LENGTH_MAX_DIGITS);
     if (key < 0) return n;
     key_starts[n] = key;
     key_ends[n] = key + bulk_length[0]!;
@@ -261,10 +256,10 @@ export const findLeadingGets: KeyFinder = (bytes, start, end, key_starts, key_en
  */
 export function readPlainSet(bytes: Uint8Array, pos: number, end: number, ranges_out: Int32Array): number {
   if (pos + 13 >= end || !plainCommandAt(bytes, pos, THREE_ARGUMENTS_NAME_OF_3, "set")) return -1;
-  const key = bulkAt(bytes, pos + 13, end, SET_VALUE_LENGTH_MAX_DIGITS, bulk_length);
+  const key = bulkAt(bytes, pos + 13, end, SET_VALUE_LENGTH_MAX_DIGITS);
   if (key < 0) return -1;
   const key_length = bulk_length[0]!;
-  const value = bulkAt(bytes, key + key_length + 2, end, SET_VALUE_LENGTH_MAX_DIGITS, bulk_length);
+  const value = bulkAt(bytes, key + key_length + 2, end, SET_VALUE_LENGTH_MAX_DIGITS);
   if (value < 0) return -1;
   ranges_out[0] = key;
   ranges_out[1] = key_length;
