@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import { availableParallelism } from "node:os";
-import { engineConfig } from "../engine/config.ts";
+import { engineConfig, WRITE_WAIT_SPIN_US_MAX } from "../engine/config.ts";
 import { type ListenAddress, type ServerConfig, serverConfig } from "../server/config.ts";
 import { runDaemon } from "../server/daemon.ts";
 import { type FlagSpec, type FlagValues, flagsHelp, parseFlags, UsageError } from "./flags.ts";
@@ -74,6 +74,12 @@ export const SERVE_FLAGS = {
     max: 32 * GiB,
   },
   wal_segment_bytes: { type: "integer", help: "WAL segment size (default 64 MiB)", min: 65536, max: 4 * GiB },
+  write_wait_spin_us: {
+    type: "integer",
+    help: "microseconds an I/O worker polls for its pending writes before it sleeps, 0 = never (default 300)",
+    min: 0,
+    max: WRITE_WAIT_SPIN_US_MAX,
+  },
   auth_token_file: { type: "string", help: "require `auth` with the token in this file", value_name: "FILE" },
   http: {
     type: "string",
@@ -123,6 +129,7 @@ export function serveConfig(argv: string[], env: Record<string, string | undefin
     ...(v.max_batch_bytes !== undefined && { max_batch_bytes: v.max_batch_bytes }),
     ...(v.max_memory_bytes !== undefined && { memory_limit_bytes: v.max_memory_bytes }),
     ...(v.wal_segment_bytes !== undefined && { wal_segment_bytes: v.wal_segment_bytes }),
+    ...(v.write_wait_spin_us !== undefined && { write_wait_spin_us: v.write_wait_spin_us }),
     repair_wal: v.repair_wal ?? false,
   });
   return serverConfig({

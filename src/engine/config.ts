@@ -32,9 +32,17 @@ export interface EngineConfig {
   readonly memory_limit_bytes: number;
   /** Cut the WAL at the first corrupt record instead of refusing to start. Default false. */
   readonly repair_wal: boolean;
+  /**
+   * While a thread's writes wait to become visible (durable, with fsync `always`), it polls for them
+   * once per event-loop turn for up to this long after the last one settled, before it sleeps in
+   * `Atomics.waitAsync` (visibility.ts). Default 300 µs; 0 = sleep at once.
+   */
+  readonly write_wait_spin_us: number;
 }
 
 const KiB = 1024;
+/** The longest a thread polls for its writes before it sleeps (10 ms). */
+export const WRITE_WAIT_SPIN_US_MAX = 10_000;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
@@ -49,6 +57,7 @@ export const DEFAULT_CONFIG: Omit<EngineConfig, "data_dir" | "wal_buffer_bytes">
   shard_bits: 12,
   memory_limit_bytes: 32 * GiB,
   repair_wal: false,
+  write_wait_spin_us: 300,
 };
 
 /** Merges `partial` over the defaults and validates the result; throws InvalidError naming the field. */
@@ -74,6 +83,7 @@ function validate(c: EngineConfig): void {
   integer("checkpoint_wal_bytes", c.checkpoint_wal_bytes, 1 * MiB, 1024 * GiB);
   integer("shard_bits", c.shard_bits, 0, 16);
   integer("memory_limit_bytes", c.memory_limit_bytes, 16 * MiB, 32 * GiB);
+  integer("write_wait_spin_us", c.write_wait_spin_us, 0, WRITE_WAIT_SPIN_US_MAX);
   const one_write = 64 + c.max_key_bytes + c.max_value_bytes;
   if (c.max_batch_bytes < one_write) {
     throw new InvalidError(

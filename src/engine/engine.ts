@@ -165,7 +165,10 @@ export class Engine {
     this.table = new Table(shared.table, this.arena);
     const wait = options.inline?.wait_for_space;
     this.wal = new WalBuffer(shared.wal, wait === undefined ? undefined : () => wait());
-    this.visibility = new Visibility(this.wal, { inline: options.inline !== undefined });
+    this.visibility = new Visibility(this.wal, {
+      inline: options.inline !== undefined,
+      spin_us: this.config.write_wait_spin_us,
+    });
     this.control = new EngineControl(shared.control);
     this.write_now = options.inline?.write_now;
     this.writer_open = options.inline?.writer_open;
