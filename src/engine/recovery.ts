@@ -16,7 +16,8 @@
  *    made it slower, for the same reason.)
  * 3. **Finish** ({@link finishRecovery}, one thread): the newest segment may end in a torn tail (a
  *    crash mid-append): it is dropped and logged with the bytes dropped. The newest segment's records
- *    after the redo LSN are then re-persisted (copied to a fresh segment, fsynced, renamed over it):
+ *    after the redo LSN are then re-persisted (copied to a fresh segment whose header keeps the
+ *    segment's format version, as the records keep their checksums; fsynced, renamed over it):
  *    after a process crash — or a failed fdatasync before it — they may sit in the page cache only;
  *    replaying makes them visible, so they must survive a power cut from now on, and no later segment
  *    may become durable while they are not. Older segments are fsynced in place.
@@ -75,6 +76,8 @@ interface RecoveryPlan {
 
 /** What one segment turned out to hold. */
 interface SegmentOutcome {
+  /** Its header's (1 or 2), undefined if the header is torn: a copy of its records keeps it. */
+  readonly format_version: number | undefined;
   readonly end_offset_bytes: number;
   readonly torn_bytes: number;
   /** The first record after the redo LSN, if any. */
@@ -224,7 +227,7 @@ function finishRecovery(
     else if (outcome.kept === undefined) {
       io.unlink(path);
       log(`recovery: removed ${path}: no record after the redo LSN`);
-    } else rewriteSegment(io, path, outcome.kept.lsn, outcome.kept.offset_bytes, outcome.end_offset_bytes);
+    } else rewriteSegment(io, path, outcome, outcome.kept);
   });
   if (applied.repair !== undefined)
     repairAt(io, wal_dir, plan.chain.slice(applied.repair.index), applied.repair.error, log);
@@ -309,24 +312,38 @@ function replaySegment(
       state.records++;
     },
   );
-  return { end_offset_bytes: result.end_offset_bytes, torn_bytes: result.torn_bytes, kept };
+  return {
+    format_version: result.format_version,
+    end_offset_bytes: result.end_offset_bytes,
+    torn_bytes: result.torn_bytes,
+    kept,
+  };
 }
 
-/** Copies `old_path[from, to)` into a new segment `first_lsn`: written, fsynced, renamed over. */
+/**
+ * Copies the records of `old_path` from the kept one to the end of the valid ones into a new segment
+ * named after the kept record's LSN, under a header of the old segment's format version (the records
+ * keep their checksums, CRC-32C in a version 1 segment): written, fsynced, renamed over.
+ */
 function rewriteSegment(
   io: Io,
   old_path: string,
-  first_lsn: number,
-  from_bytes: number,
-  to_bytes: number,
+  outcome: SegmentOutcome,
+  kept: { readonly lsn: number; readonly offset_bytes: number },
 ): void {
+  const format_version = outcome.format_version;
+  assert(format_version !== undefined, "a segment with a record to keep has a valid header");
+  const first_lsn = kept.lsn;
+  const from_bytes = kept.offset_bytes;
+  const to_bytes = outcome.end_offset_bytes;
+  assert(from_bytes >= SEGMENT_HEADER_SIZE_BYTES && from_bytes < to_bytes, "kept records lie in the segment");
   const dir = old_path.slice(0, old_path.lastIndexOf("/"));
   const final_path = `${dir}/${segmentName(first_lsn)}`;
   const tmp_path = `${final_path}.tmp`;
   const source = io.open(old_path);
   const target = io.open(tmp_path, { create: true, truncate: true });
   try {
-    io.write(target, encodeSegmentHeader(first_lsn), 0);
+    io.write(target, encodeSegmentHeader(first_lsn, format_version), 0);
     const chunk = new Uint8Array(Math.min(COPY_CHUNK_BYTES, Math.max(1, to_bytes - from_bytes)));
     for (let p = from_bytes; p < to_bytes; ) {
       const n = io.read(source, chunk.subarray(0, Math.min(chunk.length, to_bytes - p)), p);

@@ -1,15 +1,25 @@
 import { describe, expect, test } from "bun:test";
 import { Arena, createArenaShared } from "../../src/engine/arena.ts";
+import { readU32, writeU32 } from "../../src/engine/bytes.ts";
 import type { EngineConfig } from "../../src/engine/config.ts";
+import { crc32 } from "../../src/engine/crc32.ts";
+import { crc32c } from "../../src/engine/crc32c.ts";
 import { CorruptionError } from "../../src/engine/errors.ts";
 import { prng } from "../../src/engine/io/prng.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
 import { type ClosableSink, recover } from "../../src/engine/recovery.ts";
 import { createPipeShared, PipeSink } from "../../src/engine/replay_pipe.ts";
 import { createTableShared, Table } from "../../src/engine/table.ts";
-import { parseSegmentName } from "../../src/engine/wal/format.ts";
+import { encodeSegmentHeader, parseSegmentName, segmentName } from "../../src/engine/wal/format.ts";
+import {
+  delEntry,
+  encodedRecordSize,
+  encodeRecord,
+  setEntry,
+  type WalEntry,
+} from "../../src/engine/wal/record.ts";
 import { readSegment } from "../../src/engine/wal/segment_reader.ts";
-import { smallConfig as config, fileSize, openSim, SEED, text, utf8 } from "./sim_host.ts";
+import { smallConfig as config, fileSize, openSim, readWholeFile, SEED, text, utf8 } from "./sim_host.ts";
 
 const WAL_DIR = "/data/wal";
 
@@ -269,5 +279,138 @@ describe("recovery", () => {
     // A third time through the engine, after a power cut: still the same state.
     disk.powerCut();
     expect(recoverFresh(disk, log).entries).toEqual(first.entries);
+  });
+});
+
+/** The value a version 1 WAL written by {@link writeVersion1Wal} sets at `lsn`: 0 to 1,000 bytes. */
+const v1Value = (lsn: number) => `v${lsn}:${"x".repeat((lsn * 37) % 1000)}`;
+
+/** Its record at `lsn`: SET k{lsn}, and from LSN 10 on, every 10th also DELs k{lsn - 5}. */
+function v1Entries(lsn: number): WalEntry[] {
+  const set = setEntry(utf8(`k${lsn}`), utf8(v1Value(lsn)));
+  return lsn >= 10 && lsn % 10 === 0 ? [set, delEntry(utf8(`k${lsn - 5}`))] : [set];
+}
+
+/**
+ * Writes the WAL of format version 1 that walkv wrote before version 2, one segment per element of
+ * `segments` (the LSNs of its records): headers of version 1, records sealed with `checksum`
+ * (CRC-32C, as version 1 requires, unless a test says otherwise), files and directory synced.
+ */
+function writeVersion1Wal(disk: SimDisk, segments: number[][], checksum = crc32c): string[] {
+  disk.mkdirp(WAL_DIR);
+  const paths = segments.map((lsns) => {
+    const path = `${WAL_DIR}/${segmentName(lsns[0]!)}`;
+    const file = disk.open(path, { create: true, truncate: true });
+    disk.write(file, encodeSegmentHeader(lsns[0]!, 1), 0);
+    let offset = 32;
+    for (const lsn of lsns) {
+      const entries = v1Entries(lsn);
+      const record = new Uint8Array(encodedRecordSize(entries));
+      encodeRecord(lsn, entries, record, 0);
+      writeU32(record, 4, checksum(record, 8, record.length));
+      disk.write(file, record, offset);
+      offset += record.length;
+    }
+    disk.sync(file);
+    disk.close(file);
+    return path;
+  });
+  disk.syncDir(WAL_DIR);
+  disk.syncDir("/data");
+  return paths;
+}
+
+/** LSNs `first` to `last`. */
+const lsnRange = (first: number, last: number) =>
+  Array.from({ length: last - first + 1 }, (_, i) => first + i);
+
+/** The format version of segment `path`, once readSegment has verified all of it with that version's checksum. */
+function verifiedFormatVersion(disk: SimDisk, path: string): number | undefined {
+  const version = readSegment(disk, path, { newest: true, max_record_bytes: 8192 }, () => {}).format_version;
+  expect(readU32(readWholeFile(disk, path), 8)).toBe(version!);
+  return version;
+}
+
+/**
+ * Checks that the engine holds what the version 1 WAL of LSNs 1 to `last_lsn` set and deleted, but
+ * for the keys of the LSNs in `overwritten`.
+ */
+function expectVersion1Writes(
+  get: (key: Uint8Array) => Uint8Array | undefined,
+  last_lsn: number,
+  overwritten: readonly number[] = [],
+): void {
+  const deleted = new Set(
+    lsnRange(10, last_lsn)
+      .filter((lsn) => lsn % 10 === 0)
+      .map((lsn) => lsn - 5),
+  );
+  for (const lsn of lsnRange(1, last_lsn)) {
+    if (overwritten.includes(lsn)) continue;
+    const expected = deleted.has(lsn) ? undefined : v1Value(lsn);
+    expect(text(get(utf8(`k${lsn}`))), `k${lsn}`).toBe(expected);
+  }
+}
+
+describe("recovery of a format version 1 WAL", () => {
+  test("recovers every write; new writes go to version 2 segments; a restart reads both", async () => {
+    const disk = new SimDisk({ rng: prng(SEED) });
+    const v1_paths = writeVersion1Wal(disk, [lsnRange(1, 40), lsnRange(41, 80), lsnRange(81, 100)]);
+    // A torn tail on the newest segment, so recovery copies its records to a fresh file.
+    const newest = disk.open(v1_paths[2]!);
+    disk.write(newest, new Uint8Array([7, 0, 0, 0, 1, 2, 3]), disk.size(newest));
+    disk.sync(newest);
+    disk.close(newest);
+
+    const first = await openSim({}, disk);
+    expect(first.host.recovery.wal_records).toBe(100);
+    expect(first.host.recovery.torn_bytes).toBe(7);
+    expect(first.host.recovery.next_lsn).toBe(101);
+    expectVersion1Writes((key) => first.engine.get(key), 100);
+    // The version 1 segments stay version 1: the newest was copied under a version 1 header.
+    expect(segmentPaths(first.disk)).toEqual(v1_paths);
+    for (const path of v1_paths) expect(verifiedFormatVersion(disk, path), path).toBe(1);
+
+    // New writes, 0 to 3,900-byte values (both sides of crc32's native threshold): version 2.
+    const new_value = (i: number) => `n${i}:${"y".repeat(i * 100)}`;
+    for (let i = 0; i < 40; i++) {
+      const write = first.engine.set(utf8(`n${i}`), utf8(new_value(i)));
+      while (first.host.step()) {}
+      await write;
+    }
+    const overwrite = first.engine.set(utf8("k1"), utf8("again"));
+    while (first.host.step()) {}
+    expect(await overwrite).toBe(141);
+    await first.host.close();
+    const v2_paths = segmentPaths(disk).filter((path) => !v1_paths.includes(path));
+    expect(v2_paths.length).toBeGreaterThanOrEqual(2);
+    expect(v2_paths[0]).toBe(`${WAL_DIR}/${segmentName(101)}`);
+    for (const path of v2_paths) expect(verifiedFormatVersion(disk, path), path).toBe(2);
+
+    const second = await openSim({}, disk);
+    expect(second.host.recovery.wal_records).toBe(141);
+    expect(second.host.recovery.torn_bytes).toBe(0);
+    expect(second.host.recovery.next_lsn).toBe(142);
+    expectVersion1Writes((key) => second.engine.get(key), 100, [1]);
+    expect(text(second.engine.get(utf8("k1")))).toBe("again");
+    for (let i = 0; i < 40; i++) expect(text(second.engine.get(utf8(`n${i}`))), `n${i}`).toBe(new_value(i));
+  });
+
+  test("a version 1 record sealed with CRC-32 instead of CRC-32C refuses to open", async () => {
+    const disk = new SimDisk({ rng: prng(SEED) });
+    const paths = writeVersion1Wal(disk, [lsnRange(1, 40), lsnRange(41, 50)]);
+    // Record 8 (LSN 8) of the older segment, resealed with the version 2 checksum.
+    const bytes = readWholeFile(disk, paths[0]!);
+    const offset = recordOffsets(disk, paths[0]!)[7]!;
+    const end = offset + 24 + readU32(bytes, offset);
+    const file = disk.open(paths[0]!);
+    const crc = new Uint8Array(4);
+    writeU32(crc, 0, crc32(bytes, offset + 8, end));
+    disk.write(file, crc, offset + 4);
+    disk.close(file);
+    const error = await openError(disk);
+    expect(error.file).toBe(paths[0]!);
+    expect(error.offset_bytes).toBe(offset);
+    expect(error.message).toContain("record CRC mismatch");
   });
 });

@@ -347,7 +347,7 @@ describe("verifyDataDir: WAL corruption", () => {
     for (const newest of [false, true]) {
       const disk = copyDisk(healthy);
       const path = newest ? segmentPaths(disk).at(-1)! : segmentPaths(disk)[0]!;
-      patch(disk, path, 8, new Uint8Array([2, 0, 0, 0]));
+      patch(disk, path, 8, new Uint8Array([3, 0, 0, 0]));
       expectCorruption(verify(disk), path, 8, "newer than this walkv supports");
       patch(disk, path, 0, utf8("XXXXXXXX"));
       expectCorruption(verify(disk), path, 0, "bad magic");

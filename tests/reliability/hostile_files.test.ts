@@ -2,7 +2,8 @@
  * Hostile files (issue [3/4] item 5): starting from a healthy data directory made by the engine
  * (inline, on a SimDisk: data.db, a covered WAL segment a checkpoint had not deleted yet, and the
  * chain of segments after it), fast-check (seeded) generates corrupted directories — truncated,
- * bit-flipped, zero-filled ranges, wrong magic, a future format version with a valid CRC, random
+ * bit-flipped, zero-filled ranges, wrong magic, another format version with a valid CRC (a future one,
+ * or a segment's 2 relabelled 1, whose CRC-32 records then fail the CRC-32C of version 1), random
  * bytes appended, files replaced by garbage, garbage files added, segments removed — and for each:
  *
  * - `verifyDataDir` returns a report (corruption in `report.error`) or throws IoError: nothing else;
@@ -149,7 +150,7 @@ type Corruption =
   | { readonly kind: "flip"; readonly file: number; readonly at: number; readonly bit: number }
   | { readonly kind: "zero"; readonly file: number; readonly at: number; readonly length: number }
   | { readonly kind: "magic"; readonly file: number; readonly at: number; readonly xor: number }
-  | { readonly kind: "future_version"; readonly file: number; readonly version: number }
+  | { readonly kind: "other_version"; readonly file: number; readonly version: number }
   | { readonly kind: "append"; readonly file: number; readonly bytes: Uint8Array }
   | { readonly kind: "replace"; readonly file: number; readonly bytes: Uint8Array }
   | { readonly kind: "remove"; readonly file: number }
@@ -171,9 +172,9 @@ const corruption: fc.Arbitrary<Corruption> = fc.oneof(
     xor: fc.integer({ min: 1, max: 255 }),
   }),
   fc.record({
-    kind: fc.constant("future_version" as const),
+    kind: fc.constant("other_version" as const),
     file,
-    version: fc.integer({ min: 2, max: 0xffffffff }),
+    version: fc.integer({ min: 1, max: 0xffffffff }),
   }),
   fc.record({ kind: fc.constant("append" as const), file, bytes: garbage.filter((b) => b.length > 0) }),
   fc.record({ kind: fc.constant("replace" as const), file, bytes: garbage }),
@@ -216,7 +217,7 @@ function corrupt(files: Map<string, Uint8Array>, c: Corruption): string {
       files.set(target, out);
       return target;
     }
-    case "future_version":
+    case "other_version":
       files.set(target, withVersion(target, bytes, c.version));
       return target;
     case "append": {

@@ -5,26 +5,32 @@
  *
  * @example
  * const header = encodeSegmentHeader(1); // 32 bytes, written at offset 0 of "00000000000000000001.wal"
- * decodeSegmentHeader(header, "00000000000000000001.wal") === 1;
+ * decodeSegmentHeader(header, "00000000000000000001.wal"); // { first_lsn: 1, format_version: 2 }
  */
 
 import { readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
+import { crc32 } from "../crc32.ts";
 import { crc32c } from "../crc32c.ts";
 import { assert, CorruptionError } from "../errors.ts";
 
 /** "WALKVWAL" in ASCII: the first 8 bytes of every segment. */
 export const SEGMENT_MAGIC: Uint8Array = new Uint8Array([0x57, 0x41, 0x4c, 0x4b, 0x56, 0x57, 0x41, 0x4c]);
-/** The only segment format this walkv reads and writes. */
-export const FORMAT_VERSION = 1;
+/** The segment format this walkv writes (records checksummed with CRC-32), and the newest it reads. */
+export const FORMAT_VERSION = 2;
+/** The oldest segment format this walkv reads: version 1, records checksummed with CRC-32C. */
+export const OLDEST_FORMAT_VERSION = 1;
 export const SEGMENT_HEADER_SIZE_BYTES = 32;
-/** The header CRC covers bytes [16, 32): first_lsn and reserved. */
+/** The header CRC, CRC-32C in every format version, covers bytes [16, 32): first_lsn and reserved. */
 const HEADER_CRC_START_BYTES = 16;
 /** Segment file names: first LSN as 20 decimal digits, then this suffix. */
 export const SEGMENT_SUFFIX = ".wal";
 const SEGMENT_DIGITS = 20;
 
 export const RECORD_HEADER_SIZE_BYTES = 24;
-/** The record CRC covers bytes [8, 24 + payload_length) of the record. */
+/**
+ * The record CRC covers bytes [8, 24 + payload_length) of the record; its algorithm is the segment's
+ * format version's ({@link recordChecksum}).
+ */
 export const RECORD_CRC_START_BYTES = 8;
 /** Record type: a batch of entries applied atomically. Other values are reserved. */
 export const RECORD_TYPE_BATCH = 1;
@@ -67,17 +73,51 @@ export function parseSegmentName(name: string): number | undefined {
   return first_lsn;
 }
 
+/** A record checksum: the CRC of `bytes[start, end)`, unsigned. */
+export type RecordChecksum = (bytes: Uint8Array, start: number, end: number) => number;
+
 /**
- * The 32-byte header that starts the segment whose first record has LSN `first_lsn`.
+ * The checksum of the records of a segment of format `format_version`: CRC-32C for version 1,
+ * CRC-32 (zlib's) for version 2. Chosen once per segment, never per record.
+ *
+ * @example
+ * const checksum = recordChecksum(decodeSegmentHeader(header, path).format_version);
+ * recordCrcMatches(chunk, offset, checksum);
+ */
+export function recordChecksum(format_version: number): RecordChecksum {
+  assert(isReadableFormat(format_version), `no record checksum for format version ${format_version}`);
+  return format_version === 1 ? crc32c : crc32;
+}
+
+function isReadableFormat(format_version: number): boolean {
+  return (
+    Number.isInteger(format_version) &&
+    format_version >= OLDEST_FORMAT_VERSION &&
+    format_version <= FORMAT_VERSION
+  );
+}
+
+/** A verified segment header. */
+export interface SegmentHeader {
+  readonly first_lsn: number;
+  /** {@link OLDEST_FORMAT_VERSION} to {@link FORMAT_VERSION}: says which checksum its records carry. */
+  readonly format_version: number;
+}
+
+/**
+ * The 32-byte header that starts the segment whose first record has LSN `first_lsn`, of format
+ * {@link FORMAT_VERSION} unless told otherwise: recovery copies the records of a version 1 segment
+ * under a version 1 header, since they keep their CRC-32C.
  *
  * @example
  * io.write(file, encodeSegmentHeader(first_lsn), 0);
  */
-export function encodeSegmentHeader(first_lsn: number): Uint8Array {
+export function encodeSegmentHeader(first_lsn: number, format_version = FORMAT_VERSION): Uint8Array {
   assert(Number.isSafeInteger(first_lsn) && first_lsn >= 1, `bad first_lsn ${first_lsn}`);
+  assert(isReadableFormat(format_version), `bad format_version ${format_version}`);
   const header = new Uint8Array(SEGMENT_HEADER_SIZE_BYTES);
   header.set(SEGMENT_MAGIC, 0);
-  writeU32(header, 8, FORMAT_VERSION);
+  writeU32(header, 8, format_version);
   writeU64(header, 16, first_lsn);
   // bytes [24, 32) are reserved and stay 0.
   writeU32(header, 12, crc32c(header, HEADER_CRC_START_BYTES, SEGMENT_HEADER_SIZE_BYTES));
@@ -85,14 +125,14 @@ export function encodeSegmentHeader(first_lsn: number): Uint8Array {
 }
 
 /**
- * Verifies the segment header in `bytes[0, 32)` and returns its first LSN. Throws
- * {@link CorruptionError} naming `file` and the offending byte offset on a bad magic, an unknown or
- * newer format version, a bad CRC, a non-zero reserved field or an out-of-range first LSN.
+ * Verifies the segment header in `bytes[0, 32)` and returns its first LSN and format version (1 or
+ * 2). Throws {@link CorruptionError} naming `file` and the offending byte offset on a bad magic, an
+ * unknown or newer format version, a bad CRC, a non-zero reserved field or an out-of-range first LSN.
  *
  * @example
- * const first_lsn = decodeSegmentHeader(bytes, "/data/wal/00000000000000000001.wal");
+ * const { first_lsn, format_version } = decodeSegmentHeader(bytes, "/data/wal/00000000000000000001.wal");
  */
-export function decodeSegmentHeader(bytes: Uint8Array, file: string): number {
+export function decodeSegmentHeader(bytes: Uint8Array, file: string): SegmentHeader {
   if (bytes.length < SEGMENT_HEADER_SIZE_BYTES) {
     throw new CorruptionError(file, 0, `segment header is ${bytes.length} bytes, expected 32`);
   }
@@ -108,7 +148,7 @@ export function decodeSegmentHeader(bytes: Uint8Array, file: string): number {
       `format version ${version} is newer than this walkv supports (${FORMAT_VERSION})`,
     );
   }
-  if (version !== FORMAT_VERSION) throw new CorruptionError(file, 8, `unknown format version ${version}`);
+  if (!isReadableFormat(version)) throw new CorruptionError(file, 8, `unknown format version ${version}`);
   const stored_crc = readU32(bytes, 12);
   const actual_crc = crc32c(bytes, HEADER_CRC_START_BYTES, SEGMENT_HEADER_SIZE_BYTES);
   if (stored_crc !== actual_crc) throw new CorruptionError(file, 12, "segment header CRC mismatch");
@@ -117,7 +157,7 @@ export function decodeSegmentHeader(bytes: Uint8Array, file: string): number {
   if (readU32(bytes, 24) !== 0 || readU32(bytes, 28) !== 0) {
     throw new CorruptionError(file, 24, "segment header reserved field is not zero");
   }
-  return first_lsn;
+  return { first_lsn, format_version: version };
 }
 
 /**

@@ -2,10 +2,13 @@
  * WAL records: the mutation model ({@link WalEntry}), the encoder, and a zero-copy decoder for
  * replay. One record is one atomic batch; every key it writes gets the record's LSN as version.
  * Layout (docs/wal-format.md), little-endian:
- *   record header (24): u32 payload_length | u32 crc32c of [8, 24 + payload_length) | u64 lsn |
+ *   record header (24): u32 payload_length | u32 crc of [8, 24 + payload_length) | u64 lsn |
  *                       u8 type = BATCH | u8 flags = 0 | u16 reserved = 0 | u32 entry_count ≥ 1
  *   entry: u8 op | u8 flags | u16 reserved = 0 | u32 key_length | u32 value_length |
  *          [f64 expiry_unix_ms if HAS_EXPIRY] | key | value
+ * The crc is CRC-32 (zlib's) in the format version 2 segments this walkv writes, CRC-32C in the
+ * version 1 segments it still reads: the encoder always writes CRC-32, a reader verifies with the
+ * checksum of its segment's version ({@link recordCrcMatches}).
  *
  * @example
  * const entries = [setEntry(key, value)];
@@ -14,18 +17,23 @@
  */
 
 import { copyBytes, MAX_LSN, MAX_U32, readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
-import { crc32c } from "../crc32c.ts";
 import { assert } from "../errors.ts";
 import {
   ENTRY_EXPIRY_SIZE_BYTES,
   ENTRY_FLAG_HAS_EXPIRY,
   ENTRY_HEADER_SIZE_BYTES,
+  FORMAT_VERSION,
   OP_DEL,
   OP_SET,
   RECORD_CRC_START_BYTES,
   RECORD_HEADER_SIZE_BYTES,
   RECORD_TYPE_BATCH,
+  type RecordChecksum,
+  recordChecksum,
 } from "./format.ts";
+
+/** The checksum {@link encodeRecord} seals records with: the written format's, CRC-32. */
+const ENCODE_CHECKSUM: RecordChecksum = recordChecksum(FORMAT_VERSION);
 
 /** Entry operation: {@link OP_SET} or {@link OP_DEL}. */
 export type WalOp = typeof OP_SET | typeof OP_DEL;
@@ -122,7 +130,8 @@ function inRange(bytes: Uint8Array, start: number, length: number): boolean {
 /** Raw header fields of a record, not yet validated. */
 export interface RecordHeader {
   readonly payload_length_bytes: number;
-  readonly crc32c: number;
+  /** CRC-32C in a format version 1 segment, CRC-32 in a version 2 segment. */
+  readonly crc: number;
   /** -1 when the stored u64 is ≥ 2^53. */
   readonly lsn: number;
   readonly type: number;
@@ -215,7 +224,8 @@ function encodeEntry(entry: WalEntry, into: Uint8Array, offset: number): number 
 
 /**
  * Encodes one BATCH record with LSN `lsn` into `into[offset, offset + size)` and returns the size
- * (= {@link encodedRecordSize}); the caller sizes the buffer. Computes the CRC.
+ * (= {@link encodedRecordSize}); the caller sizes the buffer. Computes the CRC, that of format
+ * version {@link FORMAT_VERSION} (CRC-32): records go to the current segment, always of that version.
  *
  * @example
  * const written_bytes = encodeRecord(lsn, entries, buffer, buffer_used_bytes);
@@ -244,7 +254,7 @@ export function encodeRecord(
   let p = offset + RECORD_HEADER_SIZE_BYTES;
   for (const entry of entries) p += encodeEntry(entry, into, p);
   assert(p === offset + size_bytes, "encoded size mismatch");
-  writeU32(into, offset + 4, crc32c(into, offset + RECORD_CRC_START_BYTES, p));
+  writeU32(into, offset + 4, ENCODE_CHECKSUM(into, offset + RECORD_CRC_START_BYTES, p));
   return size_bytes;
 }
 
@@ -268,7 +278,7 @@ export function decodeRecordHeader(bytes: Uint8Array, offset: number): RecordHea
   assert(offset >= 0 && offset + RECORD_HEADER_SIZE_BYTES <= bytes.length, "record header out of bounds");
   return {
     payload_length_bytes: readU32(bytes, offset),
-    crc32c: readU32(bytes, offset + 4),
+    crc: readU32(bytes, offset + 4),
     lsn: readU64(bytes, offset + 8),
     type: bytes[offset + 16]!,
     flags: bytes[offset + 17]!,
@@ -278,16 +288,18 @@ export function decodeRecordHeader(bytes: Uint8Array, offset: number): RecordHea
 }
 
 /**
- * True when the stored CRC of the record at `bytes[offset]` matches its contents; the whole record
- * must be in `bytes`.
+ * True when the stored CRC of the record at `bytes[offset]` matches its contents as computed by
+ * `checksum`, that of the record's segment's format version ({@link recordChecksum}); the whole
+ * record must be in `bytes`.
  *
  * @example
- * if (!recordCrcMatches(chunk, offset)) classifyTornOrCorrupt();
+ * const checksum = recordChecksum(header.format_version); // once per segment
+ * if (!recordCrcMatches(chunk, offset, checksum)) classifyTornOrCorrupt();
  */
-export function recordCrcMatches(bytes: Uint8Array, offset: number): boolean {
+export function recordCrcMatches(bytes: Uint8Array, offset: number, checksum: RecordChecksum): boolean {
   const end = offset + recordLengthBytes(bytes, offset);
   assert(offset >= 0 && end <= bytes.length, "record out of bounds");
-  return readU32(bytes, offset + 4) === crc32c(bytes, offset + RECORD_CRC_START_BYTES, end);
+  return readU32(bytes, offset + 4) === checksum(bytes, offset + RECORD_CRC_START_BYTES, end);
 }
 
 /**

@@ -2,7 +2,8 @@
  * Reads one WAL segment through {@link Io}, verifying it record by record, and classifies its end:
  * a clean end, a torn tail (newest segment only: cut off, not an error), or corruption (throws
  * {@link CorruptionError} naming the file and the bad record's byte offset). The rules are in
- * docs/wal-format.md, "Torn tail or corruption".
+ * docs/wal-format.md, "Torn tail or corruption". Records are verified with the checksum of the
+ * segment header's format version (CRC-32C for version 1, CRC-32 for version 2), chosen once.
  *
  * The file is read in chunks (default 4 MiB); a chunk grows for a record larger than itself, up to
  * `max_record_bytes`. Memory use is one chunk, whatever the segment size.
@@ -18,7 +19,10 @@ import {
   decodeSegmentHeader,
   isNewerFormat,
   RECORD_HEADER_SIZE_BYTES,
+  type RecordChecksum,
+  recordChecksum,
   SEGMENT_HEADER_SIZE_BYTES,
+  type SegmentHeader,
 } from "./format.ts";
 import { decodeRecordHeader, recordCrcMatches, recordDefect, recordLengthBytes } from "./record.ts";
 
@@ -51,6 +55,8 @@ export type RecordCallback = (
 
 export interface SegmentReadResult {
   readonly first_lsn: number;
+  /** The header's format version (1 or 2: which checksum the records carry); undefined if it is torn. */
+  readonly format_version: number | undefined;
   /** LSN of the last verified record; undefined if the segment holds none. */
   readonly last_lsn: number | undefined;
   readonly records: number;
@@ -145,25 +151,29 @@ export function readSegment(
   const file = io.open(path);
   try {
     const chunked = new ChunkedFile(io, file, path, io.size(file), chunk_bytes);
-    const first_lsn = readHeader(chunked, path, options);
-    if (first_lsn === undefined) return tornResult(options, chunked.size_bytes, path);
-    return readRecords(chunked, path, options, first_lsn, onRecord);
+    const header = readHeader(chunked, path, options);
+    if (header === undefined) return tornResult(options, chunked.size_bytes, path);
+    return readRecords(chunked, path, options, header, onRecord);
   } finally {
     io.close(file);
   }
 }
 
-/** The segment's first LSN, or undefined if the newest segment's header is torn. */
-function readHeader(chunked: ChunkedFile, path: string, options: ReadSegmentOptions): number | undefined {
+/** The segment's verified header, or undefined if the newest segment's header is torn. */
+function readHeader(
+  chunked: ChunkedFile,
+  path: string,
+  options: ReadSegmentOptions,
+): SegmentHeader | undefined {
   if (chunked.size_bytes < SEGMENT_HEADER_SIZE_BYTES) {
     if (options.newest) return undefined;
     throw new CorruptionError(path, 0, `segment is ${chunked.size_bytes} bytes, shorter than its header`);
   }
   const start = chunked.load(0, SEGMENT_HEADER_SIZE_BYTES);
   const header = chunked.bytes.subarray(start, start + SEGMENT_HEADER_SIZE_BYTES);
-  let first_lsn: number;
+  let decoded: SegmentHeader;
   try {
-    first_lsn = decodeSegmentHeader(header, path);
+    decoded = decodeSegmentHeader(header, path);
   } catch (error) {
     const torn =
       options.newest && !isNewerFormat(header) && chunked.firstNonZero(SEGMENT_HEADER_SIZE_BYTES) < 0;
@@ -171,10 +181,10 @@ function readHeader(chunked: ChunkedFile, path: string, options: ReadSegmentOpti
     throw error;
   }
   const expected = options.expected_first_lsn;
-  if (expected !== undefined && first_lsn !== expected) {
-    throw new CorruptionError(path, 16, `segment first_lsn ${first_lsn}, expected ${expected}`);
+  if (expected !== undefined && decoded.first_lsn !== expected) {
+    throw new CorruptionError(path, 16, `segment first_lsn ${decoded.first_lsn}, expected ${expected}`);
   }
-  return first_lsn;
+  return decoded;
 }
 
 function tornResult(options: ReadSegmentOptions, size_bytes: number, path: string): SegmentReadResult {
@@ -182,6 +192,7 @@ function tornResult(options: ReadSegmentOptions, size_bytes: number, path: strin
   if (first_lsn === undefined) throw new CorruptionError(path, 0, "torn segment header");
   return {
     first_lsn,
+    format_version: undefined,
     last_lsn: undefined,
     records: 0,
     end_offset_bytes: 0,
@@ -195,25 +206,27 @@ function readRecords(
   chunked: ChunkedFile,
   path: string,
   options: ReadSegmentOptions,
-  first_lsn: number,
+  header: SegmentHeader,
   onRecord: RecordCallback,
 ): SegmentReadResult {
   const size_bytes = chunked.size_bytes;
+  const checksum = recordChecksum(header.format_version);
   let offset_bytes = SEGMENT_HEADER_SIZE_BYTES;
   let records = 0;
   while (offset_bytes < size_bytes) {
-    const length_bytes = readRecordAt(chunked, path, options, offset_bytes, first_lsn + records, onRecord);
+    const expected_lsn = header.first_lsn + records;
+    const length_bytes = readRecordAt(chunked, path, options, checksum, offset_bytes, expected_lsn, onRecord);
     if (length_bytes < 0) {
       if (!options.newest) {
         const reason = `${tornReason(chunked, offset_bytes, length_bytes)} in a segment that is not the newest`;
         throw new CorruptionError(path, offset_bytes, reason);
       }
-      return result(first_lsn, records, offset_bytes, size_bytes, offset_bytes);
+      return result(header, records, offset_bytes, size_bytes, offset_bytes);
     }
     records += 1;
     offset_bytes += length_bytes;
   }
-  return result(first_lsn, records, offset_bytes, size_bytes, undefined);
+  return result(header, records, offset_bytes, size_bytes, undefined);
 }
 
 const TORN_SHORT = -1;
@@ -230,8 +243,9 @@ function tornReason(chunked: ChunkedFile, offset_bytes: number, code: number): s
 }
 
 /**
- * Verifies the record at `offset_bytes` and hands it to `onRecord`; returns its length, or the
- * negative code of a torn tail (TORN_*); throws CorruptionError for corruption.
+ * Verifies the record at `offset_bytes` (its CRC with `checksum`, the segment's) and hands it to
+ * `onRecord`; returns its length, or the negative code of a torn tail (TORN_*); throws
+ * CorruptionError for corruption.
  * The loop's body as a function of its own: the JIT optimises it after a few thousand records,
  * long before it could optimise a loop that runs once per segment.
  */
@@ -239,6 +253,7 @@ function readRecordAt(
   chunked: ChunkedFile,
   path: string,
   options: ReadSegmentOptions,
+  checksum: RecordChecksum,
   offset_bytes: number,
   expected_lsn: number,
   onRecord: RecordCallback,
@@ -252,7 +267,7 @@ function readRecordAt(
     throw new CorruptionError(path, offset_bytes, reason);
   }
   const start = chunked.load(offset_bytes, length_bytes);
-  if (!recordCrcMatches(chunked.bytes, start)) {
+  if (!recordCrcMatches(chunked.bytes, start, checksum)) {
     const non_zero_offset = options.newest ? chunked.firstNonZero(offset_bytes + length_bytes) : 0;
     if (non_zero_offset < 0) return TORN_CRC;
     const reason = options.newest ? `, and non-zero data follows at byte ${non_zero_offset}` : "";
@@ -269,15 +284,16 @@ function readRecordAt(
 }
 
 function result(
-  first_lsn: number,
+  header: SegmentHeader,
   records: number,
   end_offset_bytes: number,
   size_bytes: number,
   torn_tail_offset_bytes: number | undefined,
 ): SegmentReadResult {
   return {
-    first_lsn,
-    last_lsn: records === 0 ? undefined : first_lsn + records - 1,
+    first_lsn: header.first_lsn,
+    format_version: header.format_version,
+    last_lsn: records === 0 ? undefined : header.first_lsn + records - 1,
     records,
     end_offset_bytes,
     size_bytes,

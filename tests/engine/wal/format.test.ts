@@ -1,12 +1,16 @@
 import { describe, expect, test } from "bun:test";
-import { readU64, writeU32, writeU64 } from "../../../src/engine/bytes.ts";
+import { readU32, readU64, writeU32, writeU64 } from "../../../src/engine/bytes.ts";
+import { crc32 } from "../../../src/engine/crc32.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { CorruptionError } from "../../../src/engine/errors.ts";
 import {
   decodeSegmentHeader,
   encodeSegmentHeader,
+  FORMAT_VERSION,
   isNewerFormat,
+  OLDEST_FORMAT_VERSION,
   parseSegmentName,
+  recordChecksum,
   segmentName,
 } from "../../../src/engine/wal/format.ts";
 
@@ -57,19 +61,45 @@ describe("u64 halves", () => {
 });
 
 describe("segment header", () => {
-  test("has the documented layout and round-trips", () => {
+  test("is written as version 2, has the documented layout (CRC-32C over [16, 32)) and round-trips", () => {
+    expect([OLDEST_FORMAT_VERSION, FORMAT_VERSION]).toEqual([1, 2]);
     const header = encodeSegmentHeader(2 ** 32 + 7);
     expect(header.length).toBe(32);
     expect(new TextDecoder().decode(header.subarray(0, 8))).toBe("WALKVWAL");
-    expect(Array.from(header.subarray(8, 12))).toEqual([1, 0, 0, 0]);
+    expect(Array.from(header.subarray(8, 12))).toEqual([2, 0, 0, 0]);
+    expect(readU32(header, 12)).toBe(crc32c(header, 16, 32));
     expect(Array.from(header.subarray(16, 32))).toEqual([7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    expect(decodeSegmentHeader(header, "x.wal")).toBe(2 ** 32 + 7);
+    expect(decodeSegmentHeader(header, "x.wal")).toEqual({ first_lsn: 2 ** 32 + 7, format_version: 2 });
+  });
+
+  test("a version 1 header (as walkv wrote before version 2) is accepted; 0 and 3 are not written", () => {
+    const header = encodeSegmentHeader(9, 1);
+    expect(Array.from(header.subarray(8, 12))).toEqual([1, 0, 0, 0]);
+    expect(readU32(header, 12)).toBe(crc32c(header, 16, 32));
+    expect(decodeSegmentHeader(header, "x.wal")).toEqual({ first_lsn: 9, format_version: 1 });
+    // Only the version field differs from a version 2 header: the header CRC does not cover it.
+    const v2 = encodeSegmentHeader(9);
+    v2[8] = 1;
+    expect(v2).toEqual(header);
+    expect(() => encodeSegmentHeader(9, 0)).toThrow(/invariant/);
+    expect(() => encodeSegmentHeader(9, 3)).toThrow(/invariant/);
+  });
+
+  test("records are checksummed with CRC-32C in version 1 and CRC-32 in version 2", () => {
+    expect(recordChecksum(1)).toBe(crc32c);
+    expect(recordChecksum(2)).toBe(crc32);
+    const check = new TextEncoder().encode("123456789");
+    expect(recordChecksum(1)(check, 0, 9)).toBe(0xe3069283);
+    expect(recordChecksum(2)(check, 0, 9)).toBe(0xcbf43926);
+    expect(() => recordChecksum(0)).toThrow(/invariant/);
+    expect(() => recordChecksum(3)).toThrow(/invariant/);
   });
 
   test("bad magic, newer version, bad CRC, reserved bytes are corruption at their offset", () => {
     const cases: [number, number, number, RegExp][] = [
       [0, 0x58, 0, /bad magic/],
-      [8, 2, 8, /format version 2 is newer than this walkv supports \(1\)/],
+      [8, 3, 8, /format version 3 is newer than this walkv supports \(2\)/],
+      [8, 0xff, 8, /format version 255 is newer than this walkv supports \(2\)/],
       [8, 0, 8, /unknown format version 0/],
       [12, 0, 12, /CRC mismatch/],
       [20, 1, 12, /CRC mismatch/],
@@ -89,10 +119,12 @@ describe("segment header", () => {
     expect(corruption(() => decodeSegmentHeader(resealed, "s")).offset_bytes).toBe(24);
   });
 
-  test("isNewerFormat recognises only a valid magic with a newer version", () => {
+  test("isNewerFormat recognises only a valid magic with a version over 2", () => {
     const header = encodeSegmentHeader(1);
     expect(isNewerFormat(header)).toBe(false);
-    header[8] = 2;
+    header[8] = 1;
+    expect(isNewerFormat(header)).toBe(false);
+    header[8] = 3;
     expect(isNewerFormat(header)).toBe(true);
     header[0] = 0;
     expect(isNewerFormat(header)).toBe(false);

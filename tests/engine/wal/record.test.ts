@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { writeU32 } from "../../../src/engine/bytes.ts";
+import { crc32 } from "../../../src/engine/crc32.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
-import { OP_DEL, OP_SET } from "../../../src/engine/wal/format.ts";
+import { OP_DEL, OP_SET, recordChecksum } from "../../../src/engine/wal/format.ts";
 import {
   decodeRecordHeader,
   encodedRecordSize,
@@ -89,17 +90,30 @@ describe("record layout", () => {
     // entry 2: DEL, HAS_EXPIRY, key_length 1, value_length 0, f64 2^40 = 0x4270000000000000, "k"
     0x02, 0x01, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x70, 0x42, 0x6b,
   ]);
-  writeU32(expected, 4, crc32c(expected, 8, expected.length));
+  // Format version 2 (the one written): CRC-32 as zlib computes it.
+  writeU32(expected, 4, crc32(expected, 8, expected.length));
 
-  test("encodes the hand-computed bytes", () => {
+  test("encodes the hand-computed bytes, sealed with CRC-32 (format version 2)", () => {
     expect(encodedRecordSize(entries)).toBe(62);
     expect(encode(2 ** 32 + 2, entries)).toEqual(expected);
+    expect(crc32(expected, 8, 62)).not.toBe(crc32c(expected, 8, 62));
+  });
+
+  test("verifies with its segment's checksum only: CRC-32 in version 2, CRC-32C in version 1", () => {
+    expect(recordCrcMatches(expected, 0, recordChecksum(2))).toBe(true);
+    expect(recordCrcMatches(expected, 0, recordChecksum(1))).toBe(false);
+    const v1 = expected.slice();
+    writeU32(v1, 4, crc32c(v1, 8, v1.length));
+    expect(recordCrcMatches(v1, 0, recordChecksum(1))).toBe(true);
+    expect(recordCrcMatches(v1, 0, recordChecksum(2))).toBe(false);
+    expect(recordDefect(v1, 0, decodeRecordHeader(v1, 0))).toBeUndefined();
+    expect(decode(v1, 0)).toEqual(entries);
   });
 
   test("decodes the header fields and entries", () => {
     expect(decodeRecordHeader(expected, 0)).toEqual({
       payload_length_bytes: 38,
-      crc32c: crc32c(expected, 8, 62),
+      crc: crc32(expected, 8, 62),
       lsn: 2 ** 32 + 2,
       type: 1,
       flags: 0,
@@ -107,7 +121,7 @@ describe("record layout", () => {
       entry_count: 2,
     });
     expect(recordLengthBytes(expected, 0)).toBe(62);
-    expect(recordCrcMatches(expected, 0)).toBe(true);
+    expect(recordCrcMatches(expected, 0, crc32)).toBe(true);
     expect(recordDefect(expected, 0, decodeRecordHeader(expected, 0))).toBeUndefined();
     expect(decode(expected, 0)).toEqual(entries);
   });
@@ -146,7 +160,7 @@ describe("record round trip", () => {
     batches.forEach((entries, i) => {
       const header = decodeRecordHeader(buffer, offset);
       expect(header.lsn, `seed ${SEED} record ${i}`).toBe(1000 + i);
-      expect(recordCrcMatches(buffer, offset), `seed ${SEED} record ${i}`).toBe(true);
+      expect(recordCrcMatches(buffer, offset, crc32), `seed ${SEED} record ${i}`).toBe(true);
       expect(recordDefect(buffer, offset, header), `seed ${SEED} record ${i}`).toBeUndefined();
       expect(decode(buffer, offset), `seed ${SEED} record ${i}`).toEqual(entries);
       offset += recordLengthBytes(buffer, offset);
@@ -183,7 +197,7 @@ describe("record verification", () => {
       for (let bit = 0; bit < 8; bit++) {
         const flipped = record.slice();
         flipped[i] = flipped[i]! ^ (1 << bit);
-        expect(recordCrcMatches(flipped, 0), `byte ${i} bit ${bit}`).toBe(false);
+        expect(recordCrcMatches(flipped, 0, crc32), `byte ${i} bit ${bit}`).toBe(false);
       }
     }
   });
@@ -191,8 +205,8 @@ describe("record verification", () => {
   /** Applies `mutate` to a valid record, re-seals its CRC, and returns recordDefect's verdict. */
   function defectAfter(mutate: (record: Uint8Array) => Uint8Array): string | undefined {
     const record = mutate(encode(5, base));
-    writeU32(record, 4, crc32c(record, 8, record.length));
-    expect(recordCrcMatches(record, 0)).toBe(true);
+    writeU32(record, 4, crc32(record, 8, record.length));
+    expect(recordCrcMatches(record, 0, crc32)).toBe(true);
     return recordDefect(record, 0, decodeRecordHeader(record, 0));
   }
   const poke = (offset: number, value: number) => (record: Uint8Array) => {
@@ -227,7 +241,7 @@ describe("record verification", () => {
       const entries: WalEntry[] = [entry(OP_DEL, ascii("k"), undefined, 5)];
       const record = encode(1, entries);
       new DataView(record.buffer).setFloat64(36, expiry, true);
-      writeU32(record, 4, crc32c(record, 8, record.length));
+      writeU32(record, 4, crc32(record, 8, record.length));
       expect(recordDefect(record, 0, decodeRecordHeader(record, 0)), `expiry ${expiry}`).toMatch(
         /bad expiry/,
       );

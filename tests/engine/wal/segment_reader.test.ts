@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { writeU32 } from "../../../src/engine/bytes.ts";
+import { readU32, writeU32 } from "../../../src/engine/bytes.ts";
+import { crc32 } from "../../../src/engine/crc32.ts";
 import { crc32c } from "../../../src/engine/crc32c.ts";
 import { CorruptionError, IoError } from "../../../src/engine/errors.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
@@ -37,16 +38,30 @@ interface Segment {
   offsets: number[];
 }
 
-/** A segment with header first_lsn `first_lsn` and one record per element of `lsns`. */
-function buildSegment(first_lsn: number, lsns: number[], entries = entriesFor): Segment {
+type Checksum = (bytes: Uint8Array, start: number, end: number) => number;
+/** The record checksum of each format version, spelled out here rather than taken from format.ts. */
+const CHECKSUM_OF_VERSION: Record<number, Checksum> = { 1: crc32c, 2: crc32 };
+
+/** Writes the CRC of the record at `bytes[offset]`, computed by `checksum`. */
+function seal(bytes: Uint8Array, offset: number, checksum: Checksum): void {
+  const end = offset + 24 + readU32(bytes, offset);
+  writeU32(bytes, offset + 4, checksum(bytes, offset + 8, end));
+}
+
+/**
+ * A segment of format `format_version` (2, as walkv writes, by default) with header first_lsn
+ * `first_lsn` and one record per element of `lsns`, each sealed with the version's checksum.
+ */
+function buildSegment(first_lsn: number, lsns: number[], entries = entriesFor, format_version = 2): Segment {
   const parts = lsns.map((lsn) => {
     const list = entries(lsn);
     const record = new Uint8Array(encodedRecordSize(list));
     encodeRecord(lsn, list, record, 0);
+    seal(record, 0, CHECKSUM_OF_VERSION[format_version]!);
     return record;
   });
   const bytes = new Uint8Array(32 + parts.reduce((sum, part) => sum + part.length, 0));
-  bytes.set(encodeSegmentHeader(first_lsn), 0);
+  bytes.set(encodeSegmentHeader(first_lsn, format_version), 0);
   const offsets: number[] = [];
   let offset = 32;
   for (const part of parts) {
@@ -114,6 +129,7 @@ describe("readSegment: clean segments", () => {
       expect(file_offsets).toEqual(segment.offsets);
       expect(result).toEqual({
         first_lsn: 1,
+        format_version: 2,
         last_lsn: 5,
         records: 5,
         end_offset_bytes: segment.bytes.length,
@@ -220,6 +236,7 @@ describe("readSegment: torn tail of the newest segment", () => {
       const { result } = read(bytes, { expected_first_lsn: 1 });
       expect(result).toEqual({
         first_lsn: 1,
+        format_version: undefined,
         last_lsn: undefined,
         records: 0,
         end_offset_bytes: 0,
@@ -241,8 +258,7 @@ describe("readSegment: corruption", () => {
   function resealed(offset: number, mutate: (bytes: Uint8Array) => void): Uint8Array {
     const bytes = segment.bytes.slice();
     mutate(bytes);
-    const end = offset + 24 + (bytes[offset]! | (bytes[offset + 1]! << 8));
-    writeU32(bytes, offset + 4, crc32c(bytes, offset + 8, end));
+    seal(bytes, offset, crc32);
     return bytes;
   }
 
@@ -323,8 +339,10 @@ describe("readSegment: corruption", () => {
     bad_magic[0] = 0;
     expect(corruptionOf(bad_magic, { expected_first_lsn: 1 }).message).toMatch(/bad magic/);
     const newer = encodeSegmentHeader(1);
-    newer[8] = 2;
-    expect(corruptionOf(newer, { expected_first_lsn: 1 }).message).toMatch(/format version 2 is newer/);
+    newer[8] = 3;
+    expect(corruptionOf(newer, { expected_first_lsn: 1 }).message).toMatch(
+      /format version 3 is newer than this walkv supports \(2\)/,
+    );
   });
 
   test("a flip of any bit of a record followed by another is never accepted", () => {
@@ -346,4 +364,55 @@ describe("readSegment: corruption", () => {
       }
     }
   });
+});
+
+describe("readSegment: format versions", () => {
+  for (const format_version of [1, 2]) {
+    const other = format_version === 1 ? 2 : 1;
+
+    test(`a version ${format_version} segment is read with its records' checksum, in any chunk size`, () => {
+      // Values of 0 to 600 bytes: records on both sides of crc32's native threshold.
+      const sized = (lsn: number) => [setEntry(ascii(`k${lsn}`), new Uint8Array(lsn * 20).fill(lsn))];
+      const lsns = Array.from({ length: 30 }, (_, i) => 1 + i);
+      const segment = buildSegment(1, lsns, sized, format_version);
+      for (const chunk_bytes of [undefined, 100]) {
+        const { result, lsns: read_lsns, file_offsets } = read(segment.bytes, { newest: false, chunk_bytes });
+        expect(read_lsns).toEqual(lsns);
+        expect(file_offsets).toEqual(segment.offsets);
+        expect(result.format_version).toBe(format_version);
+        expect(result.end_offset_bytes).toBe(segment.bytes.length);
+      }
+    });
+
+    test(`a record sealed with version ${other}'s checksum in a version ${format_version} segment is a bad CRC`, () => {
+      const segment = buildSegment(1, LSNS, entriesFor, format_version);
+      const middle = segment.offsets[2]!;
+      const wrong = segment.bytes.slice();
+      seal(wrong, middle, CHECKSUM_OF_VERSION[other]!);
+      for (const newest of [true, false]) {
+        const error = corruptionOf(wrong, { newest });
+        expect(error.offset_bytes).toBe(middle);
+        expect(error.message).toMatch(/record CRC mismatch/);
+      }
+      // As the newest segment's last record, it reads as a torn tail (cut); in an older one, corruption.
+      const last = segment.offsets[4]!;
+      const wrong_tail = segment.bytes.slice();
+      seal(wrong_tail, last, CHECKSUM_OF_VERSION[other]!);
+      const { result, lsns } = read(wrong_tail);
+      expect(lsns).toEqual([1, 2, 3, 4]);
+      expect(result.torn_tail_offset_bytes).toBe(last);
+      const error = corruptionOf(wrong_tail, { newest: false });
+      expect(error.offset_bytes).toBe(last);
+      expect(error.message).toMatch(/record CRC mismatch$/);
+    });
+
+    test(`a whole version ${format_version} segment relabelled version ${other} fails at its first record`, () => {
+      const segment = buildSegment(1, LSNS, entriesFor, format_version);
+      const relabelled = segment.bytes.slice();
+      relabelled.set(encodeSegmentHeader(1, other), 0);
+      const error = corruptionOf(relabelled, { newest: false });
+      expect(error.offset_bytes).toBe(32);
+      expect(error.message).toMatch(/record CRC mismatch/);
+    });
+  }
 });
