@@ -10,7 +10,7 @@
 
 import { readU32, readU64, writeU32, writeU64 } from "../bytes.ts";
 import { crc32 } from "../crc32.ts";
-import { crc32c } from "../crc32c.ts";
+import { crc32c, crc32cUpdate } from "../crc32c.ts";
 import { assert, CorruptionError } from "../errors.ts";
 
 /** "WALKVWAL" in ASCII: the first 8 bytes of every segment. */
@@ -20,7 +20,7 @@ export const FORMAT_VERSION = 2;
 /** The oldest segment format this walkv reads: version 1, records checksummed with CRC-32C. */
 export const OLDEST_FORMAT_VERSION = 1;
 export const SEGMENT_HEADER_SIZE_BYTES = 32;
-/** The header CRC, CRC-32C in every format version, covers bytes [16, 32): first_lsn and reserved. */
+/** The header CRC (CRC-32C) covers bytes [16, 32), first_lsn and reserved; in version 2 [8, 12) too. */
 const HEADER_CRC_START_BYTES = 16;
 /** Segment file names: first LSN as 20 decimal digits, then this suffix. */
 export const SEGMENT_SUFFIX = ".wal";
@@ -120,8 +120,18 @@ export function encodeSegmentHeader(first_lsn: number, format_version = FORMAT_V
   writeU32(header, 8, format_version);
   writeU64(header, 16, first_lsn);
   // bytes [24, 32) are reserved and stay 0.
-  writeU32(header, 12, crc32c(header, HEADER_CRC_START_BYTES, SEGMENT_HEADER_SIZE_BYTES));
+  writeU32(header, 12, headerCrc(header, format_version));
   return header;
+}
+
+/**
+ * The CRC-32C a header of `format_version` carries: over bytes [16, 32) in version 1; in version 2
+ * over the version field [8, 12) too, so that a version damaged from 2 to 1 is a bad header, not
+ * records whose checksums fail (which, at the end of the newest segment, would read as a torn tail).
+ */
+function headerCrc(header: Uint8Array, format_version: number): number {
+  const crc = format_version === 1 ? 0 : crc32cUpdate(0, header, 8, 12);
+  return crc32cUpdate(crc, header, HEADER_CRC_START_BYTES, SEGMENT_HEADER_SIZE_BYTES);
 }
 
 /**
@@ -150,7 +160,7 @@ export function decodeSegmentHeader(bytes: Uint8Array, file: string): SegmentHea
   }
   if (!isReadableFormat(version)) throw new CorruptionError(file, 8, `unknown format version ${version}`);
   const stored_crc = readU32(bytes, 12);
-  const actual_crc = crc32c(bytes, HEADER_CRC_START_BYTES, SEGMENT_HEADER_SIZE_BYTES);
+  const actual_crc = headerCrc(bytes, version);
   if (stored_crc !== actual_crc) throw new CorruptionError(file, 12, "segment header CRC mismatch");
   const first_lsn = readU64(bytes, 16);
   if (first_lsn < 1) throw new CorruptionError(file, 16, "segment first_lsn out of range");

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { readU32, readU64, writeU32, writeU64 } from "../../../src/engine/bytes.ts";
 import { crc32 } from "../../../src/engine/crc32.ts";
-import { crc32c } from "../../../src/engine/crc32c.ts";
+import { crc32c, crc32cUpdate } from "../../../src/engine/crc32c.ts";
 import { CorruptionError } from "../../../src/engine/errors.ts";
 import {
   decodeSegmentHeader,
@@ -61,13 +61,13 @@ describe("u64 halves", () => {
 });
 
 describe("segment header", () => {
-  test("is written as version 2, has the documented layout (CRC-32C over [16, 32)) and round-trips", () => {
+  test("is written as version 2, has the documented layout (CRC-32C over [8, 12) and [16, 32)) and round-trips", () => {
     expect([OLDEST_FORMAT_VERSION, FORMAT_VERSION]).toEqual([1, 2]);
     const header = encodeSegmentHeader(2 ** 32 + 7);
     expect(header.length).toBe(32);
     expect(new TextDecoder().decode(header.subarray(0, 8))).toBe("WALKVWAL");
     expect(Array.from(header.subarray(8, 12))).toEqual([2, 0, 0, 0]);
-    expect(readU32(header, 12)).toBe(crc32c(header, 16, 32));
+    expect(readU32(header, 12)).toBe(crc32cUpdate(crc32c(header, 8, 12), header, 16, 32));
     expect(Array.from(header.subarray(16, 32))).toEqual([7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     expect(decodeSegmentHeader(header, "x.wal")).toEqual({ first_lsn: 2 ** 32 + 7, format_version: 2 });
   });
@@ -77,10 +77,10 @@ describe("segment header", () => {
     expect(Array.from(header.subarray(8, 12))).toEqual([1, 0, 0, 0]);
     expect(readU32(header, 12)).toBe(crc32c(header, 16, 32));
     expect(decodeSegmentHeader(header, "x.wal")).toEqual({ first_lsn: 9, format_version: 1 });
-    // Only the version field differs from a version 2 header: the header CRC does not cover it.
+    // A version 2 header relabelled 1 is a bad header: its CRC covers the version field.
     const v2 = encodeSegmentHeader(9);
     v2[8] = 1;
-    expect(v2).toEqual(header);
+    expect(corruption(() => decodeSegmentHeader(v2, "x.wal")).message).toMatch(/CRC mismatch/);
     expect(() => encodeSegmentHeader(9, 0)).toThrow(/invariant/);
     expect(() => encodeSegmentHeader(9, 3)).toThrow(/invariant/);
   });
@@ -101,6 +101,7 @@ describe("segment header", () => {
       [8, 3, 8, /format version 3 is newer than this walkv supports \(2\)/],
       [8, 0xff, 8, /format version 255 is newer than this walkv supports \(2\)/],
       [8, 0, 8, /unknown format version 0/],
+      [8, 1, 12, /CRC mismatch/],
       [12, 0, 12, /CRC mismatch/],
       [20, 1, 12, /CRC mismatch/],
     ];
@@ -115,7 +116,7 @@ describe("segment header", () => {
     expect(corruption(() => decodeSegmentHeader(new Uint8Array(31), "s")).offset_bytes).toBe(0);
     const resealed = encodeSegmentHeader(9);
     resealed[24] = 1;
-    writeU32(resealed, 12, crc32c(resealed, 16, 32));
+    writeU32(resealed, 12, crc32cUpdate(crc32c(resealed, 8, 12), resealed, 16, 32));
     expect(corruption(() => decodeSegmentHeader(resealed, "s")).offset_bytes).toBe(24);
   });
 

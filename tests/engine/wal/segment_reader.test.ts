@@ -415,4 +415,15 @@ describe("readSegment: format versions", () => {
       expect(error.message).toMatch(/record CRC mismatch/);
     });
   }
+
+  test("a version 2 header damaged to read 1 is a bad header, even in the newest segment: nothing is cut", () => {
+    const segment = buildSegment(1, [1], entriesFor, 2);
+    const damaged = segment.bytes.slice();
+    damaged[8] = 1;
+    for (const newest of [true, false]) {
+      const error = corruptionOf(damaged, { newest });
+      expect(error.offset_bytes).toBe(12);
+      expect(error.message).toMatch(/segment header CRC mismatch/);
+    }
+  });
 });
