@@ -539,9 +539,11 @@ export class Engine {
     const counts =
       this.slot_counts.length >= shards.length ? this.slot_counts : new Int32Array(shards.length);
     this.slot_counts = counts;
-    counts.set(shards.counts.subarray(0, shards.length));
+    counts.fill(0, 0, shards.length);
+    // Counted up from the new versions, not down from the batch's keys: a batch of overwrites in
+    // place (the common case of a steady workload) then looks no shard up.
     for (let i = 0; i < plan.versions.length; i++) {
-      if (plan.versions[i] === 0) counts[shards.indexOf(this.table.shardOf(hashes[i]!))]!--;
+      if (plan.versions[i] !== 0) counts[shards.indexOf(this.table.shardOf(hashes[i]!))]!++;
     }
     for (let i = 0; i < shards.length; i++) {
       if (counts[i]! > 0) this.table.reserveSlots(shards.shards[i]!, counts[i]!);
