@@ -34,17 +34,17 @@ export interface EngineConfig {
   readonly repair_wal: boolean;
   /**
    * While a thread's writes wait to become visible (durable, with fsync `always`), it polls for them
-   * once per event-loop turn for up to this long after the last one settled, before it sleeps in
-   * `Atomics.waitAsync` (visibility.ts). Default 300 µs; 0 = sleep at once.
+   * once per event-loop turn, and sleeps in `Atomics.waitAsync` (visibility.ts) only once this long
+   * passed without one of them settling. Default 300 µs; 0 = sleep at once.
    */
   readonly write_wait_spin_us: number;
 }
 
 const KiB = 1024;
-/** The longest a thread polls for its writes before it sleeps (10 ms). */
-export const WRITE_WAIT_SPIN_US_MAX = 10_000;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
+/** The longest a thread polls for its writes before it sleeps (10 ms). */
+export const WRITE_WAIT_SPIN_US_MAX = 10_000;
 
 export const DEFAULT_CONFIG: Omit<EngineConfig, "data_dir" | "wal_buffer_bytes"> = {
   fsync: "always",

@@ -421,6 +421,33 @@ describe("threaded host", () => {
     }
   });
 
+  test("write_wait_spin_us reaches the engine: with it, durable writes are awaited without waitAsync", async () => {
+    const real = Atomics.waitAsync;
+    const sleeps: number[] = [];
+    for (const write_wait_spin_us of [0, 10_000]) {
+      dir = mkdtempSync(join(tmpdir(), "walkv-engine-"));
+      const config = engineConfig({ data_dir: dir, fsync: "always", write_wait_spin_us, ...LIMITS });
+      const host = await openEngine(config, { log: () => {} });
+      let calls = 0;
+      Atomics.waitAsync = ((...args: Parameters<typeof Atomics.waitAsync>) => {
+        calls++;
+        return real(...args);
+      }) as typeof Atomics.waitAsync;
+      try {
+        // One at a time: each waits for its own fdatasync (a fraction of a millisecond here).
+        for (let i = 0; i < 20; i++) await host.engine.set(utf8(`k${i}`), utf8("v"));
+      } finally {
+        Atomics.waitAsync = real;
+        await host.close();
+        rmSync(dir, { recursive: true, force: true });
+        dir = "";
+      }
+      sleeps.push(calls);
+    }
+    expect(sleeps[0]).toBeGreaterThanOrEqual(20); // no spin: each write slept
+    expect(sleeps[1]).toBeLessThan(10); // 10 ms of polling covers an fdatasync, but on a stalled disk
+  });
+
   test("limits are enforced on the threaded host too", async () => {
     dir = mkdtempSync(join(tmpdir(), "walkv-engine-"));
     const host = await openEngine(engineConfig({ data_dir: dir, fsync: "everysec", ...LIMITS }), {

@@ -32,7 +32,14 @@ import { prng } from "../../src/engine/io/prng.ts";
 import { RealIo } from "../../src/engine/io/real_io.ts";
 import { SimDisk } from "../../src/engine/io/sim_disk.ts";
 import { verifyDataDir } from "../../src/engine/verify.ts";
-import { parseSegmentName, segmentName } from "../../src/engine/wal/format.ts";
+import {
+  encodeSegmentHeader,
+  FORMAT_VERSION,
+  OLDEST_FORMAT_VERSION,
+  parseSegmentName,
+  SEGMENT_HEADER_SIZE_BYTES,
+  segmentName,
+} from "../../src/engine/wal/format.ts";
 import { delEntry, setEntry } from "../../src/engine/wal/record.ts";
 import { readWholeFile } from "../engine/sim_host.ts";
 import { Daemon, stopAllDaemons, tempDir } from "../server/daemon.ts";
@@ -174,7 +181,8 @@ const corruption: fc.Arbitrary<Corruption> = fc.oneof(
   fc.record({
     kind: fc.constant("other_version" as const),
     file,
-    version: fc.integer({ min: 1, max: 0xffffffff }),
+    // 1 and 2 are the segment versions walkv reads (2 → 1 exercises the records' checksum), 3 the next.
+    version: fc.oneof(fc.constantFrom(1, 2, 3), fc.integer({ min: 1, max: 0xffffffff })),
   }),
   fc.record({ kind: fc.constant("append" as const), file, bytes: garbage.filter((b) => b.length > 0) }),
   fc.record({ kind: fc.constant("replace" as const), file, bytes: garbage }),
@@ -238,7 +246,9 @@ function corrupt(files: Map<string, Uint8Array>, c: Corruption): string {
 
 /**
  * The file with format version `version` at byte 8 and a valid header CRC: data.db's CRC covers the
- * version (bytes [0, 60), stored at 60); a segment's covers only bytes [16, 32).
+ * version (bytes [0, 60), stored at 60); a segment of a version walkv reads gets the whole header of
+ * that version (wal/format.ts: its CRC covers [16, 32), and [8, 12) too in version 2); other
+ * versions are refused before any CRC is read.
  */
 function withVersion(target: string, bytes: Uint8Array, version: number): Uint8Array {
   const out = bytes.slice();
@@ -247,6 +257,12 @@ function withVersion(target: string, bytes: Uint8Array, version: number): Uint8A
   view.setUint32(8, version, true);
   if (target === DB && out.length >= 64)
     view.setUint32(HEADER_OFFSET.header_crc32c, crc32c(out, 0, 60), true);
+  const first_lsn = out.length >= SEGMENT_HEADER_SIZE_BYTES ? Number(view.getBigUint64(16, true)) : 0;
+  const readable = version === OLDEST_FORMAT_VERSION || version === FORMAT_VERSION;
+  if (target !== DB && readable && Number.isSafeInteger(first_lsn) && first_lsn >= 1) {
+    // A valid header of the other version (its own CRC): the records must fail its checksum.
+    out.set(encodeSegmentHeader(first_lsn, version), 0);
+  }
   return out;
 }
 

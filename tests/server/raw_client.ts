@@ -75,6 +75,9 @@ export class RawClient {
   async stallReplies(): Promise<void> {
     const [, code] = await this.call("set", "stall:big", "x".repeat(64 << 10));
     if (code !== 0) throw new Error(`stall: set answered code ${code}`);
+    // Stop reading at the socket: with its data listener flowing, this process would take every
+    // reply into memory, the daemon's writes would all complete, and its drain could finish.
+    this.socket.pause();
     for (let i = 0; i < 64; i++) this.send([this.next_id++, "get", "stall:big"]);
   }
 

@@ -6,13 +6,14 @@
  * A write's promise resolves when its LSN is visible, and rejects with UnavailableError when its
  * record was rolled back after a write error (its failure epoch ended below it) or the log stopped.
  *
- * While writes wait, the thread polls once per event-loop turn (`setImmediate`) for up to `spin_us`
- * after the last one settled, and only then sleeps in `Atomics.waitAsync`. On a busy server a
+ * While writes wait, the thread polls once per event-loop turn (`setImmediate`), and only sleeps in
+ * `Atomics.waitAsync` once `spin_us` have passed since the window began: at the first re-arm after one
+ * of its writes settled (or at its first wait), so while writes keep settling it keeps polling. On a busy server a
  * sleeping event loop pays a wake-up for each publish, and another for each socket that becomes
  * readable while it sleeps; with fsync `always` (a publish per fdatasync) those wake-ups, not the
  * fdatasync, set the pace (PROFILING.md, fourteenth session). InnoDB's redo log waits spin the same
  * way before they sleep (`innodb_log_wait_for_flush_spin_hwm`). The poll costs CPU only while this
- * thread has writes waiting, and at most `spin_us` past the last one settled.
+ * thread has writes waiting, and for at most `spin_us` without one settling.
  *
  * @example
  * const visibility = new Visibility(buffer, { spin_us: 300 });
@@ -36,8 +37,10 @@ const WAIT_SLICE_MS = 1000;
 export interface VisibilityOptions {
   /** Inline (simulation) mode: nothing waits asynchronously; the caller calls poll(). */
   readonly inline?: boolean;
-  /** Poll once per event-loop turn for up to this long after the last settled write, then sleep. */
-  readonly spin_us?: number;
+  /** Poll once per event-loop turn for this long without a write settling, then sleep; 0 = never poll. */
+  readonly spin_us: number;
+  /** The clock of the spin's window (tests); default `performance.now`. */
+  readonly now_ms?: () => number;
 }
 
 export class Visibility {
@@ -47,8 +50,10 @@ export class Visibility {
   private armed = false;
   private readonly inline: boolean;
   private readonly spin_ms: number;
-  /** Writes settled so far, and when that count last moved (performance.now() clock). */
+  private readonly now_ms: () => number;
+  /** Writes settled so far. */
   private settled = 0;
+  /** `settled` when the spin's window began (-1: none began yet), and when it began (`now_ms`). */
   private spin_settled = -1;
   private spin_since_ms = 0;
   private readonly on_turn = (): void => {
@@ -56,12 +61,13 @@ export class Visibility {
     this.poll();
   };
 
-  constructor(buffer: WalBuffer, options: VisibilityOptions = {}) {
-    const spin_us = options.spin_us ?? 0;
+  constructor(buffer: WalBuffer, options: VisibilityOptions) {
+    const { spin_us } = options;
     assert(Number.isInteger(spin_us) && spin_us >= 0, "spin_us is a count of microseconds");
     this.buffer = buffer;
     this.inline = options.inline ?? false;
     this.spin_ms = spin_us / 1000;
+    this.now_ms = options.now_ms ?? (() => performance.now());
   }
 
   /** Resolves once `lsn` (reserved in failure epoch `epoch`) is visible. */
@@ -137,10 +143,10 @@ export class Visibility {
     promise.then(this.on_turn);
   }
 
-  /** True while the last settled write (or the first wait since) is less than `spin_ms` old. */
+  /** True while the spin's window, restarted by each settled write, is less than `spin_ms` old. */
   private spinning(): boolean {
     if (this.spin_ms === 0) return false;
-    const now_ms = performance.now();
+    const now_ms = this.now_ms();
     if (this.settled !== this.spin_settled) {
       this.spin_settled = this.settled;
       this.spin_since_ms = now_ms;

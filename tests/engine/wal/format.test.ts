@@ -81,6 +81,10 @@ describe("segment header", () => {
     const v2 = encodeSegmentHeader(9);
     v2[8] = 1;
     expect(corruption(() => decodeSegmentHeader(v2, "x.wal")).message).toMatch(/CRC mismatch/);
+    // And a version 1 header relabelled 2: read as version 2, its CRC covers other bytes.
+    const v1 = encodeSegmentHeader(9, 1);
+    v1[8] = 2;
+    expect(corruption(() => decodeSegmentHeader(v1, "x.wal")).offset_bytes).toBe(12);
     expect(() => encodeSegmentHeader(9, 0)).toThrow(/invariant/);
     expect(() => encodeSegmentHeader(9, 3)).toThrow(/invariant/);
   });

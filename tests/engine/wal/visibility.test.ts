@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { UnavailableError } from "../../../src/engine/errors.ts";
 import { Visibility } from "../../../src/engine/wal/visibility.ts";
-import { createWalBufferShared, WalBuffer } from "../../../src/engine/wal/wal_buffer.ts";
+import { createWalBufferShared, WAL_STOPPED, WalBuffer } from "../../../src/engine/wal/wal_buffer.ts";
 
 /** A WAL buffer with `count` records reserved and completed, none published yet. */
 function bufferWithRecords(count: number): { buffer: WalBuffer; lsns: number[] } {
@@ -26,6 +27,17 @@ function publishUpTo(buffer: WalBuffer, lsn: number): void {
     group_records: 1,
     segment_first_lsn: 1,
   });
+}
+
+/** Lets `n` event-loop turns pass: a spinning Visibility polls at least once in each. */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** A clock the test moves by hand, in milliseconds. */
+function manualClock(): { now_ms: () => number; set: (ms: number) => void } {
+  let ms = 0;
+  return { now_ms: () => ms, set: (to) => (ms = to) };
 }
 
 const realWaitAsync = Atomics.waitAsync;
@@ -63,12 +75,15 @@ describe("Visibility", () => {
     }
   });
 
-  test("while spinning it polls each event-loop turn and never sleeps in waitAsync", async () => {
+  test("while its window lasts it polls each event-loop turn and never sleeps in waitAsync", async () => {
     const { buffer, lsns } = bufferWithRecords(1);
+    const clock = manualClock();
     countWaitAsync();
-    const visibility = new Visibility(buffer, { spin_us: 10_000 });
+    const visibility = new Visibility(buffer, { spin_us: 300, now_ms: clock.now_ms });
     const wait = visibility.wait(lsns[0]!, buffer.epoch());
-    setImmediate(() => publishUpTo(buffer, lsns[0]!));
+    await turns(20);
+    expect(wait_async_calls).toBe(0);
+    publishUpTo(buffer, lsns[0]!); // no poll() here: the spin must find it by itself
     await wait;
     expect(wait_async_calls).toBe(0);
   });
@@ -84,35 +99,77 @@ describe("Visibility", () => {
     expect(wait_async_calls).toBe(1);
   });
 
-  test("the spin ends spin_us after the last settled write: then it sleeps, once, and still settles", async () => {
+  test("spin_us after its window began with no write settled, it sleeps, once, and still settles", async () => {
     const { buffer, lsns } = bufferWithRecords(1);
+    const clock = manualClock();
     countWaitAsync();
-    const visibility = new Visibility(buffer, { spin_us: 1000 });
+    const visibility = new Visibility(buffer, { spin_us: 300, now_ms: clock.now_ms });
     const wait = visibility.wait(lsns[0]!, buffer.epoch());
-    const calls_at_publish = await new Promise<number>((resolve) =>
-      setTimeout(() => {
-        const calls = wait_async_calls;
-        publishUpTo(buffer, lsns[0]!);
-        resolve(calls);
-      }, 30),
-    );
+    clock.set(0.299);
+    await turns(5);
+    expect(wait_async_calls).toBe(0);
+    clock.set(0.3);
+    await turns(5);
+    expect(wait_async_calls).toBe(1);
+    publishUpTo(buffer, lsns[0]!);
     await wait;
-    expect(calls_at_publish).toBe(1); // 30 ms ≫ the 1 ms spin: asleep by then, in one waitAsync
     expect(wait_async_calls).toBe(1);
   });
 
-  test("a settled write restarts the spin for the writes still waiting", async () => {
+  test("a settled write starts a new window for the writes still waiting", async () => {
     const { buffer, lsns } = bufferWithRecords(2);
+    const clock = manualClock();
     countWaitAsync();
-    const visibility = new Visibility(buffer, { spin_us: 100_000 });
+    const visibility = new Visibility(buffer, { spin_us: 300, now_ms: clock.now_ms });
     const first = visibility.wait(lsns[0]!, buffer.epoch());
     const second = visibility.wait(lsns[1]!, buffer.epoch());
-    setTimeout(() => publishUpTo(buffer, lsns[0]!), 60);
+    clock.set(0.2);
+    publishUpTo(buffer, lsns[0]!);
     await first;
-    // 120 ms after the waits began, 60 ms after the first settled: within a spin counted from the
-    // last settled write, past one counted from the first wait.
-    setTimeout(() => publishUpTo(buffer, lsns[1]!), 60);
-    await second;
+    clock.set(0.45); // past 0.3 ms from the first wait, within 0.3 ms from the settled write
+    await turns(5);
     expect(wait_async_calls).toBe(0);
+    clock.set(0.5);
+    await turns(5);
+    expect(wait_async_calls).toBe(1);
+    publishUpTo(buffer, lsns[1]!);
+    await second;
+  });
+
+  test("a stopped log rejects the waiting writes, whether it is polling or asleep", async () => {
+    for (const asleep of [false, true]) {
+      const { buffer, lsns } = bufferWithRecords(1);
+      const clock = manualClock();
+      countWaitAsync();
+      const visibility = new Visibility(buffer, { spin_us: 300, now_ms: clock.now_ms });
+      const wait = visibility.wait(lsns[0]!, buffer.epoch());
+      if (asleep) clock.set(1);
+      await turns(3);
+      expect(wait_async_calls).toBe(asleep ? 1 : 0);
+      buffer.setState(WAL_STOPPED, "disk on fire");
+      const error = await wait.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(UnavailableError);
+      expect((error as Error).message).toMatch(/disk on fire/);
+    }
+  });
+
+  test("inline, nothing polls or sleeps: a write settles only when the caller polls", async () => {
+    const { buffer, lsns } = bufferWithRecords(1);
+    countWaitAsync();
+    const visibility = new Visibility(buffer, { inline: true, spin_us: 300 });
+    let settled = false;
+    const wait = visibility.wait(lsns[0]!, buffer.epoch()).then(() => {
+      settled = true;
+    });
+    publishUpTo(buffer, lsns[0]!);
+    await turns(5);
+    expect(settled).toBe(false);
+    expect(wait_async_calls).toBe(0);
+    visibility.poll();
+    await wait;
+    expect(settled).toBe(true);
   });
 });
