@@ -227,7 +227,7 @@ function finishRecovery(
     else if (outcome.kept === undefined) {
       io.unlink(path);
       log(`recovery: removed ${path}: no record after the redo LSN`);
-    } else rewriteSegment(io, path, outcome, outcome.kept);
+    } else rewriteSegment(io, path, outcome);
   });
   if (applied.repair !== undefined)
     repairAt(io, wal_dir, plan.chain.slice(applied.repair.index), applied.repair.error, log);
@@ -325,14 +325,12 @@ function replaySegment(
  * named after the kept record's LSN, under a header of the old segment's format version (the records
  * keep their checksums, CRC-32C in a version 1 segment): written, fsynced, renamed over.
  */
-function rewriteSegment(
-  io: Io,
-  old_path: string,
-  outcome: SegmentOutcome,
-  kept: { readonly lsn: number; readonly offset_bytes: number },
-): void {
-  const format_version = outcome.format_version;
-  assert(format_version !== undefined, "a segment with a record to keep has a valid header");
+function rewriteSegment(io: Io, old_path: string, outcome: SegmentOutcome): void {
+  const { format_version, kept } = outcome;
+  assert(
+    format_version !== undefined && kept !== undefined,
+    "a segment with a record to keep has a valid header",
+  );
   const first_lsn = kept.lsn;
   const from_bytes = kept.offset_bytes;
   const to_bytes = outcome.end_offset_bytes;

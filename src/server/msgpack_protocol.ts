@@ -13,7 +13,7 @@
 
 import { readU32BE } from "../engine/bytes.ts";
 import type { KeyFinder } from "../engine/engine.ts";
-import { entryBytes, setEntryIn, type WalEntry } from "../engine/wal/record.ts";
+import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled, type SetGroupSlot } from "./connection.ts";
 import { OPS } from "./metrics.ts";
 import { MsgReader, MsgWriter } from "./msgpack.ts";
@@ -29,6 +29,7 @@ import {
   checkValueSize,
   classify,
   deleteKeys,
+  groupEntryBytes,
   newSession,
   OP_OTHER,
   opIndex,
@@ -36,7 +37,6 @@ import {
   recordOp,
   type Session,
   SetAnswer,
-  setWithinLimits,
   type WorkerContext,
   writeAll,
 } from "./ops.ts";
@@ -195,9 +195,8 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
       const value = r.pos;
       if (key_length < 0 || !r.skip() || !r.atEnd()) break;
       const value_length = frame_end - value;
-      if (!setWithinLimits(ctx, key_length, value_length)) break;
-      const entry_bytes = entryBytes(key_length, value_length, 0);
-      if (!ctx.sets.fits(group.length + 1, size_bytes + entry_bytes)) break;
+      const entry_bytes = groupEntryBytes(ctx, group.length, size_bytes, key_length, value_length);
+      if (entry_bytes < 0) break;
       group.push(setEntryIn(bytes, value - key_length, key_length, bytes, value, value_length, 0));
       set_ids.push(id);
       size_bytes += entry_bytes;

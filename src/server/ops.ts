@@ -19,7 +19,7 @@
 import type { Engine } from "../engine/engine.ts";
 import { InvalidError, TooLargeError, WalkvError } from "../engine/errors.ts";
 import { OP_SET, RECORD_HEADER_SIZE_BYTES } from "../engine/wal/format.ts";
-import { delEntry, entrySizeBytes, type WalEntry } from "../engine/wal/record.ts";
+import { delEntry, entryBytes, entrySizeBytes, type WalEntry } from "../engine/wal/record.ts";
 import type { ServerConfig } from "./config.ts";
 import type { Responder } from "./connection.ts";
 import { type Metrics, OPS, type OpName } from "./metrics.ts";
@@ -111,13 +111,26 @@ export function checkValueSize(ctx: WorkerContext, size_bytes: number): void {
 }
 
 /**
- * True if a SET of a `key_bytes`-byte key and a value stored as `value_bytes` passes
- * {@link checkKeySize} and {@link checkValueSize}: the fast paths' test (they leave the rest to
- * the general path, which reports the error).
+ * The entry size of one more SET for a group of `count` SETs of `size_bytes` that
+ * {@link Protocol.takeSets} builds: its `key_bytes`-byte key and value stored as `value_bytes`,
+ * if they pass {@link checkKeySize} and {@link checkValueSize} and the group with it still fits one
+ * batch ({@link SetCoalescer.fits}); -1 otherwise (the general path then reports any error).
+ *
+ * @example
+ * const entry_bytes = groupEntryBytes(ctx, group.length, size_bytes, key_length, value_length);
+ * if (entry_bytes < 0) break;
  */
-export function setWithinLimits(ctx: WorkerContext, key_bytes: number, value_bytes: number): boolean {
+export function groupEntryBytes(
+  ctx: WorkerContext,
+  count: number,
+  size_bytes: number,
+  key_bytes: number,
+  value_bytes: number,
+): number {
   const { max_key_bytes, max_value_bytes } = ctx.config.engine;
-  return key_bytes <= max_key_bytes && value_bytes <= max_value_bytes;
+  if (key_bytes > max_key_bytes || value_bytes > max_value_bytes) return -1;
+  const entry_bytes = entryBytes(key_bytes, value_bytes, 0);
+  return ctx.sets.fits(count + 1, size_bytes + entry_bytes) ? entry_bytes : -1;
 }
 
 function checkSize(what: string, size_bytes: number, limit_bytes: number): void {

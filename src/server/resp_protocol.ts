@@ -13,15 +13,15 @@
  * new Connection(socket, new RespProtocol(ctx), ctx, onClose);
  */
 import { TOUCH_KEYS_MAX } from "../engine/engine.ts";
-import { entryBytes, type WalEntry } from "../engine/wal/record.ts";
+import type { WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled, type SetGroupSlot } from "./connection.ts";
 import {
   COALESCE_MAX_ENTRIES,
+  groupEntryBytes,
   newSession,
   OP_OTHER,
   recordOp,
   SetAnswer,
-  setWithinLimits,
   type WorkerContext,
 } from "./ops.ts";
 import {
@@ -136,9 +136,8 @@ export class RespProtocol implements Protocol<RespRequest, RespWriter> {
       if (next < 0 || next - pos > max_frame_bytes) break;
       const key_length = set_ranges[1]!;
       const stored_bytes = binSize(set_ranges[3]!);
-      if (!setWithinLimits(ctx, key_length, stored_bytes)) break;
-      const entry_bytes = entryBytes(key_length, stored_bytes, 0);
-      if (!ctx.sets.fits(group.length + 1, size_bytes + entry_bytes)) break;
+      const entry_bytes = groupEntryBytes(ctx, group.length, size_bytes, key_length, stored_bytes);
+      if (entry_bytes < 0) break;
       // Only now: the entry writes its bin header over the request's bytes (binSetEntry).
       const key_start = set_ranges[0]!;
       const key_end = key_start + key_length;

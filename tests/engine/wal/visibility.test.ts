@@ -40,6 +40,16 @@ function manualClock(): { now_ms: () => number; set: (ms: number) => void } {
   return { now_ms: () => ms, set: (to) => (ms = to) };
 }
 
+/** `count` records waiting on a Visibility that spins for `spin_us` on a manual clock; waitAsync counted. */
+function spinningOn(count: number, spin_us: number) {
+  const { buffer, lsns } = bufferWithRecords(count);
+  const clock = manualClock();
+  countWaitAsync();
+  const visibility = new Visibility(buffer, { spin_us, now_ms: clock.now_ms });
+  const waits = lsns.map((lsn) => visibility.wait(lsn, buffer.epoch()));
+  return { buffer, lsns, clock, waits };
+}
+
 const realWaitAsync = Atomics.waitAsync;
 let wait_async_calls = 0;
 
@@ -76,15 +86,11 @@ describe("Visibility", () => {
   });
 
   test("while its window lasts it polls each event-loop turn and never sleeps in waitAsync", async () => {
-    const { buffer, lsns } = bufferWithRecords(1);
-    const clock = manualClock();
-    countWaitAsync();
-    const visibility = new Visibility(buffer, { spin_us: 300, now_ms: clock.now_ms });
-    const wait = visibility.wait(lsns[0]!, buffer.epoch());
+    const { buffer, lsns, waits } = spinningOn(1, 300);
     await turns(20);
     expect(wait_async_calls).toBe(0);
     publishUpTo(buffer, lsns[0]!); // no poll() here: the spin must find it by itself
-    await wait;
+    await waits[0];
     expect(wait_async_calls).toBe(0);
   });
 
@@ -100,11 +106,7 @@ describe("Visibility", () => {
   });
 
   test("spin_us after its window began with no write settled, it sleeps, once, and still settles", async () => {
-    const { buffer, lsns } = bufferWithRecords(1);
-    const clock = manualClock();
-    countWaitAsync();
-    const visibility = new Visibility(buffer, { spin_us: 300, now_ms: clock.now_ms });
-    const wait = visibility.wait(lsns[0]!, buffer.epoch());
+    const { buffer, lsns, clock, waits } = spinningOn(1, 300);
     clock.set(0.299);
     await turns(5);
     expect(wait_async_calls).toBe(0);
@@ -112,17 +114,13 @@ describe("Visibility", () => {
     await turns(5);
     expect(wait_async_calls).toBe(1);
     publishUpTo(buffer, lsns[0]!);
-    await wait;
+    await waits[0];
     expect(wait_async_calls).toBe(1);
   });
 
   test("a settled write starts a new window for the writes still waiting", async () => {
-    const { buffer, lsns } = bufferWithRecords(2);
-    const clock = manualClock();
-    countWaitAsync();
-    const visibility = new Visibility(buffer, { spin_us: 300, now_ms: clock.now_ms });
-    const first = visibility.wait(lsns[0]!, buffer.epoch());
-    const second = visibility.wait(lsns[1]!, buffer.epoch());
+    const { buffer, lsns, clock, waits } = spinningOn(2, 300);
+    const [first, second] = waits;
     clock.set(0.2);
     publishUpTo(buffer, lsns[0]!);
     await first;
@@ -138,16 +136,12 @@ describe("Visibility", () => {
 
   test("a stopped log rejects the waiting writes, whether it is polling or asleep", async () => {
     for (const asleep of [false, true]) {
-      const { buffer, lsns } = bufferWithRecords(1);
-      const clock = manualClock();
-      countWaitAsync();
-      const visibility = new Visibility(buffer, { spin_us: 300, now_ms: clock.now_ms });
-      const wait = visibility.wait(lsns[0]!, buffer.epoch());
+      const { buffer, clock, waits } = spinningOn(1, 300);
       if (asleep) clock.set(1);
       await turns(3);
       expect(wait_async_calls).toBe(asleep ? 1 : 0);
       buffer.setState(WAL_STOPPED, "disk on fire");
-      const error = await wait.then(
+      const error = await waits[0]!.then(
         () => undefined,
         (e: unknown) => e,
       );
