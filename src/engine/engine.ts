@@ -115,12 +115,16 @@ export interface EngineOptions {
    * `LocalWalWriter`) steps it with the write's shard locks held, once the write's record is
    * complete: a write it made visible is linked as visible at once, with no older version kept and
    * nothing to finalize (see {@link Engine.write}). It must then not take a shard lock the engine
-   * holds ({@link Engine.holdsShard}). Otherwise the caller settles writes with `poll()`.
+   * holds ({@link Engine.holdsShard}). Otherwise the caller settles writes with `poll()`; given
+   * `write_soon` (a `LocalWalWriter` with fsync `always`), the engine calls it, holding no shard
+   * mutex, after each record it completes: the writer then steps once, later in the event-loop
+   * turn, so that one write(2) and one fdatasync cover every record of the turn, and polls.
    */
   readonly inline?: {
     readonly wait_for_space: () => void;
     readonly write_now?: () => void;
-    /** With `write_now`: false once the writer is closed (a write is then refused before its LSN). */
+    readonly write_soon?: () => void;
+    /** False once the writer is closed: a write is then refused before its LSN. */
     readonly writer_open?: () => boolean;
   };
 }
@@ -133,6 +137,7 @@ export class Engine {
   readonly visibility: Visibility;
   readonly control: EngineControl;
   private readonly write_now: (() => void) | undefined;
+  private readonly write_soon: (() => void) | undefined;
   private readonly writer_open: (() => boolean) | undefined;
   /** The batch's shard mutexes are held (see {@link holdsShard}). */
   private holding_shards = false;
@@ -171,6 +176,11 @@ export class Engine {
     });
     this.control = new EngineControl(shared.control);
     this.write_now = options.inline?.write_now;
+    this.write_soon = options.inline?.write_soon;
+    assert(
+      this.write_now === undefined || this.write_soon === undefined,
+      "write_now or write_soon, not both",
+    );
     this.writer_open = options.inline?.writer_open;
   }
 
@@ -372,6 +382,7 @@ export class Engine {
 
   private async applyWrite(entries: readonly WalEntry[]): Promise<WriteResult> {
     const size_bytes = this.checkBatch(entries);
+    if (this.writer_open?.() === false) throw new UnavailableError("the write-ahead log is closed");
     const hashes = entries.map((e) => hashKey(e.key, e.key_start, e.key_start + e.key_length));
     // Valid until the first await: the next write reloads it.
     const shards = this.batch_shards;
@@ -425,7 +436,10 @@ export class Engine {
       this.holding_shards = false;
       for (let i = shards.length - 1; i >= 0; i--) this.table.unlockShard(shards.shards[i]!);
     }
-    if (lsn > 0 && visible_at_link < lsn) await this.visibility.wait(lsn, epoch);
+    if (lsn > 0 && visible_at_link < lsn) {
+      this.write_soon?.();
+      await this.visibility.wait(lsn, epoch);
+    }
     for (let i = 0; i < finalize.length; i++) {
       if (finalize[i]! >= 0) this.finalize(entries[i]!, hashes[i]!, finalize[i]!, linked[i]!);
     }
@@ -447,7 +461,6 @@ export class Engine {
     hashes: readonly number[],
     size_bytes: number,
   ): { lsn: number; epoch: number } {
-    if (this.writer_open?.() === false) throw new UnavailableError("the write-ahead log is closed");
     const plan = this.plan(entries, hashes);
     try {
       this.reserveSlotsFor(plan, hashes);

@@ -42,9 +42,9 @@ export interface OpenOptions {
   readonly on_fatal?: (error: Error) => void;
   /**
    * The WAL is written by a {@link LocalWalWriter} on another thread (a lone I/O worker), started
-   * with `walStart(host.recovery)`: the host starts no WAL writer worker but the syncer worker
-   * (wal_syncer.ts) that LocalWalWriter needs, and after its final checkpoint only removes the WAL
-   * that checkpoint covers. Not with fsync `always`.
+   * with `walStart(host.recovery)`: the host starts no WAL writer worker, only (fsync `everysec` or
+   * `no`) the syncer worker (wal_syncer.ts) that LocalWalWriter needs then, and after its final
+   * checkpoint only removes the WAL that checkpoint covers.
    */
   readonly local_wal_writer?: boolean;
 }
@@ -187,10 +187,6 @@ class ThreadedHost implements EngineHost {
     private readonly on_fatal: (error: Error) => void,
     private readonly options: { readonly local_wal_writer: boolean },
   ) {
-    assert(
-      !options.local_wal_writer || shared.config.fsync !== "always",
-      "fsync always keeps the WAL writer worker",
-    );
     this.engine = new Engine(shared);
     this.control = new EngineControl(shared.control);
   }
@@ -200,7 +196,7 @@ class ThreadedHost implements EngineHost {
       this.writer_worker = await this.spawn(new URL("./wal/wal_writer_worker.ts", import.meta.url), {
         ...walStart(this.recovery),
       });
-    } else {
+    } else if (this.shared.config.fsync !== "always") {
       this.syncer_worker = await this.spawn(new URL("./wal/wal_syncer_worker.ts", import.meta.url), {});
     }
     const checkpointer = await this.spawn(new URL("./checkpoint/checkpoint_worker.ts", import.meta.url), {});

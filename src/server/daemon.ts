@@ -52,8 +52,8 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
     pid_file.release();
     process.exit(70);
   };
-  // One I/O worker and no fdatasync per batch: the I/O worker writes the WAL itself (LocalWalWriter).
-  const local_wal_writer = config.workers === 1 && config.engine.fsync !== "always";
+  // One I/O worker: it writes the WAL itself (LocalWalWriter).
+  const local_wal_writer = config.workers === 1;
   let host: Awaited<ReturnType<typeof openEngine>>;
   try {
     host = await openEngine(config.engine, {

@@ -18,6 +18,7 @@
 
 import type { Engine } from "../engine/engine.ts";
 import { InvalidError, TooLargeError, WalkvError } from "../engine/errors.ts";
+import { turn_end } from "../engine/turn_end.ts";
 import { OP_SET, RECORD_HEADER_SIZE_BYTES } from "../engine/wal/format.ts";
 import { delEntry, entryBytes, entrySizeBytes, type WalEntry } from "../engine/wal/record.ts";
 import type { ServerConfig } from "./config.ts";
@@ -184,7 +185,7 @@ export interface SetWaiter {
  * effect at one instant, in arrival order (a later SET of a key wins), which is a valid order for
  * concurrent requests and keeps each connection's order. Every other write calls {@link flush}
  * first, so writes reach the engine — and get their LSNs — in the order they were received. A
- * batch is flushed at the end of the turn (setImmediate), or at once when it reaches
+ * batch is flushed at the end of the turn ({@link turn_end}), or at once when it reaches
  * COALESCE_MAX_ENTRIES or the record limit (`max_batch_bytes`). If its write fails, every SET in
  * it fails with that error (nothing of it is visible).
  *
@@ -205,7 +206,7 @@ export class SetCoalescer {
 
   constructor(
     private readonly engine: Engine,
-    private readonly schedule: (flush: () => void) => void = (flush) => setImmediate(flush),
+    private readonly schedule: (flush: () => void) => void = (flush) => turn_end.run(flush),
   ) {}
 
   /** Adds one validated SET entry; `waiter` hears once its batch is visible or failed. */

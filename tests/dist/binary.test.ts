@@ -114,7 +114,9 @@ describe("dist/walkv", () => {
   test("a drain that times out arms the embedded shutdown watchdog, and the close still exits 0", async () => {
     const d = await serve("--shutdown-timeout", "0");
     const c = await RawClient.connect(path.join(dir, "walkv.sock"));
-    await c.stallReplies(); // the drain cannot finish within 0 ms
+    const probe = await RawClient.connect(path.join(dir, "walkv.sock"));
+    await c.stallReplies(probe); // the drain cannot finish within 0 ms
+    probe.close();
     expect(await d.stop("SIGTERM"), d.describe()).toBe(0);
     expect(d.stderr).toMatch(/still running after 0 ms; closing anyway/);
     expect(d.stderr).not.toMatch(/watchdog did not start/);

@@ -285,7 +285,9 @@ describe("a shutdown whose drain times out", () => {
     // A client that asks for 4 MiB of replies and reads none: the drain cannot finish, so the
     // 0 ms timeout always cuts the workers off (else a drain that happened to be quick could win).
     const stalled = await d.client();
-    await stalled.stallReplies();
+    const probe = await d.client();
+    await stalled.stallReplies(probe);
+    probe.close();
     const checkpointing = with_checkpoint ? await d.client() : undefined;
     if (checkpointing !== undefined) {
       const started = checkpointStarted(d.data_dir, 10_000);

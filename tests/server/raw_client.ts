@@ -71,14 +71,29 @@ export class RawClient {
   /**
    * Asks for 4 MiB of replies (64 GETs of a 64 KiB value, set first) and reads none of them: the
    * daemon cannot drain this connection, so a `--shutdown-timeout 0` always cuts its workers off.
+   * Resolves once the daemon has served the 64 GETs (its GET count, asked through `probe`, another
+   * connection, moved by 64): a drain that started before it read them would find nothing to wait for.
    */
-  async stallReplies(): Promise<void> {
+  async stallReplies(probe: RawClient): Promise<void> {
     const [, code] = await this.call("set", "stall:big", "x".repeat(64 << 10));
     if (code !== 0) throw new Error(`stall: set answered code ${code}`);
+    const gets_before = await probe.getCount();
     // Stop reading at the socket: with its data listener flowing, this process would take every
     // reply into memory, the daemon's writes would all complete, and its drain could finish.
     this.socket.pause();
     for (let i = 0; i < 64; i++) this.send([this.next_id++, "get", "stall:big"]);
+    const deadline_ms = performance.now() + 10_000;
+    while ((await probe.getCount()) < gets_before + 64) {
+      if (performance.now() > deadline_ms) throw new Error("stall: the daemon did not serve the GETs");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /** GETs the daemon has served, from its `stats`. */
+  private async getCount(): Promise<number> {
+    const [, code, stats] = await this.call("stats");
+    if (code !== 0) throw new Error(`stats answered code ${code}`);
+    return (stats as { ops: { get: number } }).ops.get;
   }
 
   /** Closes our side. */

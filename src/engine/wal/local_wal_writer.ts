@@ -1,9 +1,10 @@
 /**
- * The WAL writer on the thread that appends, for a daemon with one I/O worker and fsync `everysec`
- * or `no`: no hand-off to the WAL writer worker and back for each batch (a futex wake, a pwrite on
- * another thread, a wake of this thread's event loop). The same {@link WalWriter} with the same
- * rules runs here; only the thread differs.
+ * The WAL writer on the thread that appends, for a daemon with one I/O worker: no hand-off to the
+ * WAL writer worker and back for each batch (a futex wake, a pwrite on another thread, a wake of
+ * this thread's event loop). The same {@link WalWriter} with the same rules runs here; only the
+ * thread differs.
  *
+ * With fsync `everysec` or `no`:
  * - Each append steps the writer at once, before its versions are linked (Engine's `write_now`,
  *   with the write's shard locks held): the record is written (write(2), the same one write per
  *   batch: the SET coalescer puts a whole event-loop turn of SETs in one record) and published, so
@@ -17,7 +18,16 @@
  *   what was written (`everysec` and `no`), so that the rotation's fdatasync here stays short.
  *   Rotation and shutdown wait for a syncer's fdatasync in flight before they sync and close the
  *   segment themselves.
- * - `always` keeps the worker: its fdatasync would stall this thread's event loop on every batch.
+ *
+ * With fsync `always`, as Redis does it (its `appendfsync always` writes and fsyncs the AOF once per
+ * event-loop turn, before it answers):
+ * - Writes append their records and link their versions invisible, as on a threaded host (Engine's
+ *   `write_soon`); the first append of a turn schedules one step, the last task of the turn's end
+ *   ({@link turn_end}), which writes every complete record with one write(2), makes them durable with
+ *   one fdatasync, publishes them and settles their writes. The event loop waits for that
+ *   fdatasync, and requests that arrive meanwhile form the next turn's group: the group commit
+ *   needs no linger and no wake-up of another thread.
+ * - A failed write(2) or fdatasync fails the turn's writes as the WAL writer worker would.
  *
  * @example
  * const local = new LocalWalWriter(shared, { next_lsn, replayed_bytes }, log);
@@ -28,6 +38,7 @@ import { Engine, type EngineShared } from "../engine.ts";
 import { assert, UnavailableError } from "../errors.ts";
 import type { Io } from "../io/io.ts";
 import { RealIo } from "../io/real_io.ts";
+import { turn_end } from "../turn_end.ts";
 import { WalSyncer } from "./wal_syncer.ts";
 import { type WalStart, WalWriter, walWriterOptions } from "./wal_writer.ts";
 
@@ -41,21 +52,30 @@ export class LocalWalWriter {
   private readonly timer: ReturnType<typeof setInterval>;
   private stepping = false;
   private closed = false;
+  /** fsync `always`: a step is scheduled for the end of this turn. */
+  private step_scheduled = false;
+  private readonly scheduled_step = () => {
+    this.step_scheduled = false;
+    this.step();
+  };
 
   /** `io` is the file system's (RealIo) but in tests, which inject faults. */
   constructor(shared: EngineShared, start: WalStart, log: (line: string) => void, io: Io = new RealIo()) {
     const config = shared.config;
-    assert(config.fsync !== "always", "fsync always keeps the WAL writer worker");
+    const always = config.fsync === "always";
     this.engine = new Engine(shared, {
       inline: {
         wait_for_space: () => this.makeSpace(),
-        write_now: () => this.step(),
+        ...(always ? { write_soon: () => this.stepSoon() } : { write_now: () => this.step() }),
         writer_open: () => !this.closed,
       },
     });
     const options = walWriterOptions(config, log);
-    const syncer = new WalSyncer(shared.wal_sync);
-    assert(syncer.running(), "the host runs the syncer (opened with local_wal_writer)");
+    const syncer = always ? undefined : new WalSyncer(shared.wal_sync);
+    assert(
+      syncer === undefined || syncer.running(),
+      "the host runs the syncer (opened with local_wal_writer)",
+    );
     this.writer = new WalWriter(
       io,
       this.engine.wal,
@@ -87,6 +107,13 @@ export class LocalWalWriter {
       this.stepping = false;
     }
     this.engine.poll();
+  }
+
+  /** fsync `always`: steps once at the end of this event-loop turn (see the class comment). */
+  private stepSoon(): void {
+    if (this.step_scheduled) return;
+    this.step_scheduled = true;
+    turn_end.last(this.scheduled_step);
   }
 
   /**

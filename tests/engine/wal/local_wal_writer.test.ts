@@ -30,16 +30,29 @@ async function openLocal(fsync: FsyncMode, io = new RealIo(), shard_bits = 12) {
   return { config, host, local };
 }
 
-/** The file system, whose next `fail_writes` writes throw EIO. */
+/** The file system, whose next `fail_writes` writes (`fail_syncs` fdatasyncs) throw EIO; it counts both. */
 class FailingIo extends RealIo {
   fail_writes = 0;
+  fail_syncs = 0;
+  writes = 0;
+  syncs = 0;
 
   override write(file: FileId, data: Uint8Array, position_bytes: number): void {
+    this.writes++;
     if (this.fail_writes > 0) {
       this.fail_writes--;
       throw Object.assign(new Error("EIO: injected"), { code: "EIO" });
     }
     super.write(file, data, position_bytes);
+  }
+
+  override sync(file: FileId): void {
+    this.syncs++;
+    if (this.fail_syncs > 0) {
+      this.fail_syncs--;
+      throw Object.assign(new Error("EIO: injected"), { code: "EIO" });
+    }
+    super.sync(file);
   }
 }
 
@@ -100,34 +113,37 @@ describe("LocalWalWriter", () => {
     },
   );
 
-  test("a failed write(2) rejects its write with nothing of it applied, while its shard mutexes are held; the next write goes on", async () => {
-    const io = new FailingIo();
-    const { config, host, local } = await openLocal("no", io);
-    const keys = Array.from({ length: 40 }, (_, i) => utf8(`k${i}`)); // many shards, all held at once
-    await local.engine.mset(keys.slice(0, 20).map((key) => [key, utf8("old")] as const));
-    io.fail_writes = 1;
-    const failed = local.engine.mset(keys.map((key) => [key, utf8("new")] as const));
-    await expect(failed).rejects.toThrow(/write not applied/);
-    for (const [i, key] of keys.entries()) {
-      const expected = i < 20 ? "old" : undefined;
-      expect(text(local.engine.get(key)), `k${i}`).toBe(expected);
-      expect(text(host.engine.get(key)), `k${i} from another thread`).toBe(expected);
-    }
-    expect(host.engine.stats().keys).toBe(20);
-    await local.engine.set(keys[0]!, utf8("after")); // the log goes on; no mutex was left held
-    expect(text(host.engine.get(keys[0]!))).toBe("after");
-    local.close();
-    await host.close();
-    const again = await openEngine(config, { log: () => {} }); // the failed record is not replayed
-    try {
-      expect(again.engine.stats().keys).toBe(20);
-      expect(text(again.engine.get(keys[0]!))).toBe("after");
-      expect(text(again.engine.get(keys[1]!))).toBe("old");
-      expect(again.engine.get(keys[30]!)).toBeUndefined();
-    } finally {
-      await again.close();
-    }
-  });
+  test.each(["no", "always"] as const)(
+    "%s: a failed write(2) rejects its write with nothing of it applied (no: while its shard mutexes are held); the next write goes on",
+    async (fsync) => {
+      const io = new FailingIo();
+      const { config, host, local } = await openLocal(fsync, io);
+      const keys = Array.from({ length: 40 }, (_, i) => utf8(`k${i}`)); // many shards, all held at once
+      await local.engine.mset(keys.slice(0, 20).map((key) => [key, utf8("old")] as const));
+      io.fail_writes = 1;
+      const failed = local.engine.mset(keys.map((key) => [key, utf8("new")] as const));
+      await expect(failed).rejects.toThrow(/write not applied/);
+      for (const [i, key] of keys.entries()) {
+        const expected = i < 20 ? "old" : undefined;
+        expect(text(local.engine.get(key)), `k${i}`).toBe(expected);
+        expect(text(host.engine.get(key)), `k${i} from another thread`).toBe(expected);
+      }
+      expect(host.engine.stats().keys).toBe(20);
+      await local.engine.set(keys[0]!, utf8("after")); // the log goes on; no mutex was left held
+      expect(text(host.engine.get(keys[0]!))).toBe("after");
+      local.close();
+      await host.close();
+      const again = await openEngine(config, { log: () => {} }); // the failed record is not replayed
+      try {
+        expect(again.engine.stats().keys).toBe(20);
+        expect(text(again.engine.get(keys[0]!))).toBe("after");
+        expect(text(again.engine.get(keys[1]!))).toBe("old");
+        expect(again.engine.get(keys[30]!)).toBeUndefined();
+      } finally {
+        await again.close();
+      }
+    },
+  );
 
   test("a value of the same length is written in place: no memory taken or freed, reads see the new value", async () => {
     const { host, local } = await openLocal("no");
@@ -214,9 +230,66 @@ describe("LocalWalWriter", () => {
     await host.close();
   });
 
-  test("fsync always keeps the WAL writer worker", async () => {
-    dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
-    const config = engineConfig({ data_dir: dir, fsync: "always" });
-    await expect(openEngine(config, { log: () => {}, local_wal_writer: true })).rejects.toThrow(/always/);
+  test("always: the writes of one turn share one write(2) and one fdatasync, and each resolves only once it is durable", async () => {
+    const io = new FailingIo();
+    const { host, local } = await openLocal("always", io);
+    const e = local.engine;
+    await e.set(utf8("k0"), utf8("v0")); // creates the segment
+    const [writes_before, syncs_before] = [io.writes, io.syncs];
+    const synced_at_resolve: number[] = [];
+    const noted = <T>(write: Promise<T>) =>
+      write.then((result) => {
+        synced_at_resolve.push(io.syncs - syncs_before);
+        return result;
+      });
+    const turn = [
+      noted(e.set(utf8("k1"), utf8("v1"))),
+      noted(e.del(utf8("k0"))),
+      noted(
+        e.mset([
+          [utf8("k2"), utf8("v2")],
+          [utf8("k3"), utf8("v3")],
+        ]),
+      ),
+      noted(e.set(utf8("k1"), utf8("v1b"))),
+    ];
+    expect(e.get(utf8("k1"))).toBeUndefined(); // not durable yet: not visible
+    expect(text(e.get(utf8("k0")))).toBe("v0");
+    await Promise.all(turn);
+    expect(synced_at_resolve).toEqual([1, 1, 1, 1]);
+    expect([io.writes - writes_before, io.syncs - syncs_before]).toEqual([1, 1]);
+    expect(e.wal.lsns().durable).toBe(e.wal.lsns().written);
+    expect(text(host.engine.get(utf8("k1")))).toBe("v1b");
+    expect(host.engine.get(utf8("k0"))).toBeUndefined();
+    expect(host.engine.stats().keys).toBe(3);
+    local.close();
+    await host.close();
+  });
+
+  test("always: a failed fdatasync rejects the turn's writes, applies none of them, and stops writes; reads go on", async () => {
+    const io = new FailingIo();
+    const { host, local } = await openLocal("always", io);
+    const e = local.engine;
+    await e.set(utf8("k"), utf8("old"));
+    io.fail_syncs = 1;
+    const turn = await Promise.allSettled([e.set(utf8("k"), utf8("new")), e.set(utf8("other"), utf8("v"))]);
+    for (const outcome of turn) {
+      expect(outcome.status).toBe("rejected");
+      expect(String((outcome as PromiseRejectedResult).reason)).toMatch(/write not applied.*fdatasync/);
+    }
+    expect(text(host.engine.get(utf8("k")))).toBe("old");
+    expect(host.engine.get(utf8("other"))).toBeUndefined();
+    await expect(e.set(utf8("later"), utf8("v"))).rejects.toThrow(/fdatasync/);
+    expect(text(e.get(utf8("k")))).toBe("old");
+    local.close();
+    await host.close();
+  });
+
+  test("always: the host starts no syncer worker (its fdatasyncs run on this thread)", async () => {
+    const { host, local } = await openLocal("always");
+    await local.engine.set(utf8("k"), utf8("v"));
+    expect(new WalSyncer(host.shared.wal_sync).running()).toBe(false);
+    local.close();
+    await host.close();
   });
 });
