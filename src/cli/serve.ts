@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import { availableParallelism } from "node:os";
-import { engineConfig, WRITE_WAIT_SPIN_US_MAX } from "../engine/config.ts";
+import { engineConfig, WAL_ZERO_AHEAD_BYTES_MAX, WRITE_WAIT_SPIN_US_MAX } from "../engine/config.ts";
 import { type ListenAddress, type ServerConfig, serverConfig } from "../server/config.ts";
 import { runDaemon } from "../server/daemon.ts";
 import { type FlagSpec, type FlagValues, flagsHelp, parseFlags, UsageError } from "./flags.ts";
@@ -80,6 +80,12 @@ export const SERVE_FLAGS = {
     min: 0,
     max: WRITE_WAIT_SPIN_US_MAX,
   },
+  wal_zero_ahead_bytes: {
+    type: "integer",
+    help: "fsync always: zeros written ahead of the WAL's records, 0 = none (default 1 MiB)",
+    min: 0,
+    max: WAL_ZERO_AHEAD_BYTES_MAX,
+  },
   auth_token_file: { type: "string", help: "require `auth` with the token in this file", value_name: "FILE" },
   http: {
     type: "string",
@@ -130,6 +136,7 @@ export function serveConfig(argv: string[], env: Record<string, string | undefin
     ...(v.max_memory_bytes !== undefined && { memory_limit_bytes: v.max_memory_bytes }),
     ...(v.wal_segment_bytes !== undefined && { wal_segment_bytes: v.wal_segment_bytes }),
     ...(v.write_wait_spin_us !== undefined && { write_wait_spin_us: v.write_wait_spin_us }),
+    ...(v.wal_zero_ahead_bytes !== undefined && { wal_zero_ahead_bytes: v.wal_zero_ahead_bytes }),
     repair_wal: v.repair_wal ?? false,
   });
   return serverConfig({

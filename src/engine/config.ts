@@ -38,6 +38,13 @@ export interface EngineConfig {
    * passed without one of them settling. Default 300 µs; 0 = sleep at once.
    */
   readonly write_wait_spin_us: number;
+  /**
+   * fsync `always`: the WAL writer keeps its segment written with zeros this far past the last
+   * record, so that a batch's fdatasync flushes data only, with no journal commit for a new file
+   * size (wal_writer.ts). Default 1 MiB; 0 = off (for a copy-on-write file system, where writing
+   * over the zeros allocates anew anyway).
+   */
+  readonly wal_zero_ahead_bytes: number;
 }
 
 const KiB = 1024;
@@ -45,6 +52,8 @@ const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 /** The longest a thread polls for its writes before it sleeps (10 ms). */
 export const WRITE_WAIT_SPIN_US_MAX = 10_000;
+/** The most zeros the WAL writer keeps written ahead of its records (64 MiB). */
+export const WAL_ZERO_AHEAD_BYTES_MAX = 64 * MiB;
 
 export const DEFAULT_CONFIG: Omit<EngineConfig, "data_dir" | "wal_buffer_bytes"> = {
   fsync: "always",
@@ -58,6 +67,7 @@ export const DEFAULT_CONFIG: Omit<EngineConfig, "data_dir" | "wal_buffer_bytes">
   memory_limit_bytes: 32 * GiB,
   repair_wal: false,
   write_wait_spin_us: 300,
+  wal_zero_ahead_bytes: 1 * MiB,
 };
 
 /** Merges `partial` over the defaults and validates the result; throws InvalidError naming the field. */
@@ -84,6 +94,7 @@ function validate(c: EngineConfig): void {
   integer("shard_bits", c.shard_bits, 0, 16);
   integer("memory_limit_bytes", c.memory_limit_bytes, 16 * MiB, 32 * GiB);
   integer("write_wait_spin_us", c.write_wait_spin_us, 0, WRITE_WAIT_SPIN_US_MAX);
+  integer("wal_zero_ahead_bytes", c.wal_zero_ahead_bytes, 0, WAL_ZERO_AHEAD_BYTES_MAX);
   const one_write = 64 + c.max_key_bytes + c.max_value_bytes;
   if (c.max_batch_bytes < one_write) {
     throw new InvalidError(

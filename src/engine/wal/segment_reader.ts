@@ -1,6 +1,8 @@
 /**
  * Reads one WAL segment through {@link Io}, verifying it record by record, and classifies its end:
- * a clean end, a torn tail (newest segment only: cut off, not an error), or corruption (throws
+ * a clean end (in the newest segment, also zeros to the end of the file: what the writer wrote
+ * ahead of its records with fsync `always`), a torn tail (newest segment only: cut off, not an
+ * error), or corruption (throws
  * {@link CorruptionError} naming the file and the bad record's byte offset). The rules are in
  * docs/wal-format.md, "Torn tail or corruption". Records are verified with the checksum of the
  * segment header's format version (CRC-32C for version 1, CRC-32 for version 2), chosen once.
@@ -70,6 +72,11 @@ export interface SegmentReadResult {
   readonly torn_tail_offset_bytes: number | undefined;
   /** Bytes in the torn tail, to log what truncation drops; 0 if none. */
   readonly torn_bytes: number;
+  /**
+   * Newest segment: zero bytes from `end_offset_bytes` to the end of the file (written ahead of the
+   * records with fsync `always`); a clean end, nothing is dropped with them. 0 if none.
+   */
+  readonly zero_tail_bytes: number;
 }
 
 /** A window of one chunk over the file: loads the byte ranges the reader asks for. */
@@ -199,6 +206,7 @@ function tornResult(options: ReadSegmentOptions, size_bytes: number, path: strin
     size_bytes,
     torn_tail_offset_bytes: 0,
     torn_bytes: size_bytes,
+    zero_tail_bytes: 0,
   };
 }
 
@@ -221,6 +229,8 @@ function readRecords(
         const reason = `${tornReason(chunked, offset_bytes, length_bytes)} in a segment that is not the newest`;
         throw new CorruptionError(path, offset_bytes, reason);
       }
+      if (chunked.firstNonZero(offset_bytes) < 0)
+        return result(header, records, offset_bytes, size_bytes, undefined);
       return result(header, records, offset_bytes, size_bytes, offset_bytes);
     }
     records += 1;
@@ -299,5 +309,6 @@ function result(
     size_bytes,
     torn_tail_offset_bytes,
     torn_bytes: torn_tail_offset_bytes === undefined ? 0 : size_bytes - torn_tail_offset_bytes,
+    zero_tail_bytes: torn_tail_offset_bytes === undefined ? size_bytes - end_offset_bytes : 0,
   };
 }

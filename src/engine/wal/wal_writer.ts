@@ -3,6 +3,12 @@
  * segment files, in LSN order, and makes them durable by the fsync policy:
  * - `always`: one fdatasync per batch covers every record in it (group commit: all writers whose
  *   records were complete when the batch was taken share it); records become visible after it.
+ *   The segment is written with zeros up to `zero_ahead_bytes` (default 1 MiB) past its last record, so
+ *   that a batch overwrites blocks the file already has: its fdatasync then flushes the data alone,
+ *   with no journal commit for the file's new size and blocks (as PostgreSQL fills its WAL segments
+ *   with zeros). Measured here: 94 µs against 131 µs per small append + fdatasync, alone; 127–148
+ *   against 181–265 µs under SET load. The zeros are cut before the segment is sealed (rotation,
+ *   close); in the newest segment after a crash they read as its clean end (segment_reader.ts).
  * - `everysec`: records are visible once written to the OS (they survive kill -9); an fdatasync
  *   starts at least once per `everysec_interval_ms` — on this thread, or, given a `background_sync`
  *   ({@link WalSyncer}), on the syncer's, which this writer never waits for except before it syncs
@@ -41,6 +47,8 @@ export interface WalWriterOptions {
   /** A segment is rotated before a record would take it past this size. */
   readonly segment_bytes: number;
   readonly everysec_interval_ms?: number;
+  /** fsync `always`: zeros kept written past the last record (EngineConfig.wal_zero_ahead_bytes). */
+  readonly zero_ahead_bytes?: number;
   /** Ask for a checkpoint once this many WAL bytes were written since the last request. */
   readonly checkpoint_wal_bytes?: number;
   readonly now_ms?: () => number;
@@ -71,6 +79,7 @@ export function walWriterOptions(config: EngineConfig, log: (line: string) => vo
     fsync: config.fsync,
     segment_bytes: config.wal_segment_bytes,
     checkpoint_wal_bytes: config.checkpoint_wal_bytes,
+    zero_ahead_bytes: config.wal_zero_ahead_bytes,
     log,
   };
 }
@@ -94,6 +103,8 @@ const GROUP_LINGER_MAX_MS = 2;
 const GROUP_QUIET_MS = 0.15;
 /** Largest single write(2) of a batch. */
 const BATCH_WRITE_BYTES_MAX = 8 << 20;
+/** The zeros a segment is extended with, written in pieces of this size. */
+const ZEROS = new Uint8Array(256 << 10);
 
 export class WalWriter {
   private readonly io: Io;
@@ -105,6 +116,8 @@ export class WalWriter {
   private segment_path = "";
   private segment_first_lsn = 0;
   private segment_size_bytes = 0;
+  /** fsync `always`: the segment's bytes written so far, zeros ahead of its last record included. */
+  private segment_written_bytes = 0;
   private durable_lsn: number;
   private written_lsn: number;
   private last_sync_ms: number;
@@ -127,6 +140,7 @@ export class WalWriter {
     this.options = {
       everysec_interval_ms: 1000,
       checkpoint_wal_bytes: Number.POSITIVE_INFINITY,
+      zero_ahead_bytes: 0,
       now_ms: Date.now,
       log: () => {},
       shard_held: () => false,
@@ -154,6 +168,8 @@ export class WalWriter {
     if (this.file === undefined && !this.openNewSegment(batch.first_lsn)) return true;
     const size_before = this.segment_size_bytes;
     try {
+      if (this.options.fsync === "always" && this.options.zero_ahead_bytes > 0)
+        this.zeroAhead(size_before + batch.bytes);
       for (const [start, end] of batch.ranges) {
         this.io.write(this.file!, this.buffer.ring.subarray(start, end), this.segment_size_bytes);
         this.segment_size_bytes += end - start;
@@ -231,6 +247,10 @@ export class WalWriter {
   syncNow(): boolean {
     if (this.file === undefined || this.written_lsn === this.durable_lsn)
       return this.buffer.state() !== WAL_STOPPED;
+    return this.syncAndPublish();
+  }
+
+  private syncAndPublish(): boolean {
     if (!this.syncFile()) return false;
     this.publish(undefined, 0, 0, 1);
     return true;
@@ -243,6 +263,7 @@ export class WalWriter {
    */
   close(covered_lsn = 0): void {
     while (this.step()) {}
+    if (this.file !== undefined && this.buffer.state() !== WAL_STOPPED) this.trimZeros();
     this.syncNow();
     this.closeFile();
     if (this.buffer.state() !== WAL_STOPPED)
@@ -278,7 +299,7 @@ export class WalWriter {
       end_pos = pos + length;
       lsn++;
     }
-    return { first_lsn: flushed_lsn + 1, last_lsn: lsn - 1, end_pos, ranges, rotate };
+    return { first_lsn: flushed_lsn + 1, last_lsn: lsn - 1, end_pos, ranges, rotate, bytes };
   }
 
   private publish(end_pos: number | undefined, records: number, bytes: number, fsyncs: number): void {
@@ -378,6 +399,41 @@ export class WalWriter {
 
   // ---------------------------------------------------------------- segments
 
+  /**
+   * fsync `always`: before a batch that ends at `end_bytes` is written, writes zeros from
+   * `end_bytes` to `zero_ahead_bytes` past it, no further than the segment size, if the batch would
+   * reach past the bytes written so far. Each extension is one write of zeros that the next
+   * fdatasync flushes: about 1.1 ms per MiB here, once per MiB of records. Throws as a write does.
+   */
+  private zeroAhead(end_bytes: number): void {
+    if (end_bytes <= this.segment_written_bytes) return;
+    const ahead_bytes = this.options.zero_ahead_bytes;
+    const target_bytes = Math.max(end_bytes, Math.min(this.options.segment_bytes, end_bytes + ahead_bytes));
+    for (let at = end_bytes; at < target_bytes; ) {
+      const n = Math.min(ZEROS.length, target_bytes - at);
+      this.io.write(this.file!, ZEROS.subarray(0, n), at);
+      at += n;
+    }
+    this.segment_written_bytes = target_bytes;
+  }
+
+  /**
+   * Cuts the zeros written ahead of the segment's last record, before it is sealed or closed; the
+   * fdatasync that follows makes the cut durable with the records. False (the log stopped) if the
+   * cut failed.
+   */
+  private trimZeros(): boolean {
+    if (this.segment_written_bytes <= this.segment_size_bytes) return true;
+    try {
+      this.io.truncate(this.file!, this.segment_size_bytes);
+    } catch (error) {
+      this.stop(`cannot cut the zeros ahead of ${this.segment_path} (${describeFailure(error)})`);
+      return false;
+    }
+    this.segment_written_bytes = this.segment_size_bytes;
+    return this.syncAndPublish();
+  }
+
   /** Closes the segment's descriptor (a syncer has its own: see wal_syncer.ts). */
   private closeFile(): void {
     if (this.file === undefined) return;
@@ -404,15 +460,17 @@ export class WalWriter {
     this.segment_path = path;
     this.segment_first_lsn = first_lsn;
     this.segment_size_bytes = SEGMENT_HEADER_SIZE_BYTES;
+    this.segment_written_bytes = SEGMENT_HEADER_SIZE_BYTES;
     // The syncer opens its descriptor before the segment's first record (wal_syncer.ts): it must be
     // open when a writeback error happens, to report it. One round trip per segment.
     this.background_sync?.adopt(first_lsn);
     return true;
   }
 
-  /** Seals the current segment (fdatasync) and starts the next one at the next LSN. */
+  /** Seals the current segment (zeros ahead cut, fdatasync) and starts the next one at the next LSN. */
   private rotate(): boolean {
     if (this.file !== undefined) {
+      if (!this.trimZeros()) return true;
       if (this.written_lsn !== this.durable_lsn && !this.syncNow()) return true;
       this.closeFile();
     }
@@ -438,6 +496,7 @@ export class WalWriter {
       try {
         this.io.truncate(this.file, good_size_bytes);
         this.segment_size_bytes = good_size_bytes;
+        this.segment_written_bytes = good_size_bytes;
       } catch (truncate_error) {
         this.stop(
           `cannot cut ${this.segment_path} back after a failed write (${describeFailure(truncate_error)})`,

@@ -136,6 +136,7 @@ describe("readSegment: clean segments", () => {
         size_bytes: segment.bytes.length,
         torn_tail_offset_bytes: undefined,
         torn_bytes: 0,
+        zero_tail_bytes: 0,
       });
     }
   });
@@ -193,8 +194,6 @@ describe("readSegment: torn tail of the newest segment", () => {
     ["only part of a record header", segment.bytes.slice(0, last + 10), last, 4],
     ["a bad-CRC record ending exactly at EOF", flipLastPayload(), last, 4],
     ["a bad-CRC record followed by zeros", concat(flipLastPayload(), new Uint8Array(5000)), last, 4],
-    ["an all-zero remainder", concat(segment.bytes, new Uint8Array(4096)), segment.bytes.length, 5],
-    ["a short all-zero remainder", concat(segment.bytes, new Uint8Array(5)), segment.bytes.length, 5],
     [
       "a header whose length runs past EOF",
       concat(segment.bytes, new Uint8Array([0xff, 0xff, 0xff, 0x7f, ...new Uint8Array(28)])),
@@ -202,6 +201,26 @@ describe("readSegment: torn tail of the newest segment", () => {
       5,
     ],
   ];
+  const zero_cases: [string, Uint8Array][] = [
+    ["an all-zero remainder (zeros written ahead)", concat(segment.bytes, new Uint8Array(1 << 20))],
+    ["a short all-zero remainder", concat(segment.bytes, new Uint8Array(5))],
+  ];
+  for (const [name, bytes] of zero_cases) {
+    test(`ends cleanly at ${name}, dropping nothing`, () => {
+      for (const chunk_bytes of [undefined, 64]) {
+        const { result, lsns } = read(bytes, { chunk_bytes });
+        expect(result.torn_tail_offset_bytes).toBeUndefined();
+        expect(result.torn_bytes).toBe(0);
+        expect(result.end_offset_bytes).toBe(segment.bytes.length);
+        expect(result.zero_tail_bytes).toBe(bytes.length - segment.bytes.length);
+        expect(lsns).toEqual(LSNS);
+      }
+    });
+    test(`reports ${name} in an older segment as corruption`, () => {
+      const error = corruptionOf(bytes, { newest: false });
+      expect(error.offset_bytes).toBe(segment.bytes.length);
+    });
+  }
   for (const [name, bytes, torn_offset, records] of cases) {
     test(`cuts ${name}`, () => {
       for (const chunk_bytes of [undefined, 64]) {
@@ -209,6 +228,7 @@ describe("readSegment: torn tail of the newest segment", () => {
         expect(result.torn_tail_offset_bytes).toBe(torn_offset);
         expect(result.end_offset_bytes).toBe(torn_offset);
         expect(result.torn_bytes).toBe(bytes.length - torn_offset);
+        expect(result.zero_tail_bytes).toBe(0);
         expect(result.records).toBe(records);
         expect(result.last_lsn).toBe(records);
         expect(lsns).toEqual(LSNS.slice(0, records));
@@ -243,6 +263,7 @@ describe("readSegment: torn tail of the newest segment", () => {
         size_bytes: bytes.length,
         torn_tail_offset_bytes: 0,
         torn_bytes: bytes.length,
+        zero_tail_bytes: 0,
       });
       expect(corruptionOf(bytes).offset_bytes).toBe(0);
       expect(corruptionOf(bytes, { newest: false, expected_first_lsn: 1 })).toBeInstanceOf(CorruptionError);

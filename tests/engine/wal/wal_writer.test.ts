@@ -223,13 +223,90 @@ describe("segment rotation", () => {
   }
 });
 
+/** Where the records of the segment at `path` end (zeros written ahead of them excluded). */
+function recordsEnd(disk: SimDisk, path: string): number {
+  return readSegment(disk, path, { newest: true, max_record_bytes: 1 << 20 }, () => {}).end_offset_bytes;
+}
+
+describe("zeros written ahead of the records (fsync always)", () => {
+  const ahead = 8192;
+
+  test("the segment is kept written with zeros past its records; a batch within them does not grow it; a power cut drops nothing", async () => {
+    const { host, engine, disk, log } = await openSim({
+      wal_segment_bytes: 256 << 10,
+      wal_zero_ahead_bytes: ahead,
+    });
+    const path = `${WAL_DIR}/${segmentName(1)}`;
+    await settle(host, engine.set(utf8("k0"), utf8("v0")));
+    const first_size = fileSize(disk, path);
+    expect(first_size).toBe(recordsEnd(disk, path) + ahead);
+    await settle(host, engine.set(utf8("k1"), utf8("v1")));
+    expect(fileSize(disk, path)).toBe(first_size); // written over the zeros
+    let i = 2;
+    while (recordsEnd(disk, path) <= first_size) {
+      await settle(host, engine.set(utf8(`k${i}`), utf8(`v${i}`.padEnd(1000, "."))));
+      i++;
+    }
+    expect(fileSize(disk, path)).toBe(recordsEnd(disk, path) + ahead); // extended past the batch that reached past them
+    disk.powerCut();
+    const reopened = await openSim({ wal_segment_bytes: 256 << 10, wal_zero_ahead_bytes: ahead }, disk);
+    expect(reopened.host.recovery.next_lsn).toBe(i + 1); // k0 … k(i-1) took LSNs 1 … i
+    expect(reopened.host.recovery.torn_bytes).toBe(0);
+    for (let j = 0; j < i; j++) expect(reopened.engine.get(utf8(`k${j}`)), `k${j}`).toBeDefined();
+    expect(log.concat().join("\n")).not.toMatch(/torn/);
+  });
+
+  test("rotation cuts the zeros, then syncs, before it creates the next segment", async () => {
+    const disk = new SimDisk({ rng: prng(SEED) });
+    const calls: SimDiskCall[] = [];
+    disk.injectFault((call) => {
+      calls.push(call);
+      return undefined;
+    });
+    const { host, engine } = await openSim({ wal_zero_ahead_bytes: ahead }, disk);
+    for (let i = 0; i < 200; i++) await settle(host, engine.set(utf8(`k${i}`), utf8("x".repeat(1000))));
+    const firsts = segments(disk);
+    expect(firsts.length).toBeGreaterThanOrEqual(3);
+    for (let i = 1; i < firsts.length; i++) {
+      const old_path = `${WAL_DIR}/${segmentName(firsts[i - 1]!)}`;
+      const created = calls.findIndex(
+        (c) => c.op === "open" && c.path === `${WAL_DIR}/${segmentName(firsts[i]!)}`,
+      );
+      const cut = calls.findLastIndex((c, j) => j < created && c.op === "truncate" && c.path === old_path);
+      const sync = calls.findLastIndex((c, j) => j < created && c.op === "sync" && c.path === old_path);
+      expect(cut).toBeGreaterThan(0);
+      expect(sync).toBeGreaterThan(cut);
+      expect(fileSize(disk, old_path)).toBe(recordsEnd(disk, old_path));
+    }
+    const newest = `${WAL_DIR}/${segmentName(firsts.at(-1)!)}`;
+    expect(fileSize(disk, newest)).toBeGreaterThan(recordsEnd(disk, newest));
+    await host.close();
+    if (segments(disk).length > 0) expect(fileSize(disk, newest)).toBe(recordsEnd(disk, newest)); // close cuts them too
+  });
+
+  test.each(["everysec", "no"] as const)("fsync %s writes no zeros", async (fsync) => {
+    const { host, engine, disk } = await openSim({ fsync, wal_zero_ahead_bytes: ahead });
+    await settle(host, engine.set(utf8("k"), utf8("v")));
+    const path = `${WAL_DIR}/${segmentName(1)}`;
+    expect(fileSize(disk, path)).toBe(recordsEnd(disk, path));
+  });
+});
+
 describe("write failures", () => {
-  for (const errno of ["EIO", "ENOSPC"] as const) {
-    test(`a failed write (${errno}) rejects its writes, reverts the table, cuts the segment, then heals`, async () => {
-      const { host, engine, disk, log } = await openSim();
+  // 0: the segment grows by appends; 64: zeros are written 64 bytes ahead of the records, so the
+  // failing batch reaches past them and its write of zeros is the one that fails.
+  for (const [errno, wal_zero_ahead_bytes] of [
+    ["EIO", 0],
+    ["ENOSPC", 0],
+    ["EIO", 64],
+    ["ENOSPC", 64],
+  ] as const) {
+    test(`a failed write (${errno}, zeros ahead ${wal_zero_ahead_bytes} B) rejects its writes, reverts the table, cuts the segment, then heals`, async () => {
+      const { host, engine, disk, log } = await openSim({ wal_zero_ahead_bytes });
       expect(await settle(host, engine.set(utf8("k"), utf8("v1")))).toBe(1);
       const path = `${WAL_DIR}/${segmentName(1)}`;
-      const good_size = fileSize(disk, path);
+      const good_size = recordsEnd(disk, path);
+      expect(fileSize(disk, path)).toBe(good_size + wal_zero_ahead_bytes);
       const before = engine.stats();
       const failing = [
         engine.set(utf8("k"), utf8("v2")),
@@ -242,7 +319,7 @@ describe("write failures", () => {
       ];
       const outcomes = Promise.allSettled(failing);
       if (errno === "EIO") disk.injectFault(failNext("write", path, "EIO"));
-      else disk.setCapacity(good_size + 40); // a prefix of the batch fits, then ENOSPC
+      else disk.setCapacity(fileSize(disk, path) + 40); // a prefix of the batch (or its zeros) fits, then ENOSPC
       host.step();
       for (const outcome of await outcomes) {
         expect(outcome.status).toBe("rejected");
@@ -270,7 +347,7 @@ describe("write failures", () => {
       expect(engine.stats().lsn.written).toBe(3);
       expect(host.step()).toBe(false);
       disk.powerCut();
-      const reopened = await openSim({}, disk);
+      const reopened = await openSim({ wal_zero_ahead_bytes }, disk);
       expect(reopened.host.recovery.next_lsn).toBe(4);
       expect(reopened.host.recovery.torn_bytes).toBe(0);
       expect(text(reopened.engine.get(utf8("k")))).toBe("v4");
