@@ -25,7 +25,7 @@ export const SERVE_FLAGS = {
   fsync: { type: "enum", help: "WAL durability (default always)", values: ["always", "everysec", "no"] },
   workers: {
     type: "integer",
-    help: "I/O workers (default: cores - 1, at least 1); a lone one writes the WAL itself unless --fsync always",
+    help: "I/O workers (default: cores - 1, at least 1); a lone one writes the WAL itself",
     min: 1,
     max: 256,
   },

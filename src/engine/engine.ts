@@ -71,6 +71,8 @@ export interface EngineShared {
   readonly control: SharedArrayBuffer;
   /** The WAL syncer's request and result words (wal/wal_syncer.ts). */
   readonly wal_sync: SharedArrayBuffer;
+  /** The host runs no WAL writer: a lone I/O worker's LocalWalWriter writes the WAL (host.ts). */
+  readonly local_wal_writer: boolean;
 }
 
 /** See {@link Engine.stats}. `keys` counts deletes not yet finalized too (briefly). */
@@ -116,9 +118,10 @@ export interface EngineOptions {
    * complete: a write it made visible is linked as visible at once, with no older version kept and
    * nothing to finalize (see {@link Engine.write}). It must then not take a shard lock the engine
    * holds ({@link Engine.holdsShard}). Otherwise the caller settles writes with `poll()`; given
-   * `write_soon` (a `LocalWalWriter` with fsync `always`), the engine calls it, holding no shard
-   * mutex, after each record it completes: the writer then steps once, later in the event-loop
-   * turn, so that one write(2) and one fdatasync cover every record of the turn, and polls.
+   * `write_soon` (a `LocalWalWriter` with fsync `always`), the engine calls it after each record it
+   * completes, its shard mutexes still held: it must not step then, only make the writer step once
+   * later in the event-loop turn (so that one write(2) and one fdatasync cover every record of the
+   * turn) and poll.
    */
   readonly inline?: {
     readonly wait_for_space: () => void;
@@ -429,6 +432,7 @@ export class Engine {
           linked = versions;
           versions = [];
           this.wal.complete(lsn);
+          this.write_soon?.();
         }
       }
     } finally {
@@ -436,10 +440,7 @@ export class Engine {
       this.holding_shards = false;
       for (let i = shards.length - 1; i >= 0; i--) this.table.unlockShard(shards.shards[i]!);
     }
-    if (lsn > 0 && visible_at_link < lsn) {
-      this.write_soon?.();
-      await this.visibility.wait(lsn, epoch);
-    }
+    if (lsn > 0 && visible_at_link < lsn) await this.visibility.wait(lsn, epoch);
     for (let i = 0; i < finalize.length; i++) {
       if (finalize[i]! >= 0) this.finalize(entries[i]!, hashes[i]!, finalize[i]!, linked[i]!);
     }
@@ -570,8 +571,8 @@ export class Engine {
   }
 
   /**
-   * True while this engine's write holds `shard`'s mutex (its record being written by `write_now`:
-   * a rollback on this thread must not wait for it).
+   * True while this engine's write holds `shard`'s mutex (its record being written by `write_now`,
+   * or the ring full while it reserves: a rollback on this thread must not wait for it).
    */
   holdsShard(shard: number): boolean {
     return this.holding_shards && this.batch_shards.indexOf(shard) >= 0;

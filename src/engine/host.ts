@@ -131,11 +131,10 @@ export async function openEngine(config: EngineConfig, options: OpenOptions = {}
     wal,
     control: createControlBuffer(),
     wal_sync: createSyncerBuffer(),
+    local_wal_writer: !options.inline && (options.local_wal_writer ?? false),
   };
   if (options.inline) return new InlineHost(io, shared, recovery, log);
-  const host = new ThreadedHost(shared, recovery, log, options.on_fatal ?? defaultFatal(log), {
-    local_wal_writer: options.local_wal_writer ?? false,
-  });
+  const host = new ThreadedHost(shared, recovery, log, options.on_fatal ?? defaultFatal(log));
   await host.start();
   return host;
 }
@@ -185,14 +184,13 @@ class ThreadedHost implements EngineHost {
     readonly recovery: RecoveryResult,
     private readonly log: (line: string) => void,
     private readonly on_fatal: (error: Error) => void,
-    private readonly options: { readonly local_wal_writer: boolean },
   ) {
     this.engine = new Engine(shared);
     this.control = new EngineControl(shared.control);
   }
 
   async start(): Promise<void> {
-    if (!this.options.local_wal_writer) {
+    if (!this.shared.local_wal_writer) {
       this.writer_worker = await this.spawn(new URL("./wal/wal_writer_worker.ts", import.meta.url), {
         ...walStart(this.recovery),
       });

@@ -79,7 +79,9 @@ export async function runDaemon(config: ServerConfig, options: DaemonOptions): P
   const local_wal = local_wal_writer ? walStart(host.recovery) : undefined;
   if (local_wal !== undefined)
     log(
-      `wal: written by the I/O worker itself (one I/O worker, fsync ${config.engine.fsync}; its background fdatasyncs on the syncer worker)`,
+      config.engine.fsync === "always"
+        ? "wal: written and synced by the I/O worker itself, once per event-loop turn (one I/O worker, fsync always)"
+        : `wal: written by the I/O worker itself (one I/O worker, fsync ${config.engine.fsync}; its background fdatasyncs on the syncer worker)`,
     );
   const started = await startWorkers(config, host.shared, metrics_buffer, options.inherited_fd, local_wal, {
     fatal,

@@ -6,7 +6,7 @@
  * resp }` (the fds and the RESP TCP port) once listening, or `{ ready: true, error }` if a socket
  * could not be bound. On `{ drain: true }` it stops accepting, lets every connection finish its
  * in-flight requests, and answers `{ drained: true }`. With `local_wal` it writes the WAL itself
- * (LocalWalWriter: one I/O worker, fsync not `always`), and closes the log before it answers drained.
+ * (LocalWalWriter: the only I/O worker), and closes the log before it answers drained.
  * Log lines go to the daemon as `{ log }`.
  */
 import * as fs from "node:fs";
@@ -34,7 +34,7 @@ interface Init {
   readonly started_unix_ms: number;
   readonly main: ListenerInit;
   readonly resp: ListenerInit | undefined;
-  /** Set when this worker writes the WAL itself (the only I/O worker, fsync not `always`). */
+  /** Set when this worker writes the WAL itself (the only I/O worker). */
   readonly local_wal: WalStart | undefined;
 }
 

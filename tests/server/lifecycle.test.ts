@@ -218,52 +218,62 @@ function recoveredPrefix(values: Array<number | null>): number {
   return prefix;
 }
 
-describe("one I/O worker, fsync everysec: the I/O worker writes the WAL itself", () => {
-  test("acknowledged writes survive SIGTERM and kill -9; a clean stop leaves no WAL", async () => {
-    const local_dir = tempDir();
-    const start = () => Daemon.start({ dir: local_dir, workers: 1, args: ["--fsync", "everysec"] });
-    const d = await start();
-    await d.waitForLog(/wal: written by the I\/O worker itself/);
-    const c = await d.client();
-    c.sendRaw(pipeline(Array.from({ length: 500 }, (_, i) => [i + 1, "set", `local:${i + 1}`, i + 1])));
-    for (let i = 0; i < 500; i++) expect(await c.next()).toEqual([i + 1, 0, true]);
-    c.close();
-    expect(await d.stop()).toBe(0);
-    const wal = fs.readdirSync(path.join(local_dir, "data", "wal")).filter((name) => name.endsWith(".wal"));
-    expect(wal).toEqual([]);
+describe("one I/O worker: the I/O worker writes the WAL itself", () => {
+  test.each(["everysec", "always"])(
+    "fsync %s: acknowledged writes survive SIGTERM and kill -9; a clean stop leaves no WAL",
+    async (fsync) => {
+      const local_dir = tempDir();
+      const start = () => Daemon.start({ dir: local_dir, workers: 1, args: ["--fsync", fsync] });
+      const d = await start();
+      await d.waitForLog(/wal: written (and synced )?by the I\/O worker itself/);
+      const c = await d.client();
+      c.sendRaw(pipeline(Array.from({ length: 500 }, (_, i) => [i + 1, "set", `local:${i + 1}`, i + 1])));
+      for (let i = 0; i < 500; i++) expect(await c.next()).toEqual([i + 1, 0, true]);
+      c.close();
+      expect(await d.stop()).toBe(0);
+      const wal = fs.readdirSync(path.join(local_dir, "data", "wal")).filter((name) => name.endsWith(".wal"));
+      expect(wal).toEqual([]);
 
-    const again = await start();
-    const r = await again.client();
-    expect(recoveredPrefix(await mgetNumbers(r, "local", 500))).toBe(500);
-    for (let i = 0; i < 300; i++)
-      expect((await r.call("set", `killed:${i + 1}`, i + 1)).slice(1)).toEqual([0, true]);
-    again.proc.kill("SIGKILL");
-    await again.exited;
-    r.close();
+      const again = await start();
+      const r = await again.client();
+      expect(recoveredPrefix(await mgetNumbers(r, "local", 500))).toBe(500);
+      for (let i = 0; i < 300; i++)
+        expect((await r.call("set", `killed:${i + 1}`, i + 1)).slice(1)).toEqual([0, true]);
+      again.proc.kill("SIGKILL");
+      await again.exited;
+      r.close();
 
-    const third = await start();
-    const t = await third.client();
-    expect(recoveredPrefix(await mgetNumbers(t, "killed", 300))).toBe(300);
-    t.close();
-    expect(await third.stop()).toBe(0);
-  }, 30_000);
+      const third = await start();
+      const t = await third.client();
+      expect(recoveredPrefix(await mgetNumbers(t, "killed", 300))).toBe(300);
+      t.close();
+      expect(await third.stop()).toBe(0);
+    },
+    30_000,
+  );
 });
 
 describe("a shutdown whose drain times out", () => {
   // With no time to drain, the I/O workers are terminated wherever they are, possibly inside a write
   // that holds shard mutexes. A final checkpoint, or one already running, would wait for those
   // mutexes forever (RELIABILITY.md "A shutdown whose drain times out"); the WAL must carry the writes.
-  // Rounds alternate the two WAL arrangements: a WAL writer thread (two I/O workers, fsync always)
-  // and the lone I/O worker that writes the WAL itself (fsync everysec). In the last two a checkpoint
-  // of 200k keys is running when SIGTERM comes. No timed checkpoints: any other is a bug.
+  // Rounds take the WAL arrangements in turn: a WAL writer thread (two I/O workers, fsync always),
+  // and the lone I/O worker that writes the WAL itself (fsync everysec, then always). In the last
+  // three a checkpoint of 200k keys is running when SIGTERM comes. No timed checkpoints: any other is a bug.
   const round_dir = tempDir();
+  const ARRANGEMENTS = [
+    { workers: 2, fsync: "always" },
+    { workers: 1, fsync: "everysec" },
+    { workers: 1, fsync: "always" },
+  ] as const;
+  const ROUNDS = 2 * ARRANGEMENTS.length;
   const start = (round: number, shutdown_timeout_s = 0, env?: Record<string, string>) =>
     Daemon.start({
       dir: round_dir,
       env,
-      workers: round % 2 === 0 ? 2 : 1,
+      workers: ARRANGEMENTS[round % ARRANGEMENTS.length]!.workers,
       args: [
-        ...["--fsync", round % 2 === 0 ? "always" : "everysec"],
+        ...["--fsync", ARRANGEMENTS[round % ARRANGEMENTS.length]!.fsync],
         ...["--shutdown-timeout", String(shutdown_timeout_s), "--checkpoint-interval", "0"],
       ],
     });
@@ -324,10 +334,10 @@ describe("a shutdown whose drain times out", () => {
   }
 
   test("--shutdown-timeout 0 under SET load: the daemon exits, with no final checkpoint", async () => {
-    for (let round = 0; round < 4; round++) {
+    for (let round = 0; round < ROUNDS; round++) {
       const d = await start(round);
-      const with_checkpoint = round >= 2;
-      if (round === 2) await preload(d, 200_000);
+      const with_checkpoint = round >= ARRANGEMENTS.length;
+      if (round === ARRANGEMENTS.length) await preload(d, 200_000);
       const { exit } = await cutOff(d, round, with_checkpoint);
       expect({ round, exit }).toEqual({ round, exit: 0 });
       const after_sigterm = d.stderr.slice(d.stderr.indexOf("SIGTERM: shutting down"));
@@ -350,8 +360,8 @@ describe("a shutdown whose drain times out", () => {
     async () => {
       // The fault point blocks the main thread at the start of the engine's close, for good, as a
       // lock never released would: only the watchdog's own thread can end the process.
-      // One round (one WAL arrangement): the fault point is in the engine's close, common to both.
-      const round = 4;
+      // One round (one WAL arrangement): the fault point is in the engine's close, common to all.
+      const round = ROUNDS; // keys of its own
       const d = await start(round, 0, { WALKV_CRASH_AT: "host-close-hang" });
       const { exit, after_sigterm_ms } = await cutOff(d, round, false, CLOSE_AFTER_DRAIN_TIMEOUT_MS + 15_000);
       expect({ exit, signal: d.proc.signalCode }).toEqual({ exit: expect.any(Number), signal: "SIGKILL" });

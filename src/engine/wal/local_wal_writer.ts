@@ -62,6 +62,7 @@ export class LocalWalWriter {
   /** `io` is the file system's (RealIo) but in tests, which inject faults. */
   constructor(shared: EngineShared, start: WalStart, log: (line: string) => void, io: Io = new RealIo()) {
     const config = shared.config;
+    assert(shared.local_wal_writer, "the host runs no WAL writer of its own (opened with local_wal_writer)");
     const always = config.fsync === "always";
     this.engine = new Engine(shared, {
       inline: {
@@ -117,9 +118,11 @@ export class LocalWalWriter {
   }
 
   /**
-   * The ring is full while appending (this thread holds shard locks). Unreachable from this thread's
-   * own appends — it steps after each one, so they never wait — but not from records of another
-   * thread: those are written out here.
+   * The ring is full while appending (this thread holds shard locks): the writer steps now, with
+   * them held (a rollback then skips their mutexes: WalWriter's `shard_held`). With `everysec` or
+   * `no`, only records of another thread can fill it (this thread steps after each append); with
+   * `always`, also a turn whose records outgrow the ring: they are written and synced here, before
+   * the end of the turn.
    */
   private makeSpace(): void {
     if (this.closed) throw new UnavailableError("the write-ahead log is closed");

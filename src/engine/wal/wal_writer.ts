@@ -61,8 +61,8 @@ export interface WalWriterOptions {
   readonly background_sync?: BackgroundSync;
   /**
    * True for a shard whose mutex the thread that steps this writer holds while it steps (a
-   * `LocalWalWriter` stepped by Engine's `write_now`): a rollback then changes that shard without
-   * taking its mutex, which would never come free.
+   * `LocalWalWriter` stepped by Engine's `write_now`, or while a write waits for ring space): a
+   * rollback then changes that shard without taking its mutex, which would never come free.
    */
   readonly shard_held?: (shard: number) => boolean;
 }

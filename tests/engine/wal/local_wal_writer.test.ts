@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { engineConfig } from "../../../src/engine/config.ts";
+import { type EngineConfig, engineConfig } from "../../../src/engine/config.ts";
 import { openEngine, walStart } from "../../../src/engine/host.ts";
 import type { FileId } from "../../../src/engine/io/io.ts";
 import { RealIo } from "../../../src/engine/io/real_io.ts";
@@ -10,6 +10,7 @@ import { LOCAL_TICK_MS, LocalWalWriter } from "../../../src/engine/wal/local_wal
 import { delEntry, setEntry } from "../../../src/engine/wal/record.ts";
 import { WalSyncer } from "../../../src/engine/wal/wal_syncer.ts";
 import type { FsyncMode } from "../../../src/engine/wal/wal_writer.ts";
+import { SetCoalescer } from "../../../src/server/ops.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const text = (bytes: Uint8Array | undefined) =>
@@ -22,9 +23,14 @@ afterEach(() => {
 });
 
 /** A threaded host whose WAL this thread writes (as a lone I/O worker does). */
-async function openLocal(fsync: FsyncMode, io = new RealIo(), shard_bits = 12) {
+async function openLocal(
+  fsync: FsyncMode,
+  io = new RealIo(),
+  shard_bits = 12,
+  overrides: Partial<EngineConfig> = {},
+) {
   dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
-  const config = engineConfig({ data_dir: dir, fsync, checkpoint_interval_ms: 0, shard_bits });
+  const config = engineConfig({ data_dir: dir, fsync, checkpoint_interval_ms: 0, shard_bits, ...overrides });
   const host = await openEngine(config, { log: () => {}, local_wal_writer: true });
   const local = new LocalWalWriter(host.shared, walStart(host.recovery), () => {}, io);
   return { config, host, local };
@@ -99,14 +105,16 @@ describe("LocalWalWriter", () => {
     }
   });
 
-  test.each(["everysec", "no"] as const)(
-    "%s needs the host's syncer: a LocalWalWriter on a host without one is refused",
+  test.each(["always", "everysec", "no"] as const)(
+    "%s: a LocalWalWriter on a host that runs its own WAL writer is refused (two writers of one log)",
     async (fsync) => {
       dir = mkdtempSync(join(tmpdir(), "walkv-local-wal-"));
       const config = engineConfig({ data_dir: dir, fsync, checkpoint_interval_ms: 0 });
-      const host = await openEngine(config, { log: () => {} }); // its own WAL writer worker, no syncer
+      const host = await openEngine(config, { log: () => {} }); // its own WAL writer worker
       try {
-        expect(() => new LocalWalWriter(host.shared, walStart(host.recovery), () => {})).toThrow(/syncer/);
+        expect(() => new LocalWalWriter(host.shared, walStart(host.recovery), () => {})).toThrow(
+          /runs no WAL writer/,
+        );
       } finally {
         await host.close();
       }
@@ -264,6 +272,64 @@ describe("LocalWalWriter", () => {
     expect(host.engine.stats().keys).toBe(3);
     local.close();
     await host.close();
+  });
+
+  test("always: a DEL, then SETs the SetCoalescer batches, in one turn share one fdatasync (the WAL step runs after the batch's flush)", async () => {
+    const io = new FailingIo();
+    const { host, local } = await openLocal("always", io);
+    await local.engine.set(utf8("gone"), utf8("v"));
+    const syncs_before = io.syncs;
+    const del = local.engine.del(utf8("gone"));
+    const sets = new SetCoalescer(local.engine);
+    const set_outcomes = Array.from(
+      { length: 5 },
+      (_, i) =>
+        new Promise<void>((resolve, reject) =>
+          sets.add(setEntry(utf8(`k${i}`), utf8(`v${i}`)), {
+            setDone: (failure) => (failure === undefined ? resolve() : reject(failure)),
+          }),
+        ),
+    );
+    expect(await del).toBe(true);
+    await Promise.all(set_outcomes);
+    expect(io.syncs - syncs_before).toBe(1);
+    expect(host.engine.get(utf8("gone"))).toBeUndefined();
+    expect(text(host.engine.get(utf8("k4")))).toBe("v4");
+    local.close();
+    await host.close();
+  });
+
+  test("always: a turn whose records outgrow the ring is written while it appends (shard mutexes held); a failed write there fails only the records it held", async () => {
+    const limits = { max_key_bytes: 1024, max_value_bytes: 30_000, max_batch_bytes: 64 << 10 };
+    const small_ring = { ...limits, wal_buffer_bytes: 64 << 10, wal_segment_bytes: 1 << 20 };
+    for (const fail_first_write of [false, true]) {
+      const io = new FailingIo();
+      const { config, host, local } = await openLocal("always", io, 12, small_ring);
+      const syncs_before = io.syncs;
+      io.fail_writes = fail_first_write ? 1 : 0; // the first write(2) comes from a full ring, mid-turn
+      const value = (i: number) => utf8(`${i}:`.padEnd(20_000, "x"));
+      const turn = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) => local.engine.set(utf8(`big${i}`), value(i))),
+      );
+      const acknowledged = turn.flatMap((outcome, i) => (outcome.status === "fulfilled" ? [i] : []));
+      expect(io.syncs - syncs_before).toBeGreaterThan(1); // synced mid-turn, not only at its end
+      if (fail_first_write) {
+        expect(acknowledged.length).toBeGreaterThan(0);
+        expect(acknowledged.length).toBeLessThan(10);
+      } else expect(acknowledged.length).toBe(10);
+      for (let i = 0; i < 10; i++) {
+        const expected = acknowledged.includes(i) ? value(i) : undefined;
+        expect(host.engine.get(utf8(`big${i}`)), `big${i}`).toEqual(expected);
+      }
+      local.close();
+      await host.close();
+      const again = await openEngine(config, { log: () => {} });
+      try {
+        expect(again.engine.stats().keys).toBe(acknowledged.length);
+      } finally {
+        await again.close();
+      }
+    }
   });
 
   test("always: a failed fdatasync rejects the turn's writes, applies none of them, and stops writes; reads go on", async () => {
