@@ -21,6 +21,7 @@
  * const result = new Checkpointer(io, config, table, wal, { make_durable }).run();
  * // result.redo_lsn, result.bytes, result.duration_ms
  */
+import { copyBytes } from "../bytes.ts";
 import type { EngineConfig } from "../config.ts";
 import { crashPoint } from "../crash_points.ts";
 import { assert, UnavailableError } from "../errors.ts";
@@ -74,7 +75,7 @@ class Staging {
   ) {
     const length = key_length + value_length;
     if (this.used_bytes + length > this.bytes.length) this.grow(this.used_bytes + length);
-    this.bytes.set(src.subarray(key_offset, key_offset + length), this.used_bytes);
+    copyBytes(this.bytes, this.used_bytes, src, key_offset, length);
     this.used_bytes += length;
     this.key_lengths.push(key_length);
     this.value_lengths.push(value_length);
@@ -87,12 +88,7 @@ class Staging {
     for (let i = 0; i < this.lsns.length; i++) {
       const k = this.key_lengths[i]!;
       const v = this.value_lengths[i]!;
-      writer.add(
-        this.bytes.subarray(p, p + k),
-        this.bytes.subarray(p + k, p + k + v),
-        this.lsns[i]!,
-        this.expiries[i]!,
-      );
+      writer.addRange(this.bytes, p, k, v, this.lsns[i]!, this.expiries[i]!);
       p += k + v;
     }
     this.used_bytes = 0;
