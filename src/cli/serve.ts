@@ -5,11 +5,13 @@
  * @example
  * walkv serve --data /var/lib/walkv --socket /run/walkv/walkv.sock --fsync always
  */
+
 import * as fs from "node:fs";
 import { availableParallelism } from "node:os";
 import { engineConfig, WAL_ZERO_AHEAD_BYTES_MAX, WRITE_WAIT_SPIN_US_MAX } from "../engine/config.ts";
 import { type ListenAddress, type ServerConfig, serverConfig } from "../server/config.ts";
 import { runDaemon } from "../server/daemon.ts";
+import { runtimeExec, startWithAllocatorSettings } from "./allocator.ts";
 import { type FlagSpec, type FlagValues, flagsHelp, parseFlags, UsageError } from "./flags.ts";
 
 const GiB = 1024 ** 3;
@@ -160,6 +162,7 @@ export function serveConfig(argv: string[], env: Record<string, string | undefin
 /** Runs `walkv serve`; resolves with the exit code. */
 export async function serve(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const config = serveConfig(argv, env);
+  startWithAllocatorSettings(env, runtimeExec()); // under Bun, at most once: the same process, restarted
   const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
   return await runDaemon(config, { log, inherited_fd: listenFd(env), onReady: (line) => console.log(line) });
 }

@@ -3,10 +3,12 @@
  * tool exists) and socket activation without systemd — walkv started with fd 3 = a listening Unix
  * socket and LISTEN_FDS=1, as systemd would, serves on it and leaves the socket file alone.
  */
+
 import { afterAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
+import { PURGE_DELAY_MS } from "../../src/cli/allocator.ts";
 import { SERVER_DEFAULTS } from "../../src/server/config.ts";
 import { RawClient } from "../server/raw_client.ts";
 import { killAll, ServeProcess, tempDir } from "./serve_process.ts";
@@ -83,6 +85,8 @@ describe("unit files", () => {
       User: "walkv",
       LimitNOFILE: "65536",
       KillSignal: "SIGTERM",
+      // Socket-activated, walkv does not restart itself to set this (src/cli/allocator.ts).
+      Environment: `MIMALLOC_PURGE_DELAY=${PURGE_DELAY_MS}`,
     };
     for (const [key, want] of Object.entries(expected))
       expect([key, value(service, "Service", key)]).toEqual([key, want]);
