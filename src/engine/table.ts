@@ -34,7 +34,7 @@
 import { type Arena, bufferIndex, offsetBytes } from "./arena.ts";
 import { copyBytes } from "./bytes.ts";
 import { assert, UnavailableError } from "./errors.ts";
-import { lock, lockUnless, unlock } from "./locks.ts";
+import { lock, lockUnless, tryLock, unlock } from "./locks.ts";
 
 const SHARD_WORDS = 16;
 /** The default `give_up` of {@link Table.scanShard}: wait for the mutex as long as it takes. */
@@ -604,9 +604,25 @@ export class Table {
     give_up: () => boolean = NEVER,
   ): number {
     const base = shard * SHARD_WORDS;
-    let max_lsn = 0;
     if (!lockUnless(this.meta, base + W_LOCK, give_up))
       throw new UnavailableError(`scan of shard ${shard} given up, as asked, while its mutex was held`);
+    return this.scanLocked(base, visibleLsn, visit);
+  }
+
+  /**
+   * {@link scanShard} if the shard's mutex is free now; undefined, visiting nothing, if a writer
+   * holds it. Never waits: a scan that skips a busy shard and comes back to it later sleeps on no
+   * writer's mutex, so that writer's unlock wakes no one.
+   */
+  scanShardIfFree(shard: number, visibleLsn: () => number, visit: EntryVisitor): number | undefined {
+    const base = shard * SHARD_WORDS;
+    if (!tryLock(this.meta, base + W_LOCK)) return undefined;
+    return this.scanLocked(base, visibleLsn, visit);
+  }
+
+  /** The body of the scans: the shard's mutex is held, and released here. */
+  private scanLocked(base: number, visibleLsn: () => number, visit: EntryVisitor): number {
+    let max_lsn = 0;
     try {
       // Read under the mutex: every discard in this shard happened at or below it.
       const visible_lsn = visibleLsn();

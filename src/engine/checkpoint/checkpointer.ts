@@ -5,7 +5,9 @@
  * 1. redo = the visible LSN now. Every record ≤ redo is in the table.
  * 2. Shard by shard, copy each key's version visible at that moment into a staging buffer, holding
  *    only that shard's mutex for the copy (readers are never blocked; the shard's writers wait for
- *    one shard's copy). No I/O happens under a mutex.
+ *    one shard's copy). No I/O happens under a mutex. Shards a writer holds are skipped and taken
+ *    on a later pass (the order does not matter: each is copied at one instant after redo), so the
+ *    scan rarely sleeps on a writer's mutex, and the writer's unlock rarely has one to wake.
  * 3. Stream the staged entries into `data.db.tmp`.
  * 4. Make the WAL durable up to the largest LSN copied (write-ahead rule: no version reaches
  *    data.db before its WAL record is durable; it also makes a multi-key write that the scan caught
@@ -26,7 +28,7 @@ import type { EngineConfig } from "../config.ts";
 import { crashPoint } from "../crash_points.ts";
 import { assert, UnavailableError } from "../errors.ts";
 import type { Io } from "../io/io.ts";
-import type { Table } from "../table.ts";
+import type { EntryVisitor, Table } from "../table.ts";
 import { segmentName } from "../wal/format.ts";
 import { coveredSegmentCount, listSegments } from "../wal/segment_chain.ts";
 import { WAL_STOPPED, type WalBuffer } from "../wal/wal_buffer.ts";
@@ -55,6 +57,13 @@ export interface CheckpointerOptions {
    */
   readonly abandoned?: () => boolean;
 }
+
+/**
+ * Passes over the shards a writer held when the scan first came by, before the scan waits for their
+ * mutexes. Under SET at pipeline 16 a writer holds about a fifth of the shards at any moment: a
+ * first pass skipped 250–1,300 of 4,096.
+ */
+const BUSY_SHARD_PASSES = 8;
 
 /** Entries staged per shard before they are streamed to the file. */
 class Staging {
@@ -132,17 +141,7 @@ export class Checkpointer {
     let max_lsn = redo_lsn;
     try {
       writer = new SnapshotWriter(this.io, tmp, { redo_lsn, created_unix_ms: Date.now() });
-      for (let shard = 0; shard < this.table.shard_count; shard++) {
-        const lsn = this.table.scanShard(
-          shard,
-          () => this.wal.visibleLsn(),
-          (src, ko, kl, vl, l, e) => this.staging.add(src, ko, kl, vl, l, e),
-          this.options.abandoned,
-        );
-        if (lsn > max_lsn) max_lsn = lsn;
-        this.staging.drainInto(writer);
-        this.giveUpIfAbandoned();
-      }
+      max_lsn = Math.max(redo_lsn, this.scanAll(writer));
       if (this.wal.state() === WAL_STOPPED)
         throw new UnavailableError("checkpoint abandoned: the WAL is stopped");
       this.options.make_durable(max_lsn);
@@ -172,6 +171,40 @@ export class Checkpointer {
       duration_ms,
       deleted_segments,
     };
+  }
+
+  /**
+   * Stages and writes every shard's visible entries, in any order: first the shards whose mutex is
+   * free (a writer holds a busy one only while it applies its batch), then the busy ones again, up
+   * to {@link BUSY_SHARD_PASSES} times, then whatever is still busy, waiting for its mutex. Returns
+   * the largest LSN copied.
+   */
+  private scanAll(writer: SnapshotWriter): number {
+    let max_lsn = 0;
+    const visibleLsn = () => this.wal.visibleLsn();
+    const stage: EntryVisitor = (src, ko, kl, vl, l, e) => this.staging.add(src, ko, kl, vl, l, e);
+    const copied = (lsn: number) => {
+      if (lsn > max_lsn) max_lsn = lsn;
+      this.staging.drainInto(writer);
+      this.giveUpIfAbandoned();
+    };
+    let busy: number[] = [];
+    for (let shard = 0; shard < this.table.shard_count; shard++) {
+      const lsn = this.table.scanShardIfFree(shard, visibleLsn, stage);
+      if (lsn === undefined) busy.push(shard);
+      else copied(lsn);
+    }
+    for (let pass = 0; pass < BUSY_SHARD_PASSES && busy.length > 0; pass++) {
+      const still_busy: number[] = [];
+      for (const shard of busy) {
+        const lsn = this.table.scanShardIfFree(shard, visibleLsn, stage);
+        if (lsn === undefined) still_busy.push(shard);
+        else copied(lsn);
+      }
+      busy = still_busy;
+    }
+    for (const shard of busy) copied(this.table.scanShard(shard, visibleLsn, stage, this.options.abandoned));
+    return max_lsn;
   }
 
   private giveUpIfAbandoned(): void {

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { Checkpointer } from "../../../src/engine/checkpoint/checkpointer.ts";
 import { readSnapshot, verifySnapshot } from "../../../src/engine/checkpoint/snapshot_reader.ts";
-import { IoError, UnavailableError } from "../../../src/engine/errors.ts";
+import { IoError } from "../../../src/engine/errors.ts";
+import { hashKey } from "../../../src/engine/hash.ts";
 import type { InlineHost } from "../../../src/engine/host.ts";
 import { prng, randomInt } from "../../../src/engine/io/prng.ts";
 import type { SimDisk } from "../../../src/engine/io/sim_disk.ts";
@@ -153,26 +154,66 @@ describe("checkpoint", () => {
     // At a shutdown whose drain timed out, a writer may have been cut off holding a shard mutex.
     const { host, engine, disk, good } = await checkpointedThenChanged();
     const table = engine.table;
-    const shard = 0; // the first scanned: the scan meets it before any check between shards
+    const shard = 0;
     let asked = 0;
+    // Asked after each of the other shards (taken first: shard 0 is busy), then while it waits for 0.
     const checkpointer = new Checkpointer(disk, host.shared.config, table, engine.wal, {
       make_durable: () => {
         throw new Error("not reached: the scan gives up first");
       },
-      abandoned: () => ++asked > 1,
+      abandoned: () => ++asked > table.shard_count - 1,
     });
     table.lockShard(shard); // the cut-off writer's
     try {
-      expect(() => checkpointer.run()).toThrow(UnavailableError);
+      expect(() => checkpointer.run()).toThrow(
+        /scan of shard 0 given up, as asked, while its mutex was held/,
+      );
     } finally {
       table.unlockShard(shard);
     }
-    expect(asked).toBe(2);
+    expect(asked).toBe(table.shard_count);
     expect(readWholeFile(disk, DATA_DB)).toEqual(good);
     expect(disk.exists(TMP)).toBe(false);
     // Not told to give up, the same scan goes through once the mutex is free.
     await host.checkpoint();
     expect(snapshotEntries(disk).get("k")).toBe("v2");
+  });
+
+  test("the scan takes the shards a writer holds after the others, and waits for none that comes free meanwhile", async () => {
+    const { host, engine, disk } = await openSim();
+    for (let i = 0; i < 40; i++) await settle(host, engine.set(utf8(`k${i}`), utf8(`v${i}`)));
+    const table = engine.table;
+    const held = table.shardOf(hashKey(utf8("k7")));
+    const scanned: number[] = [];
+    let tries_on_held = 0;
+    let writer_done = false;
+    const writerDone = () => {
+      if (!writer_done) table.unlockShard(held);
+      writer_done = true;
+    };
+    const ifFree = table.scanShardIfFree.bind(table);
+    table.scanShardIfFree = (shard, visibleLsn, visit) => {
+      if (shard === held && ++tries_on_held === 3) writerDone();
+      const lsn = ifFree(shard, visibleLsn, visit);
+      if (lsn !== undefined) scanned.push(shard);
+      return lsn;
+    };
+    const waiting = table.scanShard.bind(table);
+    let waits = 0;
+    table.scanShard = (...args) => {
+      waits++;
+      writerDone(); // else this thread would wait for itself
+      return waiting(...args);
+    };
+    table.lockShard(held); // a writer applying its batch
+    await host.checkpoint();
+    expect(tries_on_held).toBe(3);
+    expect(waits).toBe(0);
+    expect(scanned.at(-1)).toBe(held);
+    expect(new Set(scanned).size).toBe(table.shard_count);
+    const entries = snapshotEntries(disk);
+    expect(entries.size).toBe(40);
+    expect(entries.get("k7")).toBe("v7");
   });
 
   test("a running checkpoint gives up between shards once abandoned, leaving data.db as it was", async () => {
