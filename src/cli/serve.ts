@@ -161,8 +161,8 @@ export function serveConfig(argv: string[], env: Record<string, string | undefin
 
 /** Runs `walkv serve`; resolves with the exit code. */
 export async function serve(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  startWithAllocatorSettings(argv, env, runtimeExec()); // under Bun, at most once, before any file is read
   const config = serveConfig(argv, env);
-  startWithAllocatorSettings(env, runtimeExec()); // under Bun, at most once: the same process, restarted
   const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
   return await runDaemon(config, { log, inherited_fd: listenFd(env), onReady: (line) => console.log(line) });
 }

@@ -80,6 +80,8 @@ interface SegmentOutcome {
   readonly format_version: number | undefined;
   readonly end_offset_bytes: number;
   readonly torn_bytes: number;
+  /** Zeros the writer wrote ahead of the records (fsync `always`): not log, not counted as WAL bytes. */
+  readonly zero_tail_bytes: number;
   /** The first record after the redo LSN, if any. */
   readonly kept: { readonly lsn: number; readonly offset_bytes: number } | undefined;
 }
@@ -245,7 +247,7 @@ function finishRecovery(
     wal_records: applied.records,
     wal_segments: plan.chain.length,
     torn_bytes,
-    wal_bytes: plan.chain_bytes,
+    wal_bytes: plan.chain_bytes - applied.segments.reduce((sum, s) => sum + s.zero_tail_bytes, 0),
     duration_ms,
   };
 }
@@ -316,6 +318,7 @@ function replaySegment(
     format_version: result.format_version,
     end_offset_bytes: result.end_offset_bytes,
     torn_bytes: result.torn_bytes,
+    zero_tail_bytes: result.zero_tail_bytes,
     kept,
   };
 }

@@ -5,28 +5,35 @@ import { Daemon, stopAllDaemons } from "../server/daemon.ts";
 
 afterAll(stopAllDaemons);
 
-/** An Exec that records its one execve (which, like the real one, does not return). */
+/** An Exec that records its execve calls (the real one does not return; this one returns). */
 function fakeExec(argv: string[], execArgv: string[] = []) {
   const calls: Array<{ path: string; args: string[]; env: Record<string, string | undefined> }> = [];
   const exec: Exec = {
     execPath: "/usr/bin/bun",
     argv,
     execArgv,
-    execve: (path, args, env) => {
+    execve: ((path: string, args: string[], env: Record<string, string | undefined>) => {
       calls.push({ path, args, env });
-      throw new Error("execve");
-    },
+    }) as Exec["execve"],
   };
   return { exec, calls };
 }
 
 describe("startWithAllocatorSettings", () => {
+  /** Runs it; returns the execve calls and the lines it logged. */
+  function run(
+    argv: string[],
+    env: Record<string, string | undefined>,
+    exec = fakeExec(["/usr/bin/bun", "main.ts", ...argv]),
+  ) {
+    const lines: string[] = [];
+    startWithAllocatorSettings(argv, env, exec.exec, (line) => lines.push(line));
+    return { calls: exec.calls, lines };
+  }
+
   test("unset: restarts bun with its flags, script and arguments, the variable set and the rest of the environment kept", () => {
-    const { exec, calls } = fakeExec(
-      ["/usr/bin/bun", "/app/src/cli/main.ts", "serve", "--fsync", "no"],
-      ["--smol"],
-    );
-    expect(() => startWithAllocatorSettings({ HOME: "/h", WALKV_DATA: "/d" }, exec)).toThrow("execve");
+    const exec = fakeExec(["/usr/bin/bun", "/app/src/cli/main.ts", "serve", "--fsync", "no"], ["--smol"]);
+    const { calls } = run(["--fsync", "no"], { HOME: "/h", WALKV_DATA: "/d" }, exec);
     expect(calls).toEqual([
       {
         path: "/usr/bin/bun",
@@ -37,17 +44,42 @@ describe("startWithAllocatorSettings", () => {
   });
 
   test("a compiled walkv restarts with its command line only (its entry point is inside the binary)", () => {
-    const { exec, calls } = fakeExec(["bun", "/$bunfs/root/walkv", "serve", "--data", "/d"]);
-    expect(() => startWithAllocatorSettings({}, exec)).toThrow("execve");
-    expect(calls[0]!.args).toEqual(["/usr/bin/bun", "serve", "--data", "/d"]);
+    const exec = fakeExec(["bun", "/$bunfs/root/walkv", "serve", "--data", "/d"]);
+    expect(run(["--data", "/d"], {}, exec).calls[0]!.args).toEqual(["/usr/bin/bun", "serve", "--data", "/d"]);
   });
 
-  test("a value the operator set is kept; an inherited socket (LISTEN_FDS), which would not survive, or no runtime with execve (Deno) restarts nothing", () => {
-    const { exec, calls } = fakeExec(["/usr/bin/bun", "main.ts", "serve"]);
-    startWithAllocatorSettings({ MIMALLOC_PURGE_DELAY: "10" }, exec);
-    startWithAllocatorSettings({ LISTEN_FDS: "1", LISTEN_PID: "7" }, exec);
-    startWithAllocatorSettings({}, undefined);
-    expect(calls).toEqual([]);
+  test("BUN_OPTIONS is not passed on: its flags are in execArgv already", () => {
+    const exec = fakeExec(["/usr/bin/bun", "main.ts", "serve"], ["--preload", "x.ts"]);
+    const { calls } = run([], { BUN_OPTIONS: "--preload x.ts" }, exec);
+    expect(calls[0]!.args).toEqual(["/usr/bin/bun", "--preload", "x.ts", "main.ts", "serve"]);
+    expect(calls[0]!.env).toEqual({ MIMALLOC_PURGE_DELAY: String(PURGE_DELAY_MS) });
+  });
+
+  test("no restart: a value the operator set, an inherited descriptor in use (which would not survive it), or no runtime with execve (Deno)", () => {
+    expect(run([], { MIMALLOC_PURGE_DELAY: "100" }).calls).toEqual([]);
+    expect(run([], { LISTEN_FDS: "1", LISTEN_PID: "7" }).calls).toEqual([]);
+    expect(run(["--auth-token-file", "/dev/fd/63"], {}).calls).toEqual([]);
+    expect(run(["--auth-token-file=/proc/self/fd/5"], {}).calls).toEqual([]);
+    expect(run([], { WALKV_AUTH_TOKEN_FILE: "/dev/stdin" }).calls).toEqual([]);
+    expect(run(["--auth-token-file", "/etc/walkv/token"], {}).calls.length).toBe(1);
+    const lines: string[] = [];
+    startWithAllocatorSettings([], {}, undefined, (line) => lines.push(line));
+    expect(lines).toEqual([]);
+  });
+
+  test("a restart that fails is logged, and serve runs on without it", () => {
+    const { exec } = fakeExec(["/usr/bin/bun", "main.ts", "serve"]);
+    const failing = {
+      ...exec,
+      execve: () => {
+        throw new Error("ENOENT: the binary is gone");
+      },
+    };
+    const lines: string[] = [];
+    startWithAllocatorSettings([], {}, failing, (line) => lines.push(line));
+    expect(lines).toEqual([
+      expect.stringMatching(/could not restart .*ENOENT: the binary is gone.*running without it/),
+    ]);
   });
 });
 

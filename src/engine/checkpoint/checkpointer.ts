@@ -100,6 +100,11 @@ class Staging {
       writer.addRange(this.bytes, p, k, v, this.lsns[i]!, this.expiries[i]!);
       p += k + v;
     }
+    this.clear();
+  }
+
+  /** Drops what is staged (also what a failed drain left). */
+  clear(): void {
     this.used_bytes = 0;
     this.key_lengths.length = 0;
     this.value_lengths.length = 0;
@@ -139,6 +144,7 @@ export class Checkpointer {
     let writer: SnapshotWriter | undefined;
     let written: ReturnType<SnapshotWriter["finish"]>;
     let max_lsn = redo_lsn;
+    this.staging.clear(); // a failed checkpoint before this one may have left entries staged
     try {
       writer = new SnapshotWriter(this.io, tmp, { redo_lsn, created_unix_ms: Date.now() });
       max_lsn = Math.max(redo_lsn, this.scanAll(writer));

@@ -140,6 +140,20 @@ describe("checkpoint", () => {
     });
   }
 
+  test("a checkpoint that failed in the middle of a shard's entries leaves none of them to the next one", async () => {
+    const { host, engine, disk } = await openSim();
+    for (let i = 0; i < 400; i++) await settle(host, engine.set(utf8(`k${i}`), utf8("v".repeat(4000))));
+    let writes = 0; // the header, then the first 1 MiB block: written while a shard's entries drain
+    disk.injectFault((call) =>
+      call.op === "write" && call.path === TMP && ++writes === 2 ? "ENOSPC" : undefined,
+    );
+    expect(() => host.checkpointer.run()).toThrow(IoError);
+    disk.clearFaults();
+    for (let i = 0; i < 400; i++) await settle(host, engine.del(utf8(`k${i}`)));
+    await host.checkpoint();
+    expect(snapshotEntries(disk).size).toBe(0);
+  });
+
   /** k = v1 checkpointed (`good`: that data.db), then k = v2 in the WAL only. */
   async function checkpointedThenChanged() {
     const { host, engine, disk } = await openSim();

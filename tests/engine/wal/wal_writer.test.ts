@@ -248,10 +248,12 @@ describe("zeros written ahead of the records (fsync always)", () => {
       i++;
     }
     expect(fileSize(disk, path)).toBe(recordsEnd(disk, path) + ahead); // extended past the batch that reached past them
+    const records_end = recordsEnd(disk, path);
     disk.powerCut();
     const reopened = await openSim({ wal_segment_bytes: 256 << 10, wal_zero_ahead_bytes: ahead }, disk);
     expect(reopened.host.recovery.next_lsn).toBe(i + 1); // k0 … k(i-1) took LSNs 1 … i
     expect(reopened.host.recovery.torn_bytes).toBe(0);
+    expect(reopened.host.recovery.wal_bytes).toBe(records_end); // the zeros are not log
     for (let j = 0; j < i; j++) expect(reopened.engine.get(utf8(`k${j}`)), `k${j}`).toBeDefined();
     expect(log.concat().join("\n")).not.toMatch(/torn/);
   });
@@ -355,6 +357,31 @@ describe("write failures", () => {
       expect(reopened.engine.get(utf8("other"))).toBeUndefined();
     });
   }
+
+  test("a failed write, then a rotation, then a power cut: the cut was durable before the next segment (zeros ahead)", async () => {
+    const { host, engine, disk } = await openSim(); // zeros ahead fill the 64 KiB segment at its first write
+    const path = `${WAL_DIR}/${segmentName(1)}`;
+    const values = new Map<string, string>();
+    let i = 0;
+    do {
+      values.set(`k${i}`, `${i}`.padEnd(1000, "."));
+      await settle(host, engine.set(utf8(`k${i}`), utf8(values.get(`k${i}`)!)));
+      i++;
+    } while (recordsEnd(disk, path) < SEGMENT_BYTES - 3000);
+    expect(fileSize(disk, path)).toBe(SEGMENT_BYTES);
+    const failing = engine.set(utf8("lost"), utf8("x".repeat(1000)));
+    disk.injectFault(failNext("write", path, "EIO"));
+    host.step();
+    await expect(failing).rejects.toBeInstanceOf(UnavailableError);
+    disk.clearFaults();
+    values.set("big", "y".repeat(4000)); // does not fit what is left: the segment rotates
+    await settle(host, engine.set(utf8("big"), utf8(values.get("big")!)));
+    expect(segments(disk).length).toBe(2);
+    disk.powerCut();
+    const reopened = await openSim({}, disk);
+    for (const [key, value] of values) expect(text(reopened.engine.get(utf8(key))), key).toBe(value);
+    expect(reopened.engine.get(utf8("lost"))).toBeUndefined();
+  });
 
   test("a failed segment creation rejects the writes and a later write creates it", async () => {
     const { host, engine, disk } = await openSim();
