@@ -5,7 +5,6 @@
  * @example
  * walkv serve --data /var/lib/walkv --socket /run/walkv/walkv.sock --fsync always
  */
-
 import * as fs from "node:fs";
 import { availableParallelism } from "node:os";
 import { engineConfig, WAL_ZERO_AHEAD_BYTES_MAX, WRITE_WAIT_SPIN_US_MAX } from "../engine/config.ts";

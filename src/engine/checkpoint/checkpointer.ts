@@ -194,20 +194,14 @@ export class Checkpointer {
       this.staging.drainInto(writer);
       this.giveUpIfAbandoned();
     };
-    let busy: number[] = [];
-    for (let shard = 0; shard < this.table.shard_count; shard++) {
-      const lsn = this.table.scanShardIfFree(shard, visibleLsn, stage);
-      if (lsn === undefined) busy.push(shard);
-      else copied(lsn);
-    }
-    for (let pass = 0; pass < BUSY_SHARD_PASSES && busy.length > 0; pass++) {
-      const still_busy: number[] = [];
-      for (const shard of busy) {
+    // The first pass takes every shard whose mutex is free, then each further pass the ones left.
+    let busy = Array.from({ length: this.table.shard_count }, (_, shard) => shard);
+    for (let pass = 0; pass <= BUSY_SHARD_PASSES && busy.length > 0; pass++) {
+      busy = busy.filter((shard) => {
         const lsn = this.table.scanShardIfFree(shard, visibleLsn, stage);
-        if (lsn === undefined) still_busy.push(shard);
-        else copied(lsn);
-      }
-      busy = still_busy;
+        if (lsn !== undefined) copied(lsn);
+        return lsn === undefined;
+      });
     }
     for (const shard of busy) copied(this.table.scanShard(shard, visibleLsn, stage, this.options.abandoned));
     return max_lsn;

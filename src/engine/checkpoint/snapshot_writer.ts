@@ -169,26 +169,25 @@ export class SnapshotWriter {
     const entry_bytes = ENTRY_HEADER_SIZE_BYTES + key_length + value_length;
     const payload_bytes = this.block_length_bytes - BLOCK_HEADER_SIZE_BYTES;
     if (payload_bytes > 0 && payload_bytes + entry_bytes > this.block_target_bytes) this.flushBlock();
-    let block = this.block;
-    let at = this.block_length_bytes;
-    if (entry_bytes > this.block_target_bytes) {
-      assert(this.block_entry_count === 0, "oversized entry must start an empty block");
-      block = new Uint8Array(BLOCK_HEADER_SIZE_BYTES + entry_bytes); // a block of its own
-      at = BLOCK_HEADER_SIZE_BYTES;
-    }
+    // An entry larger than the block target gets a block of its own, in a one-off buffer.
+    const own_block = entry_bytes > this.block_target_bytes;
+    assert(!own_block || this.block_entry_count === 0, "oversized entry must start an empty block");
+    const block = own_block ? new Uint8Array(BLOCK_HEADER_SIZE_BYTES + entry_bytes) : this.block;
+    const view = own_block ? new DataView(block.buffer) : this.block_view;
+    const at = own_block ? BLOCK_HEADER_SIZE_BYTES : this.block_length_bytes;
     writeU32(block, at + ENTRY_OFFSET.key_length, key_length);
     writeU32(block, at + ENTRY_OFFSET.value_length, value_length);
     writeU32(block, at + ENTRY_OFFSET.lsn, lsn >>> 0);
     writeU32(block, at + ENTRY_OFFSET.lsn + 4, Math.floor(lsn / U32_SPAN));
-    const view = block === this.block ? this.block_view : new DataView(block.buffer);
     view.setFloat64(at + ENTRY_OFFSET.expiry_unix_ms, expiry_unix_ms, true);
     const key_at = at + ENTRY_HEADER_SIZE_BYTES;
     copyBytes(block, key_at, key_src, key_offset, key_length);
     copyBytes(block, key_at + key_length, value_src, value_offset, value_length);
-    if (block === this.block) {
+    if (own_block) this.writeBlock(block, block.length, 1);
+    else {
       this.block_length_bytes = key_at + key_length + value_length;
       this.block_entry_count++;
-    } else this.writeBlock(block, block.length, 1);
+    }
     this.entry_count++;
     if (lsn > this.max_lsn) this.max_lsn = lsn;
   }

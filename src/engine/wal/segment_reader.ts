@@ -229,9 +229,8 @@ function readRecords(
         const reason = `${tornReason(chunked, offset_bytes, length_bytes)} in a segment that is not the newest`;
         throw new CorruptionError(path, offset_bytes, reason);
       }
-      if (chunked.firstNonZero(offset_bytes) < 0)
-        return result(header, records, offset_bytes, size_bytes, undefined);
-      return result(header, records, offset_bytes, size_bytes, offset_bytes);
+      const torn_at = length_bytes === ZERO_REMAINDER ? undefined : offset_bytes;
+      return result(header, records, offset_bytes, size_bytes, torn_at);
     }
     records += 1;
     offset_bytes += length_bytes;
@@ -242,6 +241,8 @@ function readRecords(
 const TORN_SHORT = -1;
 const TORN_PAST_END = -2;
 const TORN_CRC = -3;
+/** Newest segment: only zeros from the record's offset to the end of the file, its clean end. */
+const ZERO_REMAINDER = -4;
 
 /** Why the record at `offset_bytes` is torn, from {@link readRecordAt}'s negative `code`. */
 function tornReason(chunked: ChunkedFile, offset_bytes: number, code: number): string {
@@ -254,8 +255,8 @@ function tornReason(chunked: ChunkedFile, offset_bytes: number, code: number): s
 
 /**
  * Verifies the record at `offset_bytes` (its CRC with `checksum`, the segment's) and hands it to
- * `onRecord`; returns its length, or the negative code of a torn tail (TORN_*); throws
- * CorruptionError for corruption.
+ * `onRecord`; returns its length, or a negative code: ZERO_REMAINDER (newest segment), or a torn
+ * tail (TORN_*); throws CorruptionError for corruption.
  * The loop's body as a function of its own: the JIT optimises it after a few thousand records,
  * long before it could optimise a loop that runs once per segment.
  */
@@ -269,7 +270,8 @@ function readRecordAt(
   onRecord: RecordCallback,
 ): number {
   const left_bytes = chunked.size_bytes - offset_bytes;
-  if (left_bytes < RECORD_HEADER_SIZE_BYTES) return TORN_SHORT;
+  if (left_bytes < RECORD_HEADER_SIZE_BYTES)
+    return options.newest && chunked.firstNonZero(offset_bytes) < 0 ? ZERO_REMAINDER : TORN_SHORT;
   const length_bytes = recordLengthBytes(chunked.bytes, chunked.load(offset_bytes, RECORD_HEADER_SIZE_BYTES));
   if (length_bytes > left_bytes) return TORN_PAST_END;
   if (length_bytes > options.max_record_bytes) {
@@ -278,10 +280,19 @@ function readRecordAt(
   }
   const start = chunked.load(offset_bytes, length_bytes);
   if (!recordCrcMatches(chunked.bytes, start, checksum)) {
-    const non_zero_offset = options.newest ? chunked.firstNonZero(offset_bytes + length_bytes) : 0;
-    if (non_zero_offset < 0) return TORN_CRC;
-    const reason = options.newest ? `, and non-zero data follows at byte ${non_zero_offset}` : "";
-    throw new CorruptionError(path, offset_bytes, `record CRC mismatch${reason}`);
+    if (!options.newest) throw new CorruptionError(path, offset_bytes, "record CRC mismatch");
+    // One scan from the record's offset: zeros to the end of the file are the clean end; non-zero
+    // bytes within the record only, a torn tail; any after it, corruption.
+    const first_data = chunked.firstNonZero(offset_bytes);
+    if (first_data < 0) return ZERO_REMAINDER;
+    const end_bytes = offset_bytes + length_bytes;
+    const data_after = first_data >= end_bytes ? first_data : chunked.firstNonZero(end_bytes);
+    if (data_after < 0) return TORN_CRC;
+    throw new CorruptionError(
+      path,
+      offset_bytes,
+      `record CRC mismatch, and non-zero data follows at byte ${data_after}`,
+    );
   }
   const header = decodeRecordHeader(chunked.bytes, start);
   const defect = recordDefect(chunked.bytes, start, header);

@@ -168,8 +168,7 @@ export class WalWriter {
     if (this.file === undefined && !this.openNewSegment(batch.first_lsn)) return true;
     const size_before = this.segment_size_bytes;
     try {
-      if (this.options.fsync === "always" && this.options.zero_ahead_bytes > 0)
-        this.zeroAhead(size_before + batch.bytes);
+      this.zeroAhead(size_before + batch.bytes);
       for (const [start, end] of batch.ranges) {
         this.io.write(this.file!, this.buffer.ring.subarray(start, end), this.segment_size_bytes);
         this.segment_size_bytes += end - start;
@@ -263,8 +262,7 @@ export class WalWriter {
    */
   close(covered_lsn = 0): void {
     while (this.step()) {}
-    if (this.file !== undefined && this.buffer.state() !== WAL_STOPPED) this.trimZeros();
-    this.syncNow();
+    if (this.file !== undefined && this.buffer.state() !== WAL_STOPPED) this.seal();
     this.closeFile();
     if (this.buffer.state() !== WAL_STOPPED)
       removeCoveredWal(this.io, this.options.dir, covered_lsn, this.written_lsn);
@@ -406,8 +404,9 @@ export class WalWriter {
    * fdatasync flushes: about 1.1 ms per MiB here, once per MiB of records. Throws as a write does.
    */
   private zeroAhead(end_bytes: number): void {
-    if (end_bytes <= this.segment_written_bytes) return;
     const ahead_bytes = this.options.zero_ahead_bytes;
+    if (this.options.fsync !== "always" || ahead_bytes === 0 || end_bytes <= this.segment_written_bytes)
+      return;
     const target_bytes = Math.max(end_bytes, Math.min(this.options.segment_bytes, end_bytes + ahead_bytes));
     for (let at = end_bytes; at < target_bytes; ) {
       const n = Math.min(ZEROS.length, target_bytes - at);
@@ -418,9 +417,16 @@ export class WalWriter {
   }
 
   /**
-   * Cuts the zeros written ahead of the segment's last record, before it is sealed or closed; the
-   * fdatasync that follows makes the cut durable with the records. False (the log stopped) if the
-   * cut failed.
+   * Before the segment is closed (rotation, shutdown): cuts the zeros written ahead of its last
+   * record and makes every record written durable. False if the log stopped.
+   */
+  private seal(): boolean {
+    return this.trimZeros() && this.syncNow();
+  }
+
+  /**
+   * Cuts the zeros written ahead of the segment's last record; the fdatasync that follows makes the
+   * cut durable with the records. False (the log stopped) if the cut failed.
    */
   private trimZeros(): boolean {
     if (this.segment_written_bytes <= this.segment_size_bytes) return true;
@@ -470,8 +476,7 @@ export class WalWriter {
   /** Seals the current segment (zeros ahead cut, fdatasync) and starts the next one at the next LSN. */
   private rotate(): boolean {
     if (this.file !== undefined) {
-      if (!this.trimZeros()) return true;
-      if (this.written_lsn !== this.durable_lsn && !this.syncNow()) return true;
+      if (!this.seal()) return true;
       this.closeFile();
     }
     this.openNewSegment(this.written_lsn + 1);
