@@ -13,6 +13,7 @@
 
 import { readU32BE } from "../engine/bytes.ts";
 import type { KeyFinder } from "../engine/engine.ts";
+import { assert } from "../engine/errors.ts";
 import { setEntryIn, type WalEntry } from "../engine/wal/record.ts";
 import { Final, type Protocol, type Responder, respondWhenSettled, type SetGroupSlot } from "./connection.ts";
 import { OPS } from "./metrics.ts";
@@ -205,11 +206,11 @@ export class MsgpackProtocol implements Protocol<ParsedRequest, MsgWriter> {
     const count = group.length;
     this.next_start = pos;
     if (count === 0) return 0;
-    const ids = count === 1 ? set_ids[0]! : set_ids.slice();
+    const ids = consecutive(set_ids) ? set_ids[0]! : set_ids.slice();
     ctx.sets.addGroup(
       group,
       size_bytes,
-      new TrueWhenDone(ctx, answer.responder, answer.slot, answer.arrived_ms, ids),
+      new TrueWhenDone(ctx, answer.responder, answer.slot, answer.arrived_ms, ids, count),
     );
     group.length = 0;
     set_ids.length = 0;
@@ -401,7 +402,7 @@ function execute(
     }
     if (op === "set") {
       const entry = setRequest(ctx, request.reader, request.argc);
-      ctx.sets.add(entry, new TrueWhenDone(ctx, responder, slot, started_ms, id));
+      ctx.sets.add(entry, new TrueWhenDone(ctx, responder, slot, started_ms, id, 1));
       return true;
     }
     const result = run(ctx, session, op, request.reader, request.argc);
@@ -448,30 +449,39 @@ function setPair(ctx: WorkerContext, r: MsgReader): WalEntry {
   return setEntryIn(r.bytes, key_start, key_length, r.bytes, value_start, r.pos - value_start, 0);
 }
 
-/** A coalesced `set`'s answer: `[id, 0, true]` once visible, else `[id, code, message]`. */
+/**
+ * A coalesced `set`'s answer: `[id, 0, true]` once visible, else `[id, code, message]`, for each of
+ * the `count` SETs it answers (one, or a group's: takeSets). `ids` is their ids, or the first of
+ * them when they run on by one (as a client numbering its requests sends them: no array then).
+ */
 class TrueWhenDone extends SetAnswer {
   constructor(
     ctx: WorkerContext,
     responder: Responder,
     slot: number,
     started_ms: number,
-    /** The id of each SET answered (one, or a group's: takeSets). */
     private readonly ids: number | readonly number[],
+    count: number,
   ) {
-    super(ctx, responder, slot, started_ms, typeof ids === "number" ? 1 : ids.length);
+    super(ctx, responder, slot, started_ms, count);
+    assert(typeof ids === "number" || ids.length === count, "one id per SET answered");
   }
 
   protected response(failure: unknown): Uint8Array {
     const { ids } = this;
-    if (typeof ids === "number") this.answer(ids, failure);
-    else for (const id of ids) this.answer(id, failure);
+    for (let i = 0; i < this.requests; i++) {
+      const id = typeof ids === "number" ? ids + i : ids[i]!;
+      if (failure === undefined) settled.trueResponse(id);
+      else writeError(settled, id, failure);
+    }
     return settled.take();
   }
+}
 
-  private answer(id: number, failure: unknown): void {
-    if (failure === undefined) writeResponse(settled, id, CODE_OK, true, this.ctx.config.max_frame_bytes);
-    else writeError(settled, id, failure);
-  }
+/** True if `ids` run on by one from the first (each the one before plus 1). */
+function consecutive(ids: readonly number[]): boolean {
+  for (let i = 1; i < ids.length; i++) if (ids[i] !== ids[0]! + i) return false;
+  return true;
 }
 
 function settle(

@@ -535,6 +535,24 @@ for (const kind of ["resp", "msgpack"] as const) {
     });
   });
 
+  test(`${kind}: a group of SETs with ids that run on by one, and one whose ids do not, answer each id in order`, async () => {
+    const run_on = Array.from({ length: 20 }, (_, i) => 100 + i);
+    const scattered = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 5000 - i : 70_000 + i));
+    const ids = [...run_on, ...scattered];
+    const sets = ids.map((id, i) => setRequest(kind, `k${i}`, encoder.encode("v"), id));
+    await sameReplies(
+      kind,
+      concatBytes(sets),
+      {},
+      () => {},
+      (fast, _general, replies) => {
+        expect(fast.fast_sets).toBe(40);
+        if (kind === "msgpack") expect(msgpackReplies(replies)).toEqual(ids.map((id) => [id, 0, true]));
+        else expect(replies).toBe("+OK\r\n".repeat(40));
+      },
+    );
+  });
+
   test(`${kind}: a failed write fails each SET of its group with the error reply, each counted as an error`, async () => {
     const sets = Array.from({ length: 20 }, (_, i) =>
       setRequest(kind, `k${i}`, encoder.encode("v"), 100 + i),

@@ -43,6 +43,32 @@ describe("msgpack protocol", () => {
   });
 });
 
+describe("MsgWriter.trueResponse", () => {
+  test("writes the same frame as the general writer, at each id encoding's bounds", () => {
+    for (const id of [0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0xffff_ffff]) {
+      const fast = new MsgWriter(4); // small: the frame makes its own room
+      fast.raw(new Uint8Array([9]));
+      fast.trueResponse(id);
+      const general = new MsgWriter(64);
+      general.raw(new Uint8Array([9]));
+      const start = general.beginFrame();
+      general.arrayHeader(3);
+      general.uint(id);
+      general.uint(0);
+      general.bool(true);
+      general.endFrame(start);
+      const bytes = fast.take();
+      expect([...bytes]).toEqual([...general.take()]);
+      expect(new Unpackr().unpack(bytes.subarray(5))).toEqual([id, 0, true]);
+    }
+  });
+
+  test("refuses an id that is not a uint32", () => {
+    for (const id of [-1, 0x1_0000_0000, 1.5])
+      expect(() => new MsgWriter(64).trueResponse(id)).toThrow(/uint32/);
+  });
+});
+
 describe("findGetKeys", () => {
   const encoder = new TextEncoder();
   const frames = (...requests: unknown[][]) => concatBytes(requests.map((r) => frame(packr.pack(r))));
