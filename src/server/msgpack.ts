@@ -68,6 +68,34 @@ export function writeBinHeader(dst: Uint8Array, at: number, n: number): void {
   }
 }
 
+/**
+ * Writes `n` (< 2^32) at `dst[at]` as the shortest msgpack uint (positive fixint, uint8/16/32: up to
+ * 5 bytes, which the caller has room for); returns the offset after it.
+ *
+ * @example
+ * const end = writeUint32At(out, 0, 300); // cd 01 2c; end === 3
+ */
+function writeUint32At(dst: Uint8Array, at: number, n: number): number {
+  if (n < 0x80) {
+    dst[at] = n;
+    return at + 1;
+  }
+  if (n < 0x100) {
+    dst[at] = 0xcc;
+    dst[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 0x10000) {
+    dst[at] = 0xcd;
+    dst[at + 1] = n >>> 8;
+    dst[at + 2] = n & 0xff;
+    return at + 3;
+  }
+  dst[at] = 0xce;
+  writeU32BE(dst, at + 1, n);
+  return at + 5;
+}
+
 const utf8_encoder = new TextEncoder();
 
 /** Reads msgpack from `bytes[start, end)`. Every method returns a sentinel instead of throwing. */
@@ -308,6 +336,9 @@ export class MsgReader {
   }
 }
 
+/** The most bytes of a `[id, 0, true]` frame with a uint32 id: length 4, fixarray 1, id 5, 0 and true 2. */
+const TRUE_RESPONSE_MAX_BYTES = 12;
+
 /**
  * Appends msgpack to a growable buffer: the response writer of a connection.
  *
@@ -316,9 +347,6 @@ export class MsgReader {
  * w.arrayHeader(3); w.uint(id); w.uint(0); w.raw(value_bytes);
  * socket.write(w.take());
  */
-/** The most bytes of a `[id, 0, true]` frame with a uint32 id: length 4, fixarray 1, id 5, 0 and true 2. */
-const TRUE_RESPONSE_MAX_BYTES = 12;
-
 export class MsgWriter extends SlabWriter {
   constructor(initial_bytes = 64 * 1024) {
     super(initial_bytes);
@@ -352,25 +380,12 @@ export class MsgWriter extends SlabWriter {
     this.ensure(TRUE_RESPONSE_MAX_BYTES);
     const buffer = this.buffer;
     const at = this.end;
-    let i = at + 5;
-    if (id < 0x80) buffer[i++] = id;
-    else if (id < 0x100) {
-      buffer[i++] = 0xcc;
-      buffer[i++] = id;
-    } else if (id < 0x10000) {
-      buffer[i++] = 0xcd;
-      buffer[i++] = id >>> 8;
-      buffer[i++] = id & 0xff;
-    } else {
-      buffer[i] = 0xce;
-      writeU32BE(buffer, i + 1, id);
-      i += 5;
-    }
-    buffer[i++] = 0x00;
-    buffer[i++] = 0xc3;
-    writeU32BE(buffer, at, i - at - 4);
     buffer[at + 4] = 0x93;
-    this.end = i;
+    let end = writeUint32At(buffer, at + 5, id);
+    buffer[end++] = 0x00;
+    buffer[end++] = 0xc3;
+    writeU32BE(buffer, at, end - at - 4);
+    this.end = end;
   }
 
   arrayHeader(n: number): void {
@@ -386,13 +401,12 @@ export class MsgWriter extends SlabWriter {
   }
 
   uint(n: number): void {
-    if (n < 0x80) this.byte(n);
-    else if (n < 0x100) {
-      this.byte(0xcc);
-      this.byte(n);
-    } else if (n < 0x10000) this.head16(0xcd, n);
-    else if (n < 0x100000000) this.head32(0xce, n);
-    else this.float64(n);
+    if (n >= 0x100000000) {
+      this.float64(n);
+      return;
+    }
+    this.ensure(5);
+    this.end = writeUint32At(this.buffer, this.end, n);
   }
 
   float64(n: number): void {
