@@ -236,6 +236,29 @@ describe("WalSyncer: the everysec fdatasync, and the early ones before a rotatio
     },
   );
 
+  test.each(["everysec", "no"] as const)(
+    "%s: in a segment's last eighth the syncer is asked at most once per 1/64 of the segment",
+    async (fsync) => {
+      const { disk, syncer, service, set } = await openWithSyncer(undefined, fsync);
+      const segment_bytes = SMALL_LIMITS.wal_segment_bytes;
+      const value = "x".repeat(100); // records far smaller than 1/64 of the segment
+      const asked_at_bytes: number[] = [];
+      // The syncer finishes each request at once, so it is idle at every step: only the spacing
+      // limits how often the writer asks.
+      for (let i = 0; disk.stats.bytes_written < segment_bytes - 400; i++) {
+        await set(`k${i}`, value);
+        if (!syncer.busy()) continue;
+        asked_at_bytes.push(disk.stats.bytes_written);
+        service.serve(0);
+      }
+      expect(asked_at_bytes.length).toBeGreaterThanOrEqual(6);
+      expect(asked_at_bytes.length).toBeLessThanOrEqual(8);
+      expect(asked_at_bytes[0]!).toBeGreaterThanOrEqual((segment_bytes * 7) / 8);
+      for (let i = 1; i < asked_at_bytes.length; i++)
+        expect(asked_at_bytes[i]! - asked_at_bytes[i - 1]!).toBeGreaterThanOrEqual(segment_bytes / 64);
+    },
+  );
+
   test("rotation and close wait for the fdatasync in flight before they sync and close the segment", async () => {
     const { engine, disk, clock, syncer, writer, step, set } = await openWithSyncer();
     await set("k", "v1");
