@@ -21,6 +21,9 @@
 #   scripts/bench-vs-redis.sh --modes no --floor   # adds scripts/floor-server.ts --wal (a lean server with
 #                                                  # walkv's fsync-no WAL write) to the fsync-no rounds,
 #                                                  # and a second table
+#   scripts/bench-vs-redis.sh --cpu                # also CPU per request of each server and of
+#                                                  # redis-benchmark (SET and GET then run as two
+#                                                  # redis-benchmark calls), and a CPU table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +38,9 @@ WARMUP_REQUESTS=50000
 WALKV=""
 WALKV_ARGS=""
 FLOOR=0
+CPU=0
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\" --floor"; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; echo "flags: --modes \"always everysec no\" --rounds N --clients N --requests-p1 N --requests-p16 N --warmup-requests N --walkv PATH --walkv-args \"...\" --floor --cpu"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
     --walkv) WALKV="$2"; shift 2 ;;
     --walkv-args) WALKV_ARGS="$2"; shift 2 ;;
     --floor) FLOOR=1; shift ;;
+    --cpu) CPU=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench-vs-redis: unknown flag $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -76,6 +81,7 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/walkv-vs-redis-XXXXXX")
 RESULTS="$WORK/results.csv"   # mode,server,pipeline,round,test,rps,p50,p99
+CPU_RESULTS="$WORK/cpu.csv"   # mode,server,pipeline,round,test,rps,server user,server sys,client user,client sys (µs/request)
 SERVER_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
@@ -125,6 +131,34 @@ stop_server() {
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 }
 
+# The server's user and system CPU so far, in clock ticks: "user sys".
+server_ticks() { awk '{ print $14, $15 }' "/proc/$SERVER_PID/stat"; }
+
+# One redis-benchmark run of TESTS (set,get or one of them), its rows appended to RESULTS; with --cpu
+# (one test per run), also the CPU per request of the server (/proc: every thread) and of
+# redis-benchmark (bash `times`), appended to CPU_RESULTS.
+measure() { # dir pipeline requests tests "mode,server,pipeline,round"
+  local dir=$1 pipeline=$2 requests=$3 tests=$4 key=$5 before after out rows
+  before=$(server_ticks)
+  out=$( (redis-benchmark -s "$dir/redis.sock" -c "$CLIENTS" -n "$requests" -d "$VALUE_BYTES" -r "$KEYSPACE" \
+    -P "$pipeline" -t "$tests" --csv 2>/dev/null; times) )
+  after=$(server_ticks)
+  # redis-benchmark's CSV: a header, then "TEST","rps","avg","min","p50","p95","p99","max" per test.
+  rows=$(grep '^"' <<<"$out" | tail -n +2 | tr -d '"')
+  [ -n "$rows" ] || { echo "bench-vs-redis: redis-benchmark against $key printed no result" >&2; exit 1; }
+  awk -F, -v p="$key" '{ print p "," $1 "," $2 "," $5 "," $7 }' <<<"$rows" | tee -a "$RESULTS" |
+    awk -F, '{ printf "  %-8s %-6s P%-3s round %s  %s %10.0f ops/s  p50 %s ms  p99 %s ms\n", $1, $2, $3, $4, $5, $6, $7, $8 }' >&2
+  [ "$CPU" -eq 1 ] || return 0
+  # `times` prints the shell's user and system time, then its children's: "0m1.234s 0m5.678s".
+  awk -v p="$key" -v row="$rows" -v n="$requests" -v hz="$(getconf CLK_TCK)" -v b="$before" -v a="$after" '
+    function seconds(t) { split(t, m, "m"); return m[1] * 60 + m[2] }
+    END {
+      split(row, r, ","); split(b, x, " "); split(a, y, " ");
+      printf "%s,%s,%s,%.2f,%.2f,%.2f,%.2f\n", p, r[1], r[2], (y[1] - x[1]) / hz * 1e6 / n,
+        (y[2] - x[2]) / hz * 1e6 / n, seconds($1) * 1e6 / n, seconds($2) * 1e6 / n
+    }' <<<"$(tail -n 1 <<<"$out")" >>"$CPU_RESULTS"
+}
+
 run_one() { # mode server pipeline round
   local mode=$1 server=$2 pipeline=$3 round=$4 dir requests
   dir="$WORK/$mode-$server-$pipeline-$round"; mkdir -p "$dir"
@@ -134,10 +168,11 @@ run_one() { # mode server pipeline round
     redis-benchmark -s "$dir/redis.sock" -c "$CLIENTS" -n "$WARMUP_REQUESTS" -d "$VALUE_BYTES" -r "$KEYSPACE" \
       -P "$pipeline" -t set,get -q >/dev/null 2>&1 || { echo "bench-vs-redis: warm-up against $server failed" >&2; exit 1; }
   fi
-  redis-benchmark -s "$dir/redis.sock" -c "$CLIENTS" -n "$requests" -d "$VALUE_BYTES" -r "$KEYSPACE" \
-    -P "$pipeline" -t set,get --csv 2>/dev/null | tail -n +2 | tr -d '"' |
-    awk -F, -v p="$mode,$server,$pipeline,$round" '{ print p "," $1 "," $2 "," $5 "," $7 }' | tee -a "$RESULTS" |
-    awk -F, '{ printf "  %-8s %-6s P%-3s round %s  %s %10.0f ops/s  p50 %s ms  p99 %s ms\n", $1, $2, $3, $4, $5, $6, $7, $8 }' >&2
+  if [ "$CPU" -eq 1 ]; then
+    for test in set get; do measure "$dir" "$pipeline" "$requests" "$test" "$mode,$server,$pipeline,$round"; done
+  else
+    measure "$dir" "$pipeline" "$requests" set,get "$mode,$server,$pipeline,$round"
+  fi
   stop_server
   rm -rf "$dir"
 }
@@ -207,6 +242,35 @@ if [ "$FLOOR" -eq 1 ] && [[ " $MODES " == *" no "* ]]; then
       awk -v test="$test" -v p="$pipeline" -v r="${r%%,*}" -v f="${f%%,*}" -v w="${w%%,*}" 'BEGIN {
         printf "| %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", test, p, r, f, w, f / r, w / r, w / f
       }'
+    done
+  done
+fi
+
+if [ "$CPU" -eq 1 ]; then
+  echo
+  echo "CPU per request (µs; medians over the rounds): the server's threads together (/proc), redis-benchmark's own; cores = ops/s × (server + client)"
+  echo
+  echo "| fsync | test | pipeline | server | ops/s | server user | server sys | client user | client sys | server + client | cores |"
+  echo "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for mode in $MODES; do
+    for test in SET GET; do
+      for pipeline in 1 16; do
+        for server in redis walkv floor; do
+          awk -F, -v m="$mode" -v t="$test" -v p="$pipeline" -v s="$server" '
+            function median(col,   n, i, j, v, tmp) {
+              n = 0; for (i = 1; i <= rows; i++) v[++n] = cell[i, col];
+              for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { tmp = v[j]; v[j] = v[j - 1]; v[j - 1] = tmp }
+              return v[int((n + 1) / 2)]
+            }
+            $1 == m && $2 == s && $3 == p && $5 == t { rows++; for (c = 6; c <= 10; c++) cell[rows, c] = $c }
+            END {
+              if (rows == 0) exit;
+              rps = median(6); su = median(7); ss = median(8); cu = median(9); cs = median(10);
+              printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", m, t, p, s, rps, su, ss, cu, cs,
+                su + ss + cu + cs, rps * (su + ss + cu + cs) / 1e6
+            }' "$CPU_RESULTS"
+        done
+      done
     done
   done
 fi
