@@ -214,21 +214,30 @@ ratio_range() { # mode test pipeline
     }' "$RESULTS"
 }
 
+# Calls "$1 mode test pipeline" for every cell of the tables, in table order.
+for_each_cell() {
+  local mode test pipeline
+  for mode in $MODES; do
+    for test in SET GET; do
+      for pipeline in 1 16; do "$1" "$mode" "$test" "$pipeline"; done
+    done
+  done
+}
+
+ratio_row() { # mode test pipeline
+  local r w range
+  r=$(median "$1" "$2" "$3" redis); w=$(median "$1" "$2" "$3" walkv)
+  range=$(ratio_range "$1" "$2" "$3")
+  awk -v mode="$1" -v test="$2" -v p="$3" -v r="$r" -v w="$w" -v range="$range" 'BEGIN {
+    split(r, a, ","); split(w, b, ",");
+    printf "| %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s |\n", mode, test, p, a[1], a[2], a[3], b[1], b[2], b[3], b[1] / a[1], range
+  }'
+}
+
 echo
 echo "| fsync | test | pipeline | Redis ops/s | Redis p50 ms | Redis p99 ms | walkv ops/s | walkv p50 ms | walkv p99 ms | walkv/Redis | per round |"
 echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for mode in $MODES; do
-  for test in SET GET; do
-    for pipeline in 1 16; do
-      r=$(median "$mode" "$test" "$pipeline" redis); w=$(median "$mode" "$test" "$pipeline" walkv)
-      range=$(ratio_range "$mode" "$test" "$pipeline")
-      awk -F, -v mode="$mode" -v test="$test" -v p="$pipeline" -v r="$r" -v w="$w" -v range="$range" 'BEGIN {
-        split(r, a, ","); split(w, b, ",");
-        printf "| %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %s |\n", mode, test, p, a[1], a[2], a[3], b[1], b[2], b[3], b[1] / a[1], range
-      }'
-    done
-  done
-done
+for_each_cell ratio_row
 
 if [ "$FLOOR" -eq 1 ] && [[ " $MODES " == *" no "* ]]; then
   echo
@@ -246,31 +255,31 @@ if [ "$FLOOR" -eq 1 ] && [[ " $MODES " == *" no "* ]]; then
   done
 fi
 
+# The CPU table's rows of one cell, one per server that ran it: medians over the rounds, column by column.
+cpu_rows() { # mode test pipeline
+  local server
+  for server in redis walkv floor; do
+    awk -F, -v m="$1" -v t="$2" -v p="$3" -v s="$server" '
+      function median(col,   n, i, j, v, tmp) {
+        n = 0; for (i = 1; i <= rows; i++) v[++n] = cell[i, col];
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { tmp = v[j]; v[j] = v[j - 1]; v[j - 1] = tmp }
+        return v[int((n + 1) / 2)]
+      }
+      $1 == m && $2 == s && $3 == p && $5 == t { rows++; for (c = 6; c <= 10; c++) cell[rows, c] = $c }
+      END {
+        if (rows == 0) exit;
+        rps = median(6); su = median(7); ss = median(8); cu = median(9); cs = median(10);
+        printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", m, t, p, s, rps, su, ss, cu, cs,
+          su + ss + cu + cs, rps * (su + ss + cu + cs) / 1e6
+      }' "$CPU_RESULTS"
+  done
+}
+
 if [ "$CPU" -eq 1 ]; then
   echo
   echo "CPU per request (µs; medians over the rounds): the server's threads together (/proc), redis-benchmark's own; cores = ops/s × (server + client)"
   echo
   echo "| fsync | test | pipeline | server | ops/s | server user | server sys | client user | client sys | server + client | cores |"
   echo "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-  for mode in $MODES; do
-    for test in SET GET; do
-      for pipeline in 1 16; do
-        for server in redis walkv floor; do
-          awk -F, -v m="$mode" -v t="$test" -v p="$pipeline" -v s="$server" '
-            function median(col,   n, i, j, v, tmp) {
-              n = 0; for (i = 1; i <= rows; i++) v[++n] = cell[i, col];
-              for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { tmp = v[j]; v[j] = v[j - 1]; v[j - 1] = tmp }
-              return v[int((n + 1) / 2)]
-            }
-            $1 == m && $2 == s && $3 == p && $5 == t { rows++; for (c = 6; c <= 10; c++) cell[rows, c] = $c }
-            END {
-              if (rows == 0) exit;
-              rps = median(6); su = median(7); ss = median(8); cu = median(9); cs = median(10);
-              printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", m, t, p, s, rps, su, ss, cu, cs,
-                su + ss + cu + cs, rps * (su + ss + cu + cs) / 1e6
-            }' "$CPU_RESULTS"
-        done
-      done
-    done
-  done
+  for_each_cell cpu_rows
 fi
