@@ -138,11 +138,11 @@ server_ticks() { awk '{ print $14, $15 }' "/proc/$SERVER_PID/stat"; }
 # (one test per run), also the CPU per request of the server (/proc: every thread) and of
 # redis-benchmark (bash `times`), appended to CPU_RESULTS.
 measure() { # dir pipeline requests tests "mode,server,pipeline,round"
-  local dir=$1 pipeline=$2 requests=$3 tests=$4 key=$5 before after out rows
-  before=$(server_ticks)
+  local dir=$1 pipeline=$2 requests=$3 tests=$4 key=$5 before="" after="" out rows
+  if [ "$CPU" -eq 1 ]; then before=$(server_ticks); fi
   out=$( (redis-benchmark -s "$dir/redis.sock" -c "$CLIENTS" -n "$requests" -d "$VALUE_BYTES" -r "$KEYSPACE" \
     -P "$pipeline" -t "$tests" --csv 2>/dev/null; times) )
-  after=$(server_ticks)
+  if [ "$CPU" -eq 1 ]; then after=$(server_ticks); fi
   # redis-benchmark's CSV: a header, then "TEST","rps","avg","min","p50","p95","p99","max" per test.
   rows=$(grep '^"' <<<"$out" | tail -n +2 | tr -d '"')
   [ -n "$rows" ] || { echo "bench-vs-redis: redis-benchmark against $key printed no result" >&2; exit 1; }

@@ -118,7 +118,7 @@ export class WalWriter {
   private segment_first_lsn = 0;
   private segment_size_bytes = 0;
   /** The segment's size when the syncer was last asked for an fdatasync (0: not yet). */
-  private early_sync_size_bytes = 0;
+  private sync_requested_size_bytes = 0;
   /** fsync `always`: the segment's bytes written so far, zeros ahead of its last record included. */
   private segment_written_bytes = 0;
   private durable_lsn: number;
@@ -357,12 +357,13 @@ export class WalWriter {
     if (syncer === undefined || this.file === undefined || syncer.busy()) return;
     this.collectBackgroundSync(); // idle: its last result is final (it may have finished just now)
     if (this.written_lsn === this.durable_lsn) return;
-    const nearly_full =
-      this.segment_size_bytes >= this.options.segment_bytes - this.options.segment_bytes / 8 &&
-      this.segment_size_bytes - this.early_sync_size_bytes >= this.options.segment_bytes / 64;
-    if (!(this.syncDue() || nearly_full)) return;
+    const { segment_bytes } = this.options;
+    const early_due =
+      this.segment_size_bytes >= segment_bytes - segment_bytes / 8 &&
+      this.segment_size_bytes - this.sync_requested_size_bytes >= segment_bytes / 64;
+    if (!(this.syncDue() || early_due)) return;
     syncer.request(this.segment_first_lsn, this.written_lsn);
-    this.early_sync_size_bytes = this.segment_size_bytes;
+    this.sync_requested_size_bytes = this.segment_size_bytes;
     this.last_sync_ms = this.options.now_ms();
   }
 
@@ -474,7 +475,7 @@ export class WalWriter {
     this.segment_path = path;
     this.segment_first_lsn = first_lsn;
     this.segment_size_bytes = SEGMENT_HEADER_SIZE_BYTES;
-    this.early_sync_size_bytes = 0;
+    this.sync_requested_size_bytes = 0;
     this.segment_written_bytes = SEGMENT_HEADER_SIZE_BYTES;
     // The syncer opens its descriptor before the segment's first record (wal_syncer.ts): it must be
     // open when a writeback error happens, to report it. One round trip per segment.
